@@ -1,0 +1,1 @@
+"""dualwrite: two-way sync between Dataverse and Finance and Operations."""

@@ -1,0 +1,97 @@
+"""The state port: the bridge's memory beside the queue.
+
+- Ledger: per record, the last image synced (mapped fields, in both systems' names) and each side's
+  row id and modified timestamp. Echo and conflict rules compare against it.
+- Failures: every change that could not be applied, with both systems' messages, for admins.
+- Map states: running / paused / stopped per map, with the reason.
+
+Implementations: ``bridge.state.sqlite`` (embedded default); a shared database next. One contract
+suite (tests/contract/test_state_contract.py) runs against every one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    record_key: str  # bridge.core.events.record_key(entity, company, key)
+    entity: str
+    company: str
+    key: str
+    cds_id: str | None  # Dataverse row GUID
+    cds_image: dict[str, Any]  # mapped fields as last synced, Dataverse names/representation
+    scm_image: dict[str, Any]  # mapped fields as last synced, F&O names/representation
+    cds_modified_on: datetime | None = None
+    scm_modified_on: datetime | None = None
+    last_event_id: str | None = None
+    last_source_timestamp: datetime | None = None  # of the newest change applied, either side
+    deleted: bool = False  # tombstone: the record was deleted on both sides
+    updated_at: datetime | None = None
+
+
+class MapStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class MapState:
+    entity: str
+    status: MapStatus
+    reason: str | None = None
+    changed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    entity: str
+    company: str
+    key: str
+    direction: str  # "cds->scm" or "scm->cds"
+    operation: str
+    event_id: str
+    source_message: str | None  # what the originating system said (e.g. compensation result)
+    target_message: str | None  # what the target system said when it rejected the change
+    kind: str  # "rejected", "retry-exhausted", "conflict", "compensation-failed", "timeout", ...
+    correlation_id: str | None = None
+    attempts: int = 1
+    occurred_at: datetime | None = None
+    compensated: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None  # assigned by the store
+
+
+@runtime_checkable
+class StatePort(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # ledger
+    async def get_ledger(self, record_key: str) -> LedgerEntry | None: ...
+
+    async def put_ledger(self, entry: LedgerEntry) -> None: ...
+
+    async def find_ledger_by_cds_id(self, cds_id: str) -> LedgerEntry | None: ...
+
+    # failures
+    async def add_failure(self, failure: Failure) -> int: ...
+
+    async def failures(
+        self, *, entity: str | None = None, offset: int = 0, limit: int = 100
+    ) -> list[Failure]: ...
+
+    async def count_failures(self, *, entity: str | None = None, since: datetime | None = None) -> int: ...
+
+    async def find_failures(self, *, correlation_id: str) -> list[Failure]: ...
+
+    # map states
+    async def get_map_state(self, entity: str) -> MapState: ...  # default RUNNING when never set
+
+    async def set_map_state(self, state: MapState) -> None: ...
