@@ -68,5 +68,12 @@ class ChangeEvent(BaseModel):
         return record_key(self.entity, self.company, self.key)
 
 
+# An event whose natural key was not known on receipt (a Dataverse notification over 256 KB inside a
+# synchronous step: no images in the body, and the uncommitted row cannot be read from outside its
+# transaction). Its key is this prefix + the Dataverse row id; the writer reads the committed row.
+DEFERRED_KEY_PREFIX = "#cds-id:"
+DEFERRED_COMPANY = "*"
+
+
 def record_key(entity: str, company: str, key: str) -> str:
     return f"{entity}|{company.upper()}|{key}"

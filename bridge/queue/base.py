@@ -11,11 +11,13 @@ Guarantees every implementation gives:
 - A lease expires: an event leased by a worker that died is handed out again after ``lease_seconds``.
 - ``complete`` removes the event for good; ``release`` makes it available again after ``delay``;
   ``dead_letter`` parks it (the record's later events stay behind it until it is replayed or discarded).
+- A stale lease (expired, and the event leased again by another worker) settles nothing: ``complete``,
+  ``release`` and ``dead_letter`` then return False and leave the new lease alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -52,6 +54,10 @@ class QueuePort(Protocol):
         """Durably add ``event``; False (and nothing added) if its event_id was seen before."""
         ...
 
+    async def enqueue_many(self, events: Sequence[ChangeEvent]) -> list[bool]:
+        """``enqueue`` for several events in one durable step; one flag per event, in order."""
+        ...
+
     async def lease(
         self, max_items: int, lease_seconds: float, *, exclude_entities: Collection[str] = ()
     ) -> list[QueuedEvent]:
@@ -61,13 +67,19 @@ class QueuePort(Protocol):
         ``exclude_entities`` skips whole maps (paused)."""
         ...
 
-    async def complete(self, item: QueuedEvent) -> None: ...
+    async def complete(self, item: QueuedEvent) -> bool:
+        """Remove the event for good; False (nothing done) if the lease was lost."""
+        ...
 
-    async def release(self, item: QueuedEvent, *, delay: float = 0.0, error: str | None = None) -> None:
+    async def complete_many(self, items: Sequence[QueuedEvent]) -> list[bool]:
+        """``complete`` for several leased events in one durable step; one flag per item."""
+        ...
+
+    async def release(self, item: QueuedEvent, *, delay: float = 0.0, error: str | None = None) -> bool:
         """Give the event back (attempts + 1), leasable again after ``delay`` seconds."""
         ...
 
-    async def dead_letter(self, item: QueuedEvent, reason: str) -> None: ...
+    async def dead_letter(self, item: QueuedEvent, reason: str) -> bool: ...
 
     async def dead_letters(self, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]: ...
 
@@ -77,6 +89,15 @@ class QueuePort(Protocol):
 
     async def discard(self, seqs: Collection[int] | None = None) -> int:
         """Drop dead letters for good (None = all); returns how many."""
+        ...
+
+    async def drain(self, entity: str, limit: int) -> list[QueuedEvent]:
+        """Remove and return up to ``limit`` queued (not dead-lettered, not leased) events of one map,
+        oldest first (resume "skip to live, keep the backlog" turns them into retryable failures)."""
+        ...
+
+    async def purge(self, entity: str) -> int:
+        """Drop every queued (not dead-lettered, not leased) event of one map; returns how many."""
         ...
 
     async def depth(self, entity: str | None = None) -> int:

@@ -66,7 +66,7 @@ class Table:
         return None
 
 
-S, M, I, D, B, DT, G = Kind.STRING, Kind.MEMO, Kind.INT, Kind.DECIMAL, Kind.BOOL, Kind.DATE, Kind.GUID
+S, M, I, D, B, DT, G = Kind.STRING, Kind.MEMO, Kind.INT, Kind.DECIMAL, Kind.BOOL, Kind.DATE, Kind.GUID  # noqa: E741 (table shorthand)
 
 # ---------------------------------------------------------------- Dataverse
 _DV_SYSTEM = (
@@ -80,7 +80,12 @@ _DV_SYSTEM = (
 
 def _dv_company() -> Column:
     return Column(
-        "msdyn_company", Kind.LOOKUP, target="cdm_companies", nav="msdyn_company", required=True, immutable=True
+        "msdyn_company",
+        Kind.LOOKUP,
+        target="cdm_companies",
+        nav="msdyn_company",
+        required=True,
+        immutable=True,
     )
 
 
@@ -89,7 +94,10 @@ DV_WAREHOUSE_TYPE = (192350000, 192350001, 192350002)
 
 DATAVERSE_TABLES: tuple[Table, ...] = (
     Table(
-        "cdm_companies", "cdm_company", primary_id="cdm_companyid", key=("cdm_companycode",),
+        "cdm_companies",
+        "cdm_company",
+        primary_id="cdm_companyid",
+        key=("cdm_companycode",),
         columns=(
             Column("cdm_companyid", G),
             Column("cdm_companycode", S, max_length=10, required=True, immutable=True),
@@ -98,8 +106,11 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "msdyn_operationalsites", "msdyn_operationalsite", primary_id="msdyn_operationalsiteid",
-        key=("msdyn_company", "msdyn_siteid"), company_column="msdyn_company",
+        "msdyn_operationalsites",
+        "msdyn_operationalsite",
+        primary_id="msdyn_operationalsiteid",
+        key=("msdyn_company", "msdyn_siteid"),
+        company_column="msdyn_company",
         columns=(
             Column("msdyn_operationalsiteid", G),
             Column("msdyn_siteid", S, max_length=100, required=True),
@@ -109,19 +120,31 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "msdyn_warehouses", "msdyn_warehouse", primary_id="msdyn_warehouseid",
-        key=("msdyn_company", "msdyn_warehouseidentifier"), company_column="msdyn_company", notifies=True,
+        "msdyn_warehouses",
+        "msdyn_warehouse",
+        primary_id="msdyn_warehouseid",
+        key=("msdyn_company", "msdyn_warehouseidentifier"),
+        company_column="msdyn_company",
+        notifies=True,
         columns=(
             Column("msdyn_warehouseid", G),
             Column("msdyn_warehouseidentifier", S, max_length=100, required=True),
             Column("msdyn_name", S, max_length=100, required=True),
             Column("msdyn_description", S, max_length=2000),
-            Column("msdyn_operationalsite", Kind.LOOKUP, target="msdyn_operationalsites",
-                   nav="msdyn_operationalsite"),
+            Column(
+                "msdyn_operationalsite",
+                Kind.LOOKUP,
+                target="msdyn_operationalsites",
+                nav="msdyn_operationalsite",
+            ),
             Column("msdyn_warehousetype", Kind.OPTIONSET, options=DV_WAREHOUSE_TYPE),
             Column("msdyn_isadvancedwarehousemanagementenabled", B),
-            Column("msdyn_mainrefillingwarehouse", Kind.LOOKUP, target="msdyn_warehouses",
-                   nav="msdyn_mainrefillingwarehouse"),
+            Column(
+                "msdyn_mainrefillingwarehouse",
+                Kind.LOOKUP,
+                target="msdyn_warehouses",
+                nav="msdyn_mainrefillingwarehouse",
+            ),
             Column("msdyn_primaryaddresscity", S, max_length=80),
             Column("msdyn_primaryaddresscountryregionid", S, max_length=10),
             _dv_company(),
@@ -129,9 +152,12 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "msdyn_customerassetcategories", "msdyn_customerassetcategory",
+        "msdyn_customerassetcategories",
+        "msdyn_customerassetcategory",
         primary_id="msdyn_customerassetcategoryid",
-        key=("msdyn_company", "msdyn_maintenanceassettypeid"), company_column="msdyn_company", notifies=True,
+        key=("msdyn_company", "msdyn_maintenanceassettypeid"),
+        company_column="msdyn_company",
+        notifies=True,
         columns=(
             Column("msdyn_customerassetcategoryid", G),
             Column("msdyn_maintenanceassettypeid", S, max_length=100, required=True),
@@ -142,14 +168,22 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "msdyn_customerassets", "msdyn_customerasset", primary_id="msdyn_customerassetid",
-        key=("msdyn_company", "msdyn_maintenanceassetid"), company_column="msdyn_company", notifies=True,
+        "msdyn_customerassets",
+        "msdyn_customerasset",
+        primary_id="msdyn_customerassetid",
+        key=("msdyn_company", "msdyn_maintenanceassetid"),
+        company_column="msdyn_company",
+        notifies=True,
         columns=(
             Column("msdyn_customerassetid", G),
             Column("msdyn_maintenanceassetid", S, max_length=100, required=True),
             Column("msdyn_name", S, max_length=100, required=True),
-            Column("msdyn_customerassetcategory", Kind.LOOKUP, target="msdyn_customerassetcategories",
-                   nav="msdyn_CustomerAssetCategory"),
+            Column(
+                "msdyn_customerassetcategory",
+                Kind.LOOKUP,
+                target="msdyn_customerassetcategories",
+                nav="msdyn_CustomerAssetCategory",
+            ),
             Column("msdyn_parentasset", Kind.LOOKUP, target="msdyn_customerassets", nav="msdyn_ParentAsset"),
             Column("msdyn_serialnumber", S, max_length=100),
             Column("msdyn_modelyear", I, minimum=1900, maximum=2100),
@@ -162,8 +196,12 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "msdyn_paymentterms", "msdyn_paymentterm", primary_id="msdyn_paymenttermid",
-        key=("msdyn_company", "msdyn_name"), company_column="msdyn_company", notifies=True,
+        "msdyn_paymentterms",
+        "msdyn_paymentterm",
+        primary_id="msdyn_paymenttermid",
+        key=("msdyn_company", "msdyn_name"),
+        company_column="msdyn_company",
+        notifies=True,
         columns=(
             Column("msdyn_paymenttermid", G),
             Column("msdyn_name", S, max_length=100, required=True),
@@ -179,8 +217,12 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "msdyn_shipvias", "msdyn_shipvia", primary_id="msdyn_shipviaid",
-        key=("msdyn_company", "msdyn_name"), company_column="msdyn_company", notifies=True,
+        "msdyn_shipvias",
+        "msdyn_shipvia",
+        primary_id="msdyn_shipviaid",
+        key=("msdyn_company", "msdyn_name"),
+        company_column="msdyn_company",
+        notifies=True,
         columns=(
             Column("msdyn_shipviaid", G),
             Column("msdyn_name", S, max_length=100, required=True),
@@ -195,11 +237,16 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
 # system (serviceendpoint with contract 8, steps bound to sdkmessages/sdkmessagefilters, images).
 DATAVERSE_REGISTRATION_TABLES: tuple[Table, ...] = (
     Table(
-        "sdkmessages", "sdkmessage", primary_id="sdkmessageid", key=("name",),
+        "sdkmessages",
+        "sdkmessage",
+        primary_id="sdkmessageid",
+        key=("name",),
         columns=(Column("sdkmessageid", G), Column("name", S, max_length=256, required=True)),
     ),
     Table(
-        "sdkmessagefilters", "sdkmessagefilter", primary_id="sdkmessagefilterid",
+        "sdkmessagefilters",
+        "sdkmessagefilter",
+        primary_id="sdkmessagefilterid",
         key=("sdkmessageid", "primaryobjecttypecode"),
         columns=(
             Column("sdkmessagefilterid", G),
@@ -208,7 +255,10 @@ DATAVERSE_REGISTRATION_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "serviceendpoints", "serviceendpoint", primary_id="serviceendpointid", key=("name",),
+        "serviceendpoints",
+        "serviceendpoint",
+        primary_id="serviceendpointid",
+        key=("name",),
         columns=(
             Column("serviceendpointid", G),
             Column("name", S, max_length=256, required=True),
@@ -222,7 +272,9 @@ DATAVERSE_REGISTRATION_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "sdkmessageprocessingsteps", "sdkmessageprocessingstep", primary_id="sdkmessageprocessingstepid",
+        "sdkmessageprocessingsteps",
+        "sdkmessageprocessingstep",
+        primary_id="sdkmessageprocessingstepid",
         key=("name",),
         columns=(
             Column("sdkmessageprocessingstepid", G),
@@ -235,14 +287,21 @@ DATAVERSE_REGISTRATION_TABLES: tuple[Table, ...] = (
             Column("supporteddeployment", Kind.OPTIONSET, options=(0, 1, 2)),
             Column("sdkmessageid", Kind.LOOKUP, target="sdkmessages", nav="sdkmessageid", required=True),
             Column("sdkmessagefilterid", Kind.LOOKUP, target="sdkmessagefilters", nav="sdkmessagefilterid"),
-            Column("eventhandler_serviceendpoint", Kind.LOOKUP, target="serviceendpoints",
-                   nav="eventhandler_serviceendpoint", required=True),
+            Column(
+                "eventhandler_serviceendpoint",
+                Kind.LOOKUP,
+                target="serviceendpoints",
+                nav="eventhandler_serviceendpoint",
+                required=True,
+            ),
             *_DV_SYSTEM,
         ),
     ),
     Table(
-        "sdkmessageprocessingstepimages", "sdkmessageprocessingstepimage",
-        primary_id="sdkmessageprocessingstepimageid", key=("sdkmessageprocessingstepid", "entityalias"),
+        "sdkmessageprocessingstepimages",
+        "sdkmessageprocessingstepimage",
+        primary_id="sdkmessageprocessingstepimageid",
+        key=("sdkmessageprocessingstepid", "entityalias"),
         columns=(
             Column("sdkmessageprocessingstepimageid", G),
             Column("name", S, max_length=256),
@@ -250,8 +309,13 @@ DATAVERSE_REGISTRATION_TABLES: tuple[Table, ...] = (
             Column("imagetype", Kind.OPTIONSET, options=(0, 1, 2), required=True),  # pre, post, both
             Column("messagepropertyname", S, max_length=256, required=True),  # "Target" or "Id"
             Column("attributes", M, max_length=100000),
-            Column("sdkmessageprocessingstepid", Kind.LOOKUP, target="sdkmessageprocessingsteps",
-                   nav="sdkmessageprocessingstepid", required=True),
+            Column(
+                "sdkmessageprocessingstepid",
+                Kind.LOOKUP,
+                target="sdkmessageprocessingsteps",
+                nav="sdkmessageprocessingstepid",
+                required=True,
+            ),
         ),
     ),
 )
@@ -261,8 +325,15 @@ _FO_SYSTEM = (Column("ModifiedDateTime", Kind.DATETIME, read_only=True),)
 
 
 def _area() -> Column:
-    return Column("dataAreaId", S, max_length=4, required=True, immutable=True,
-                  target="LegalEntities", target_key="LegalEntityId")
+    return Column(
+        "dataAreaId",
+        S,
+        max_length=4,
+        required=True,
+        immutable=True,
+        target="LegalEntities",
+        target_key="LegalEntityId",
+    )
 
 
 FO_NOYES = ("No", "Yes")
@@ -271,14 +342,19 @@ FO_PAYMENT_METHOD = ("Net", "CurrentMonth", "CurrentQuarter", "CurrentYear", "Cu
 
 FNO_TABLES: tuple[Table, ...] = (
     Table(
-        "LegalEntities", "LegalEntity", key=("LegalEntityId",),
+        "LegalEntities",
+        "LegalEntity",
+        key=("LegalEntityId",),
         columns=(
             Column("LegalEntityId", S, max_length=4, required=True),
             Column("Name", S, max_length=60),
         ),
     ),
     Table(
-        "OperationalSites", "OperationalSite", key=("dataAreaId", "SiteId"), company_column="dataAreaId",
+        "OperationalSites",
+        "OperationalSite",
+        key=("dataAreaId", "SiteId"),
+        company_column="dataAreaId",
         columns=(
             _area(),
             Column("SiteId", S, max_length=10, required=True),
@@ -287,26 +363,39 @@ FNO_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "Warehouses", "Warehouse", key=("dataAreaId", "WarehouseId"), company_column="dataAreaId",
+        "Warehouses",
+        "Warehouse",
+        key=("dataAreaId", "WarehouseId"),
+        company_column="dataAreaId",
         notifies=True,
         columns=(
             _area(),
             Column("WarehouseId", S, max_length=10, required=True),
             Column("WarehouseName", S, max_length=60),
-            Column("OperationalSiteId", S, max_length=10, required=True,
-                   target="OperationalSites", target_key="SiteId"),
+            Column(
+                "OperationalSiteId",
+                S,
+                max_length=10,
+                required=True,
+                target="OperationalSites",
+                target_key="SiteId",
+            ),
             Column("WarehouseType", Kind.ENUM, options=FO_WAREHOUSE_TYPE),
             Column("AreAdvancedWarehouseManagementProcessesEnabled", Kind.ENUM, options=FO_NOYES),
-            Column("MainRefillingWarehouseId", S, max_length=10,
-                   target="Warehouses", target_key="WarehouseId"),
+            Column(
+                "MainRefillingWarehouseId", S, max_length=10, target="Warehouses", target_key="WarehouseId"
+            ),
             Column("PrimaryAddressCity", S, max_length=60),
             Column("PrimaryAddressCountryRegionId", S, max_length=10),
             *_FO_SYSTEM,
         ),
     ),
     Table(
-        "AssetMaintenanceAssetTypes", "AssetMaintenanceAssetType",
-        key=("dataAreaId", "MaintenanceAssetTypeId"), company_column="dataAreaId", notifies=True,
+        "AssetMaintenanceAssetTypes",
+        "AssetMaintenanceAssetType",
+        key=("dataAreaId", "MaintenanceAssetTypeId"),
+        company_column="dataAreaId",
+        notifies=True,
         columns=(
             _area(),
             Column("MaintenanceAssetTypeId", S, max_length=20, required=True),
@@ -316,16 +405,30 @@ FNO_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "AssetMaintenanceAssets", "AssetMaintenanceAsset", key=("dataAreaId", "MaintenanceAssetId"),
-        company_column="dataAreaId", notifies=True,
+        "AssetMaintenanceAssets",
+        "AssetMaintenanceAsset",
+        key=("dataAreaId", "MaintenanceAssetId"),
+        company_column="dataAreaId",
+        notifies=True,
         columns=(
             _area(),
             Column("MaintenanceAssetId", S, max_length=20, required=True),
             Column("Name", S, max_length=60, required=True),
-            Column("MaintenanceAssetTypeId", S, max_length=20, required=True,
-                   target="AssetMaintenanceAssetTypes", target_key="MaintenanceAssetTypeId"),
-            Column("ParentMaintenanceAssetId", S, max_length=20,
-                   target="AssetMaintenanceAssets", target_key="MaintenanceAssetId"),
+            Column(
+                "MaintenanceAssetTypeId",
+                S,
+                max_length=20,
+                required=True,
+                target="AssetMaintenanceAssetTypes",
+                target_key="MaintenanceAssetTypeId",
+            ),
+            Column(
+                "ParentMaintenanceAssetId",
+                S,
+                max_length=20,
+                target="AssetMaintenanceAssets",
+                target_key="MaintenanceAssetId",
+            ),
             Column("SerialNumber", S, max_length=50),
             Column("ModelYear", I, minimum=0, maximum=9999),
             Column("AcquisitionCost", D),
@@ -336,7 +439,11 @@ FNO_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "PaymentTerms", "PaymentTerm", key=("dataAreaId", "Name"), company_column="dataAreaId", notifies=True,
+        "PaymentTerms",
+        "PaymentTerm",
+        key=("dataAreaId", "Name"),
+        company_column="dataAreaId",
+        notifies=True,
         columns=(
             _area(),
             Column("Name", S, max_length=10, required=True),
@@ -351,7 +458,10 @@ FNO_TABLES: tuple[Table, ...] = (
         ),
     ),
     Table(
-        "DeliveryModesV2", "DeliveryModeV2", key=("dataAreaId", "ModeCode"), company_column="dataAreaId",
+        "DeliveryModesV2",
+        "DeliveryModeV2",
+        key=("dataAreaId", "ModeCode"),
+        company_column="dataAreaId",
         notifies=True,
         columns=(
             _area(),

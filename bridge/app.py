@@ -1,0 +1,228 @@
+"""The bridge process: everything ``dualwrite serve`` runs, built from ``Settings``.
+
+listeners (aiohttp) -> Engine.submit -> queue -> worker -> Applier -> system clients
+                                                      \\-> state (ledger, failures)  -> ops API
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Literal
+
+from aiohttp import web
+
+from bridge.core.errors import ConfigError
+from bridge.core.mapping import MappingSet, load_mappings
+from bridge.engine.apply import Applier
+from bridge.engine.control import EngineController
+from bridge.engine.sides import CdsSide, ScmSide
+from bridge.engine.worker import Engine
+from bridge.listeners.auth import SharedKeyAuth
+from bridge.listeners.handlers import WebhookListener
+from bridge.metrics import Metrics
+from bridge.ops.auth import AdminAuth
+from bridge.ops.server import setup_ops
+from bridge.queue.sqlite import SqliteQueue
+from bridge.register import register_webhooks, scm_endpoint_instructions
+from bridge.settings import Settings, load_settings
+from bridge.state.sqlite import SqliteState
+from bridge.systems.auth import TokenProvider
+from bridge.systems.dataverse import DataverseClient
+from bridge.systems.fno import FnoClient
+
+log = logging.getLogger(__name__)
+
+
+def _secret(settings: Settings, name: str) -> str:
+    value = str(getattr(settings, name).get_secret_value())
+    if not value:
+        raise ConfigError(f"set DUALWRITE_{name.upper()} in the environment", field=name)
+    return value
+
+
+class Bridge:
+    def __init__(self, settings: Settings, *, mappings: MappingSet | None = None) -> None:
+        self.settings = settings
+        self.mappings = mappings or load_mappings(settings.mappings_dir)
+        ca_file = str(settings.auth.ca_file) if settings.auth.ca_file else None
+        secret = _secret(settings, "client_secret")
+        self.cds_tokens = TokenProvider(
+            settings.auth.authority, settings.auth.client_id, secret, settings.cds.scope, ca_file=ca_file
+        )
+        self.scm_tokens = TokenProvider(
+            settings.auth.authority, settings.auth.client_id, secret, settings.scm.scope, ca_file=ca_file
+        )
+        timeout = settings.sync.request_timeout_s
+        self.cds = DataverseClient(settings.cds.url, self.cds_tokens, ca_file=ca_file, timeout=timeout)
+        self.scm = FnoClient(settings.scm.url, self.scm_tokens, ca_file=ca_file, timeout=timeout)
+        data_dir = settings.storage.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.queue = SqliteQueue(data_dir / "queue.db", synchronous=settings.storage.synchronous)
+        self.state = SqliteState(data_dir / "state.db", synchronous=settings.storage.synchronous)
+        self.metrics = Metrics(maps=self.mappings.maps)
+        self.own_ids: set[str] = set()
+        self.applier = Applier(
+            mappings=self.mappings,
+            state=self.state,
+            cds=CdsSide(self.cds, self.mappings),
+            scm=ScmSide(self.scm),
+            own_ids=self.own_ids,
+        )
+        self.engine = Engine(
+            queue=self.queue,
+            state=self.state,
+            applier=self.applier,
+            metrics=self.metrics,
+            settings=settings.sync,
+        )
+        self.controller = EngineController(
+            engine=self.engine,
+            queue=self.queue,
+            state=self.state,
+            probes={"cds": self.cds.who_am_i, "scm": self._probe_scm, "tokens": self._probe_tokens},
+        )
+        self.listener = WebhookListener(
+            mappings=self.mappings,
+            sink=self.engine,
+            cds_auth=SharedKeyAuth([_secret(settings, "cds_webhook_key")]),
+            scm_auth=SharedKeyAuth([_secret(settings, "scm_webhook_key")]),
+            companies=self.cds,
+            fetch_cds_record=self.cds.get,
+            max_body_bytes=settings.listen.max_body_bytes,
+        )
+        self.admin_auth = AdminAuth(_secret(settings, "admin_token"))
+        self.app = web.Application(client_max_size=settings.listen.max_body_bytes + 1024)
+        self.listener.add_to(self.app)
+        self.watcher = setup_ops(
+            self.app,
+            controller=self.controller,
+            queue=self.queue,
+            state=self.state,
+            metrics=self.metrics,
+            auth=self.admin_auth,
+        )
+        self._runner: web.AppRunner | None = None
+        self._identity_task: asyncio.Task[None] | None = None
+        self.port = settings.listen.port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.listen.host}:{self.port}"
+
+    async def _probe_scm(self) -> None:
+        await self.scm.query("LegalEntities", select=["LegalEntityId"], top=1)
+
+    async def _probe_tokens(self) -> None:
+        await self.cds_tokens.token()
+        await self.scm_tokens.token()
+
+    async def learn_identity(self) -> None:
+        """Our own principals, so our writes coming back are recognised as echoes."""
+        who = await self.cds.who_am_i()
+        self.own_ids.update(
+            {who.user_id, await self.cds_tokens.own_object_id(), await self.scm_tokens.own_object_id()}
+        )
+        log.info("bridge principals learned (Dataverse user %s)", who.user_id)
+
+    async def _learn_until_known(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.learn_identity()
+                return
+            except Exception as exc:  # systems may come up after us: keep trying, the ledger covers meanwhile
+                log.warning(
+                    "cannot learn the bridge's own principals yet (%s); retrying in %.0fs", exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    async def start(self) -> None:
+        await self.queue.open()
+        await self.state.open()
+        try:
+            await asyncio.wait_for(self.learn_identity(), timeout=15)
+        except Exception as exc:
+            log.warning("own principals not known at start (%s): learning in the background", exc)
+            self._identity_task = asyncio.create_task(self._learn_until_known())
+        await self.engine.start()
+        # handler_cancellation: a sync webhook whose caller hangs up is cancelled, so we can undo its write.
+        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.listen.host, self.settings.listen.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        log.info("bridge listening on %s", self.url)
+
+    async def stop(self) -> None:
+        if self._identity_task is not None:
+            self._identity_task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.engine.stop()
+        await self.cds.close()
+        await self.scm.close()
+        await self.queue.close()
+        await self.state.close()
+
+    async def __aenter__(self) -> Bridge:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def run_until_stopped(duration: float | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=duration)
+
+
+async def serve(config: Path) -> int:
+    settings = load_settings(config)
+    async with Bridge(settings) as bridge:
+        print(
+            f"dualwrite bridge on {bridge.url} (dashboard {bridge.url}/,"
+            f" webhooks {bridge.url}/webhooks/cds and /webhooks/scm)"
+        )
+        await run_until_stopped()
+    return 0
+
+
+async def register(config: Path, *, webhook_url: str | None, mode: Literal["sync", "async"]) -> int:
+    settings = load_settings(config)
+    base = settings.listen.public_url
+    if webhook_url is None and not base:
+        raise ConfigError("set listen.public_url or pass --webhook-url", field="listen.public_url")
+    cds_url = webhook_url or f"{base}/webhooks/cds"
+    mappings = load_mappings(settings.mappings_dir)
+    ca_file = str(settings.auth.ca_file) if settings.auth.ca_file else None
+    tokens = TokenProvider(
+        settings.auth.authority,
+        settings.auth.client_id,
+        _secret(settings, "client_secret"),
+        settings.cds.scope,
+        ca_file=ca_file,
+    )
+    async with DataverseClient(settings.cds.url, tokens, ca_file=ca_file) as client:
+        reg = await register_webhooks(
+            client, mappings, webhook_url=cds_url, webhook_key=_secret(settings, "cds_webhook_key"), mode=mode
+        )
+    print(
+        f"Dataverse: webhook {cds_url} registered"
+        f" ({len(reg.steps)} steps; {reg.created} created, {reg.updated} updated)"
+    )
+    scm_url = cds_url.rsplit("/webhooks/", 1)[0] + "/webhooks/scm"
+    print(scm_endpoint_instructions(scm_url, bool(settings.scm_webhook_key.get_secret_value())))
+    return 0

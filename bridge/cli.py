@@ -1,0 +1,106 @@
+"""The ``dualwrite`` command.
+
+    dualwrite serve --config FILE        the bridge against real or emulated systems
+    dualwrite demo                       emulators + bridge + dashboard on the embedded default
+    dualwrite register --config FILE     the bridge's webhook registrations on Dataverse (idempotent)
+    dualwrite mappings check [--dir D]   validate the mapping files without starting anything
+    dualwrite sandbox                    the emulators alone
+
+``sandbox`` and ``demo`` import the emulators lazily: nothing else in the bridge imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bridge.core.errors import ConfigError, DualWriteError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dualwrite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the bridge")
+    serve.add_argument(
+        "--config", type=Path, required=True, help="TOML settings file (docs/configuration.md)"
+    )
+
+    demo = sub.add_parser("demo", help="emulators + bridge + dashboard, demo data seeded")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080, help="bridge port (default 8080)")
+    demo.add_argument("--authority-port", type=int, default=8081)
+    demo.add_argument("--cds-port", type=int, default=8082)
+    demo.add_argument("--scm-port", type=int, default=8083)
+    demo.add_argument("--state-dir", type=Path, default=Path(".dualwrite"), help="CA, queue and state files")
+    demo.add_argument("--mode", choices=("sync", "async"), default="sync", help="Dataverse webhook step mode")
+    demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS (scripted runs)")
+    demo.add_argument("--info-file", type=Path, default=None, help="write URLs and credentials as JSON")
+    demo.add_argument("--no-seed", action="store_true", help="do not create demo records")
+
+    reg = sub.add_parser("register", help="create the bridge's webhook registrations on Dataverse")
+    reg.add_argument("--config", type=Path, required=True)
+    reg.add_argument("--webhook-url", default=None, help="default: listen.public_url + /webhooks/cds")
+    reg.add_argument("--mode", choices=("sync", "async"), default="sync")
+
+    maps = sub.add_parser("mappings", help="mapping files")
+    maps_sub = maps.add_subparsers(dest="mappings_command", required=True, metavar="ACTION")
+    check = maps_sub.add_parser("check", help="validate the mapping files")
+    check.add_argument("--dir", type=Path, default=Path("mappings"))
+
+    from bridge.sandbox import cli as sandbox_cli  # only parser wiring; the emulators load on run
+
+    sandbox_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"dualwrite: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except DualWriteError as exc:
+        print(f"dualwrite: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "mappings":
+        from bridge.mapcheck import check
+
+        ok, report = check(args.dir)
+        print(report)
+        return 0 if ok else 1
+    if args.command == "serve":
+        from bridge.app import serve
+
+        return asyncio.run(serve(args.config))
+    if args.command == "register":
+        from bridge.app import register
+
+        return asyncio.run(register(args.config, webhook_url=args.webhook_url, mode=args.mode))
+    if args.command == "demo":
+        from bridge.demo import run_demo
+
+        return asyncio.run(run_demo(args))
+    if args.command == "sandbox":
+        from bridge.sandbox import cli as sandbox_cli
+
+        return int(asyncio.run(sandbox_cli.run(args)) or 0)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

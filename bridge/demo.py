@@ -1,0 +1,193 @@
+"""``dualwrite demo``: both emulators, the bridge on the embedded default, webhooks registered, demo
+data created as a person would (so it flows through the bridge), URLs printed; runs until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import ssl
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+
+from bridge.app import Bridge, run_until_stopped
+from bridge.register import register_webhooks
+from bridge.settings import (
+    AuthSettings,
+    ListenSettings,
+    Settings,
+    StorageSettings,
+    SyncSettings,
+    SystemSettings,
+)
+
+
+def default_mappings_dir() -> Path:
+    """The repository's mappings/ when run from a checkout, else ./mappings."""
+    beside_package = Path(__file__).resolve().parent.parent / "mappings"
+    return beside_package if beside_package.is_dir() else Path("mappings")
+
+
+# Records a person creates at the start of the demo: (system, entity set, body).
+DEMO_RECORDS: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "scm",
+        "PaymentTerms",
+        {
+            "Name": "Net30",
+            "Description": "Net 30 days",
+            "NumberOfDays": 30,
+            "PaymentMethodType": "Net",
+            "IsCashPayment": "No",
+            "IsDefaultPaymentTerm": "Yes",
+        },
+    ),
+    ("scm", "DeliveryModesV2", {"ModeCode": "Truck", "ModeDescription": "Truck freight"}),
+    (
+        "scm",
+        "AssetMaintenanceAssetTypes",
+        {"MaintenanceAssetTypeId": "PUMP", "Name": "Pumps", "CalculateKPITotal": "Yes"},
+    ),
+    (
+        "scm",
+        "Warehouses",
+        {
+            "WarehouseId": "11",
+            "WarehouseName": "Main warehouse",
+            "OperationalSiteId": "1",
+            "WarehouseType": "Standard",
+            "PrimaryAddressCity": "Seattle",
+        },
+    ),
+    ("cds", "msdyn_shipvias", {"msdyn_name": "Air", "msdyn_description": "Air freight"}),
+    (
+        "cds",
+        "msdyn_paymentterms",
+        {"msdyn_name": "Net10", "msdyn_description": "Net 10 days", "msdyn_days": 10},
+    ),
+]
+
+
+async def seed_demo(sandbox: Any) -> int:
+    """Create the demo records through the Web APIs as the sandbox's person-like client."""
+    info = sandbox.info
+    context = ssl.create_default_context(cafile=info.ca_file)
+    company = await _company_id(sandbox, context)
+    made = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
+        for system, entity_set, body in DEMO_RECORDS:
+            if system == "scm":
+                url = f"{info.scm_url}/{entity_set}"
+                payload = {"dataAreaId": "usmf", **body}
+                token = sandbox.token("user", "fno")
+            else:
+                url = f"{info.cds_url}/{entity_set}"
+                payload = {**body, "msdyn_company@odata.bind": f"/cdm_companies({company})"}
+                token = sandbox.token("user", "dataverse")
+            async with http.post(url, json=payload, headers={"Authorization": f"Bearer {token}"}) as resp:
+                made += resp.status in (201, 204)
+    return made
+
+
+async def _company_id(sandbox: Any, context: ssl.SSLContext) -> str:
+    info = sandbox.info
+    url = f"{info.cds_url}/cdm_companies?$filter=cdm_companycode eq 'USMF'&$select=cdm_companyid"
+    headers = {"Authorization": f"Bearer {sandbox.token('user', 'dataverse')}"}
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http,
+        http.get(url, headers=headers) as resp,
+    ):
+        body = await resp.json()
+    return str(body["value"][0]["cdm_companyid"])
+
+
+def demo_settings(info: Any, *, host: str, port: int, data_dir: Path) -> Settings:
+    return Settings(
+        cds=SystemSettings(url=info.cds_url, scope=info.cds_scope),
+        scm=SystemSettings(url=info.scm_url, scope=info.scm_scope),
+        auth=AuthSettings(authority=info.authority, client_id=info.client_id, ca_file=Path(info.ca_file)),
+        listen=ListenSettings(host=host, port=port),
+        storage=StorageSettings(data_dir=data_dir),
+        sync=SyncSettings(),
+        mappings_dir=default_mappings_dir(),
+        client_secret=SecretStr(info.client_secret),
+        cds_webhook_key=SecretStr(secrets.token_urlsafe(24)),
+        scm_webhook_key=SecretStr(secrets.token_urlsafe(24)),
+        admin_token=SecretStr(secrets.token_urlsafe(24)),
+    )
+
+
+async def connect(sandbox: Any, bridge: Bridge, *, mode: str) -> dict[str, Any]:
+    """Register the bridge's webhooks on both emulated systems; returns the info-file keys."""
+    from bridge.sandbox.notify.fno import DataEventEndpoint
+
+    settings = bridge.settings
+    cds_key = settings.cds_webhook_key.get_secret_value()
+    scm_key = settings.scm_webhook_key.get_secret_value()
+    cds_hook = f"{bridge.url}/webhooks/cds"
+    scm_hook = f"{bridge.url}/webhooks/scm"
+    await register_webhooks(
+        bridge.cds,
+        bridge.mappings,
+        webhook_url=cds_hook,
+        webhook_key=cds_key,
+        mode="sync" if mode == "sync" else "async",
+    )
+    sandbox.notifier.fno.add_endpoint(
+        DataEventEndpoint(name="dualwrite bridge", url=scm_hook, headers={"x-dualwrite-key": scm_key})
+    )
+    return {
+        "bridge_url": bridge.url,
+        "dashboard_url": f"{bridge.url}/",
+        "cds_webhook_url": f"{cds_hook}?code={cds_key}",  # WebhookKey auth: Dataverse adds ?code=
+        "cds_webhook_headers": {},
+        "scm_webhook_url": scm_hook,
+        "scm_webhook_headers": {"x-dualwrite-key": scm_key},
+        "admin_token": settings.admin_token.get_secret_value(),
+        "webhook_mode": mode,
+    }
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    from bridge.sandbox.runtime import Sandbox, SandboxConfig
+
+    state_dir: Path = args.state_dir
+    config = SandboxConfig(
+        host=args.host,
+        authority_port=args.authority_port,
+        cds_port=args.cds_port,
+        scm_port=args.scm_port,
+        state_dir=state_dir / "sandbox",
+    )
+    async with Sandbox(config) as sandbox:
+        info = sandbox.info
+        bridge = Bridge(demo_settings(info, host=args.host, port=args.port, data_dir=state_dir / "bridge"))
+        async with bridge:
+            keys = await connect(sandbox, bridge, mode=args.mode)
+            made = 0 if args.no_seed else await seed_demo(sandbox)
+            everything = {**info.model_dump(mode="json"), **keys}
+            if args.info_file is not None:
+                args.info_file.parent.mkdir(parents=True, exist_ok=True)
+                args.info_file.write_text(json.dumps(everything, indent=2) + "\n", encoding="utf-8")
+            _print_banner(everything, made)
+            await run_until_stopped(args.duration)
+    return 0
+
+
+def _print_banner(info: dict[str, Any], made: int) -> None:
+    print(
+        f"""
+dualwrite demo is running
+  dashboard        {info["dashboard_url"]}   (admin token: {info["admin_token"]})
+  bridge webhooks  {info["bridge_url"]}/webhooks/cds and /webhooks/scm ({info["webhook_mode"]} CDS steps)
+  Dataverse        {info["cds_url"]}
+  F&O              {info["scm_url"]}
+  token authority  {info["authority"]}   client {info["user_client_id"]} / {info["user_client_secret"]}
+  CA file          {info["ca_file"]}
+  demo records     {made} created as a person; watch them appear on the other side
+Stop with Ctrl+C.""",
+        flush=True,
+    )

@@ -1,0 +1,179 @@
+"""The admin controls (``bridge.ops.contracts.Controller``) over the engine, queue and state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.core.errors import DualWriteError, SyncError
+from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key, utcnow
+from bridge.engine.worker import Engine
+from bridge.ops.contracts import Readiness, ResumeMode, ResyncResult
+from bridge.queue.base import QueuePort
+from bridge.state.base import Failure, LedgerEntry, MapState, MapStatus, StatePort
+
+log = logging.getLogger(__name__)
+_DRAIN_CHUNK = 1000
+
+
+class EngineController:
+    def __init__(self, *, engine: Engine, queue: QueuePort, state: StatePort, probes: dict[str, Any]) -> None:
+        self.engine = engine
+        self.queue = queue
+        self.state = state
+        self.probes = probes  # name -> async callable raising on failure (cds, scm, tokens)
+        self._retries = 0
+
+    def map_names(self) -> list[str]:
+        return sorted(self.engine.applier.mappings.maps)
+
+    def _targets(self, entity: str | None) -> list[str]:
+        if entity is None:
+            return self.map_names()
+        if entity not in self.engine.applier.mappings.maps:
+            raise KeyError(entity)
+        return [entity]
+
+    async def pause(self, entity: str | None, reason: str) -> None:
+        for name in self._targets(entity):
+            self.engine.paused.add(name)
+            await self.state.set_map_state(MapState(name, MapStatus.PAUSED, reason, datetime.now(UTC)))
+            log.warning("map %s paused: %s", name, reason)
+
+    async def resume(self, entity: str | None, mode: ResumeMode) -> int:
+        touched = 0
+        for name in self._targets(entity):
+            if mode is ResumeMode.SKIP_DISCARD:
+                touched += await self.queue.purge(name)
+            elif mode is ResumeMode.SKIP_KEEP:
+                touched += await self._backlog_to_failures(name)
+            self.engine.paused.discard(name)
+            await self.state.set_map_state(MapState(name, MapStatus.RUNNING, None, datetime.now(UTC)))
+            log.info("map %s resumed (%s, %d backlog events)", name, mode.value, touched)
+        self.engine.kick()
+        return touched
+
+    async def _backlog_to_failures(self, entity: str) -> int:
+        moved = 0
+        while batch := await self.queue.drain(entity, _DRAIN_CHUNK):
+            for item in batch:
+                event = item.event
+                await self.state.add_failure(
+                    Failure(
+                        entity=event.entity,
+                        company=event.company,
+                        key=event.key,
+                        direction=f"{event.source.value}->{event.source.other.value}",
+                        operation=event.operation.value,
+                        event_id=event.event_id,
+                        source_message=None,
+                        target_message="skipped when the map resumed (skip to live); retry to apply it",
+                        kind="skipped-on-resume",
+                        correlation_id=event.correlation_id,
+                        attempts=item.attempts,
+                        occurred_at=datetime.now(UTC),
+                        details={"event": event.model_dump(mode="json")},
+                    )
+                )
+            moved += len(batch)
+        return moved
+
+    async def retry_failure(self, failure_id: int) -> bool:
+        failure = await self._failure(failure_id)
+        if failure is None or "event" not in failure.details:
+            return False
+        original = ChangeEvent.model_validate(failure.details["event"])
+        self._retries += 1
+        # A new id: the original is remembered by the dedupe window. Async now: the originator is long done.
+        retry = original.model_copy(
+            update={
+                "event_id": f"{original.event_id}:retry:{failure_id}:{self._retries}",
+                "mode": SyncMode.ASYNC,
+                "received_at": utcnow(),
+            }
+        )
+        await self.queue.enqueue(retry)
+        self.engine.kick()
+        return True
+
+    async def _failure(self, failure_id: int) -> Failure | None:
+        offset = 0
+        while page := await self.state.failures(offset=offset, limit=500):
+            for failure in page:
+                if failure.id == failure_id:
+                    return failure
+            offset += len(page)
+        return None
+
+    async def resync(self, entity: str, company: str, key: str, from_side: System) -> ResyncResult:
+        applier = self.engine.applier
+        emap = applier.mappings.maps[entity]
+        company = company.upper()
+        try:
+            row = await applier.side(from_side).read(emap, company, key)
+            ledger = await self.state.get_ledger(record_key(entity, company, key))
+            operation = Operation.DELETE if row is None else Operation.UPDATE
+            event = ChangeEvent(
+                event_id=f"resync:{entity}:{company}:{key}:{utcnow().isoformat()}",
+                source=from_side,
+                entity=entity,
+                company=company,
+                key=key,
+                operation=operation,
+                record_id=row.record_id
+                if row
+                else (ledger.cds_id if ledger and from_side is System.CDS else None),
+                image=row.image if row else None,
+                changed={},
+                source_timestamp=utcnow(),
+            )
+            if ledger is not None:
+                # A forced resync: mark the record unsynced so neither the no-change nor the conflict
+                # rule stands between the chosen side and the other.
+                await self.state.put_ledger(
+                    LedgerEntry(
+                        record_key=ledger.record_key,
+                        entity=entity,
+                        company=company,
+                        key=key,
+                        cds_id=ledger.cds_id,
+                        cds_image={},
+                        scm_image={},
+                        deleted=True,
+                    )
+                )
+            applied = await applier.apply(event)
+        except (SyncError, DualWriteError) as exc:
+            return ResyncResult(entity, company, key, from_side, "failed", str(exc))
+        outcome = (
+            "deleted"
+            if operation is Operation.DELETE and applied.result.value == "applied"
+            else ("applied" if applied.result.value == "applied" else "unchanged")
+        )
+        return ResyncResult(entity, company, key, from_side, outcome, applied.reason)
+
+    async def readiness(self) -> Readiness:
+        results: dict[str, bool] = {}
+        details: dict[str, str] = {}
+
+        async def check(name: str, probe: Any) -> None:
+            try:
+                await asyncio.wait_for(probe(), timeout=5)
+                results[name] = True
+            except Exception as exc:  # readiness reports; it never raises
+                results[name] = False
+                details[name] = f"{type(exc).__name__}: {exc}"
+
+        async def queue_probe() -> None:
+            await self.queue.depth()
+
+        await asyncio.gather(check("queue", queue_probe), *(check(n, p) for n, p in self.probes.items()))
+        return Readiness(
+            queue=results.get("queue", False),
+            cds=results.get("cds", False),
+            scm=results.get("scm", False),
+            tokens=results.get("tokens", False),
+            details=details,
+        )

@@ -1,0 +1,190 @@
+"""Symmetric adapters over the two system clients, so the applier treats CDS and SCM alike.
+
+Each side reads, creates, updates and deletes a record addressed by (map, company, natural key).
+Lookup resolution always goes through Dataverse (F&O references are natural keys already); the
+company and lookup caches live in ``DataverseClient``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from bridge.core.errors import RejectedError, RetryableError
+from bridge.core.events import System
+from bridge.core.mapping import EntityMap, LookupSpec, MappingSet
+from bridge.systems.dataverse import DataverseClient
+from bridge.systems.fno import FnoClient
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    image: dict[str, Any]  # Web API read form
+    record_id: str | None  # Dataverse GUID; None on F&O
+    etag: str | None
+    modified_at: datetime | None
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _stale_write(exc: RejectedError) -> RejectedError | RetryableError:
+    """412 on an If-Match write: the row changed between our read and our write. Read again."""
+    if exc.status == 412:
+        return RetryableError(f"record changed while writing: {exc.message}", system=exc.system, status=412)
+    return exc
+
+
+class Side(Protocol):
+    system: System
+
+    async def read(
+        self, emap: EntityMap, company: str, key: str, *, record_id: str | None = None
+    ) -> Row | None: ...
+
+    async def create(
+        self,
+        emap: EntityMap,
+        company: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        record_id: str | None = None,
+    ) -> str | None: ...
+
+    async def update(
+        self, emap: EntityMap, company: str, key: str, row: Row, payload: dict[str, Any]
+    ) -> None: ...
+
+    async def delete(self, emap: EntityMap, company: str, key: str, row: Row) -> None: ...
+
+
+class CdsSide:
+    system = System.CDS
+
+    def __init__(self, client: DataverseClient, mappings: MappingSet) -> None:
+        self.client = client
+        # Primary id column of every Dataverse table a lookup can point at.
+        self._primary_ids = {m.cds.entity_set: m.cds.primary_id for m in mappings.maps.values()}
+
+    def primary_id(self, entity_set: str) -> str:
+        known = self._primary_ids.get(entity_set)
+        if known:
+            return known
+        singular = entity_set[:-3] + "y" if entity_set.endswith("ies") else entity_set.removesuffix("s")
+        return singular + "id"  # Dataverse convention: <logical name>id
+
+    async def company_id(self, company: str) -> str:
+        found = await self.client.company_id(company)
+        if found is None:
+            raise RejectedError(
+                f"company {company.upper()} does not exist in Dataverse", system="cds", status=404
+            )
+        return found
+
+    async def natural_key(self, spec: LookupSpec, guid: str) -> str | None:
+        return await self.client.resolve_key(spec.cds_entity_set, guid, spec.cds_key_field)
+
+    async def guid_of(self, spec: LookupSpec, company: str, natural: str) -> str | None:
+        return await self.client.resolve_id(
+            spec.cds_entity_set, self.primary_id(spec.cds_entity_set), spec.cds_key_field, natural, company
+        )
+
+    def _row(self, emap: EntityMap, image: dict[str, Any]) -> Row:
+        rid = image.get(emap.cds.primary_id)
+        return Row(
+            image,
+            str(rid).lower() if rid else None,
+            image.get("@odata.etag"),
+            parse_timestamp(image.get("modifiedon")),
+        )
+
+    async def read(
+        self, emap: EntityMap, company: str, key: str, *, record_id: str | None = None
+    ) -> Row | None:
+        image: dict[str, Any] | None = None
+        if record_id:
+            image = await self.client.get(emap.cds.entity_set, record_id)
+        if image is None:
+            keys = {emap.cds.company_read: await self.company_id(company), emap.cds.key_field: key}
+            image = await self.client.get_by_key(emap.cds.entity_set, keys)
+        return None if image is None else self._row(emap, image)
+
+    async def create(
+        self,
+        emap: EntityMap,
+        company: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        record_id: str | None = None,
+    ) -> str | None:
+        company_id = await self.company_id(company)
+        body = {
+            **payload,
+            emap.cds.key_field: key,
+            f"{emap.cds.company_field}@odata.bind": f"/{emap.cds.company_entity_set}({company_id})",
+        }
+        if record_id:
+            body[emap.cds.primary_id] = record_id
+        return await self.client.create(emap.cds.entity_set, body, primary_id=emap.cds.primary_id)
+
+    async def update(
+        self, emap: EntityMap, company: str, key: str, row: Row, payload: dict[str, Any]
+    ) -> None:
+        assert row.record_id is not None
+        try:
+            await self.client.update(emap.cds.entity_set, row.record_id, payload, if_match=row.etag)
+        except RejectedError as exc:
+            raise _stale_write(exc) from exc
+
+    async def delete(self, emap: EntityMap, company: str, key: str, row: Row) -> None:
+        assert row.record_id is not None
+        await self.client.delete(emap.cds.entity_set, row.record_id)
+        self.client.forget(emap.cds.entity_set, row.record_id)
+
+
+class ScmSide:
+    system = System.SCM
+
+    def __init__(self, client: FnoClient) -> None:
+        self.client = client
+
+    @staticmethod
+    def keys(emap: EntityMap, company: str, key: str) -> dict[str, str]:
+        return {emap.scm.company_field: company.lower(), emap.scm.key_field: key}
+
+    async def read(
+        self, emap: EntityMap, company: str, key: str, *, record_id: str | None = None
+    ) -> Row | None:
+        image = await self.client.get(emap.scm.entity_set, self.keys(emap, company, key))
+        if image is None:
+            return None
+        return Row(image, None, image.get("@odata.etag"), parse_timestamp(image.get("ModifiedDateTime")))
+
+    async def create(
+        self,
+        emap: EntityMap,
+        company: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        record_id: str | None = None,
+    ) -> str | None:
+        await self.client.create(emap.scm.entity_set, {**payload, **self.keys(emap, company, key)})
+        return None
+
+    async def update(
+        self, emap: EntityMap, company: str, key: str, row: Row, payload: dict[str, Any]
+    ) -> None:
+        await self.client.update(emap.scm.entity_set, self.keys(emap, company, key), payload)
+
+    async def delete(self, emap: EntityMap, company: str, key: str, row: Row) -> None:
+        await self.client.delete(emap.scm.entity_set, self.keys(emap, company, key))

@@ -1,0 +1,86 @@
+"""The dashboard's pages: ``/`` (the dashboard), ``/login``, ``/logout`` and ``/static/*``.
+
+The pages are static files; the dashboard's script reads everything from the JSON API. Access is
+checked by ``AdminAuth.middleware`` before these handlers run (``/login`` is public).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from pathlib import Path
+
+from aiohttp import web
+
+from bridge.ops.auth import AdminAuth, safe_next
+from bridge.ops.openapi import Handler
+
+STATIC_DIR = Path(__file__).parent / "static"
+FAILED_LOGIN_DELAY_S = 0.25  # slows password guessing without locking admins out
+ERROR_MARKER = "<!--login-error-->"
+
+SECURITY_HEADERS = {
+    # Nothing is fetched from anywhere but the bridge itself; no inline script.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if not request.path.startswith("/webhooks/"):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+def _page(name: str, *, status: int = 200, error: str | None = None) -> web.Response:
+    text = (STATIC_DIR / name).read_text(encoding="utf-8")
+    if error:
+        text = text.replace(ERROR_MARKER, f'<p class="login-error" role="alert">{html.escape(error)}</p>')
+    return web.Response(
+        text=text,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def page_routes(auth: AdminAuth) -> list[web.AbstractRouteDef]:
+    async def index(request: web.Request) -> web.Response:
+        return _page("index.html")
+
+    async def login_form(request: web.Request) -> web.Response:
+        return _page("login.html")
+
+    async def login(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        password = form.get("password")
+        target = safe_next(request.query.get("next") or str(form.get("next") or ""))
+        if not isinstance(password, str) or not auth.check_password(password):
+            await asyncio.sleep(FAILED_LOGIN_DELAY_S)
+            return _page("login.html", status=401, error="Wrong password.")
+        cookie, _ = auth.new_session()
+        response = web.Response(status=303, headers={"Location": target})
+        auth.set_cookie(response, request, cookie)
+        return response
+
+    async def logout(request: web.Request) -> web.StreamResponse:
+        response = web.Response(status=303, headers={"Location": "/login"})
+        auth.clear_cookie(response)
+        return response
+
+    return [
+        web.get("/", index),
+        web.get("/login", login_form),
+        web.post("/login", login),
+        web.post("/logout", logout),
+        web.static("/static", STATIC_DIR, show_index=False),
+    ]

@@ -1,0 +1,330 @@
+// dualwrite operations dashboard: polls the JSON API every 2 s, no framework, no build step.
+// Every value from the API goes into the page through textContent (never innerHTML).
+"use strict";
+
+const POLL_MS = 2000;
+const MODES = [
+  ["catch-up", "catch up first"],
+  ["skip-keep", "skip to live, keep backlog"],
+  ["skip-discard", "skip to live, drop backlog"],
+];
+const SVG = "http://www.w3.org/2000/svg";
+const state = { csrf: null, failuresOffset: 0, failuresLimit: 25, selected: new Set(), cards: new Map(),
+  alertRows: new Map(), maps: [], busy: false };
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) node.append(c);
+  return node;
+}
+
+function modeSelect(label) {
+  const s = el("select", { class: "mode-select", "aria-label": label });
+  for (const [value, text] of MODES) s.append(el("option", { value, text }));
+  return s;
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const res = await fetch(path, { method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body) });
+  if (res.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); throw new Error("logged out"); }
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.message || res.status + " " + res.statusText);
+  return data;
+}
+
+function notice(text, ok = false) {
+  const n = $("notice");
+  n.textContent = text; n.hidden = !text; n.classList.toggle("ok", ok);
+  clearTimeout(notice.timer);
+  if (text) notice.timer = setTimeout(() => { n.hidden = true; }, 8000);
+}
+
+async function act(label, fn) {
+  try {
+    const r = await fn();
+    notice(label + ": done" + (typeof r === "string" || typeof r === "number" ? " (" + r + ")" : ""), true);
+  }
+  catch (e) { notice(label + " failed: " + e.message); }
+  refresh();
+}
+
+// ---------------------------------------------------------------- formatting
+
+const fmtNum = (n, d = 1) => (n == null ? "–" : Number(n).toFixed(d).replace(/\.0+$/, ""));
+function fmtDur(s) {
+  if (s == null) return "–";
+  if (s < 1) return Math.round(s * 1000) + " ms";
+  if (s < 120) return fmtNum(s) + " s";
+  if (s < 7200) return fmtNum(s / 60) + " min";
+  return fmtNum(s / 3600) + " h";
+}
+function fmtWhen(iso) {
+  if (!iso) return "–";
+  const t = new Date(iso), age = (Date.now() - t.getTime()) / 1000;
+  return t.toLocaleTimeString() + (age > 0 && age < 86400 ? " (" + fmtDur(age) + " ago)" : "");
+}
+
+// ---------------------------------------------------------------- map cards
+
+function makeCard(entity) {
+  const c = { entity };
+  c.badge = el("span", { class: "badge" });
+  c.reason = el("p", { class: "reason" });
+  c.fig = {};
+  const figures = el("dl", { class: "figures" });
+  for (const [key, label] of [["depth", "queued"], ["lag", "lag"], ["ok", "applied"],
+    ["cds", "cds→scm /min"], ["scm", "scm→cds /min"], ["failed", "failed"]]) {
+    c.fig[key] = el("dd", { "data-figure": key });
+    figures.append(el("div", {}, el("dt", { text: label }), c.fig[key]));
+  }
+  c.latency = el("p", { class: "latency" });
+  c.chart = document.createElementNS(SVG, "svg");
+  c.chart.setAttribute("class", "chart");
+  c.chart.setAttribute("viewBox", "0 0 300 64");
+  c.chart.setAttribute("preserveAspectRatio", "none");
+  c.chart.setAttribute("role", "img");
+  const legend = el("div", { class: "legend" },
+    el("span", {}, el("i", { class: "k-cds" }), "cds→scm"), el("span", {}, el("i", { class: "k-scm" }), "scm→cds"),
+    el("span", {}, el("i", { class: "k-failed" }), "failed"), el("span", {}, el("i", { class: "k-lag" }), "lag"),
+    el("span", { class: "muted", text: "last 60 min" }));
+  c.lastError = el("p", { class: "last-error" });
+  c.pause = el("button", { type: "button", class: "danger", text: "Pause",
+    onclick: () => act("pause " + entity, () => api("POST", `/api/maps/${encodeURIComponent(entity)}/pause`, {})) });
+  c.mode = modeSelect("Resume mode for " + entity);
+  c.resume = el("button", { type: "button", text: "Resume",
+    onclick: () => act("resume " + entity, async () => {
+      const r = await api("POST", `/api/maps/${encodeURIComponent(entity)}/resume`, { mode: c.mode.value });
+      return r.backlog + " backlog events " + r.mode;
+    }) });
+  c.resumeGroup = el("span", { class: "controls" }, c.mode, c.resume);
+  c.root = el("article", { class: "card", "data-entity": entity },
+    el("header", {}, el("h3", { text: entity }), c.badge), c.reason, figures, c.latency, c.chart, legend,
+    c.lastError, el("div", { class: "controls" }, c.pause, c.resumeGroup));
+  return c;
+}
+
+function updateCard(c, m) {
+  c.root.className = "card state-" + m.state + (m.failing ? " failing" : "");
+  c.badge.textContent = m.state === "running" && m.failing ? "failing" : m.state;
+  c.reason.textContent = m.state !== "running" ? (m.reason || m.state) : "";
+  const dir = Object.fromEntries(m.directions.map((d) => [d.direction, d]));
+  const cds = dir["cds->scm"] || {}, scm = dir["scm->cds"] || {};
+  c.fig.depth.textContent = m.queue_depth;
+  c.fig.lag.textContent = fmtDur(m.lag_s);
+  c.fig.ok.textContent = m.success;
+  c.fig.cds.textContent = fmtNum(cds.applied_per_minute, 0);
+  c.fig.scm.textContent = fmtNum(scm.applied_per_minute, 0);
+  c.fig.failed.textContent = m.failures + (m.recent_failures ? ` (${m.recent_failures} recent)` : "");
+  const lat = (d) => `p50 ${fmtDur(d.p50_s)} · p95 ${fmtDur(d.p95_s)} · p99 ${fmtDur(d.p99_s)}`;
+  c.latency.textContent = `latency cds→scm ${lat(cds)}  |  scm→cds ${lat(scm)}`;
+  c.lastError.textContent = m.last_error
+    ? `last error ${fmtWhen(m.last_error.at)} [${m.last_error.direction}, ${m.last_error.kind}]: ${m.last_error.message}` : "";
+  const paused = m.state !== "running";
+  c.pause.hidden = paused;
+  c.resumeGroup.hidden = !paused;
+}
+
+function drawChart(svg, s) {
+  while (svg.firstChild) svg.firstChild.remove();
+  const n = s.failed.length, w = 300 / n, h = 52;
+  const totals = s.failed.map((f, i) => s.applied_cds_scm[i] + s.applied_scm_cds[i] + f);
+  const maxT = Math.max(1, ...totals), lags = s.lag_s.map((v) => v || 0), maxL = Math.max(1, ...lags);
+  const rect = (cls, x, y, height) => {
+    if (height <= 0) return;
+    const r = document.createElementNS(SVG, "rect");
+    r.setAttribute("class", cls); r.setAttribute("x", x + 0.5); r.setAttribute("width", Math.max(1, w - 1));
+    r.setAttribute("y", y); r.setAttribute("height", height); svg.append(r);
+  };
+  for (let i = 0; i < n; i++) {
+    let y = h + 2;
+    for (const [cls, v] of [["bar-cds", s.applied_cds_scm[i]], ["bar-scm", s.applied_scm_cds[i]], ["bar-failed", s.failed[i]]]) {
+      const bh = (v / maxT) * (h - 4); y -= bh; rect(cls, i * w, y, bh);
+    }
+  }
+  const pts = s.lag_s.map((v, i) => (v == null ? null : `${(i + 0.5) * w},${h + 2 - (v / maxL) * (h - 4)}`))
+    .filter((p) => p !== null).join(" ");
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("class", "lag"); line.setAttribute("points", pts); svg.append(line);
+  const label = document.createElementNS(SVG, "text");
+  label.setAttribute("x", 2); label.setAttribute("y", 62);
+  label.textContent = `max ${maxT}/min · lag max ${fmtDur(maxL)}`;
+  svg.append(label);
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = `${s.entity}: throughput and lag, last hour`;
+  svg.append(title);
+}
+
+function renderMaps(data) {
+  const box = $("maps");
+  state.maps = data.maps.map((m) => m.entity);
+  for (const m of data.maps) {
+    let c = state.cards.get(m.entity);
+    if (!c) { c = makeCard(m.entity); state.cards.set(m.entity, c); box.append(c.root); }
+    updateCard(c, m);
+  }
+  const bad = data.maps.filter((m) => m.state !== "running" || m.failing);
+  const banner = $("banner");
+  banner.replaceChildren(...bad.map((m) => el("div", { "data-entity": m.entity,
+    text: `⚠ ${m.entity} is ${m.state === "running" ? "failing" : m.state.toUpperCase()}` +
+      (m.state !== "running" ? ": " + (m.reason || "") : `: ${m.recent_failures} recent failures` +
+        (m.last_error ? " — " + m.last_error.message : "")) })));
+  banner.hidden = bad.length === 0;
+  const overall = $("overall");
+  overall.textContent = bad.length ? `${bad.length} map(s) need attention` : `all ${data.maps.length} maps healthy`;
+  overall.classList.toggle("bad", bad.length > 0);
+  fillEntitySelect($("failures-entity"), true);
+  fillEntitySelect($("resync-entity"), false);
+}
+
+function fillEntitySelect(select, withAll) {
+  const want = (withAll ? [""] : []).concat(state.maps);
+  const have = Array.from(select.options).map((o) => o.value);
+  if (want.join("|") === have.join("|")) return;
+  const keep = select.value;
+  select.replaceChildren(...want.map((v) => el("option", { value: v, text: v || "all" })));
+  if (want.includes(keep)) select.value = keep;
+}
+
+// ---------------------------------------------------------------- failures and dead letters
+
+function renderFailures(page) {
+  const body = $("failures").tBodies[0];
+  body.replaceChildren(...page.items.map((f) => el("tr", { "data-id": f.id },
+    el("td", { text: fmtWhen(f.occurred_at) }), el("td", { text: f.entity }),
+    el("td", { text: `${f.company} / ${f.key}` }), el("td", { text: f.direction }), el("td", { text: f.operation }),
+    el("td", { text: f.kind + (f.compensated ? " (compensated)" : "") }),
+    el("td", { class: "msg", text: f.target_message || "" }), el("td", { class: "msg", text: f.source_message || "" }),
+    el("td", { text: f.attempts }),
+    el("td", {}, el("button", { type: "button", class: "secondary", text: "Retry",
+      onclick: () => act("retry failure " + f.id, () => api("POST", `/api/failures/${f.id}/retry`, {}).then(() => "requeued")) })))));
+  $("failures-total").textContent = `(${page.total})`;
+  $("failures-empty").hidden = page.items.length > 0;
+  const end = page.offset + page.items.length;
+  $("failures-range").textContent = page.total ? `${page.offset + 1}–${end} of ${page.total}` : "";
+  $("failures-prev").disabled = page.offset === 0;
+  $("failures-next").disabled = end >= page.total;
+}
+
+function renderDeadLetters(page) {
+  const body = $("deadletters").tBodies[0];
+  const seqs = new Set(page.items.map((d) => d.seq));
+  for (const s of [...state.selected]) if (!seqs.has(s)) state.selected.delete(s);
+  body.replaceChildren(...page.items.map((d) => {
+    const box = el("input", { type: "checkbox", "aria-label": "select " + d.seq,
+      onchange: (e) => { e.target.checked ? state.selected.add(d.seq) : state.selected.delete(d.seq); } });
+    box.checked = state.selected.has(d.seq);
+    return el("tr", { "data-seq": d.seq }, el("td", {}, box), el("td", { text: d.seq }), el("td", { text: d.entity }),
+      el("td", { text: `${d.company} / ${d.key}` }), el("td", { text: d.operation }), el("td", { text: d.source }),
+      el("td", { text: d.attempts }), el("td", { class: "msg", text: d.reason }), el("td", { text: fmtWhen(d.dead_lettered_at) }),
+      el("td", {}, el("button", { type: "button", class: "secondary", text: "Replay",
+        onclick: () => act("replay " + d.seq, () => api("POST", "/api/deadletters/replay", { seqs: [d.seq] }).then((r) => r.count)) }),
+      " ", el("button", { type: "button", class: "danger", text: "Discard",
+        onclick: () => act("discard " + d.seq, () => api("POST", "/api/deadletters/discard", { seqs: [d.seq] }).then((r) => r.count)) })));
+  }));
+  $("dl-count").textContent = `(${page.items.length}${page.items.length === page.limit ? "+" : ""})`;
+  $("dl-empty").hidden = page.items.length > 0;
+}
+
+function bulk(action, all) {
+  const body = all ? { all: true } : { seqs: [...state.selected] };
+  if (!all && body.seqs.length === 0) { notice("select dead letters first"); return; }
+  if (action === "discard" && !confirm(all ? "Discard ALL dead letters for good?" : `Discard ${body.seqs.length} dead letter(s) for good?`)) return;
+  act(action + (all ? " all" : " selected"), () => api("POST", "/api/deadletters/" + action, body).then((r) => {
+    state.selected.clear(); return r.count + " dead letters"; }));
+}
+
+// ---------------------------------------------------------------- alert rules
+
+function renderAlerts(data) {
+  const body = $("alerts").tBodies[0];
+  for (const a of data.maps) {
+    let row = state.alertRows.get(a.entity);
+    if (!row) {
+      row = { n: el("input", { type: "number", min: "1", "aria-label": a.entity + " failures" }),
+        m: el("input", { type: "number", min: "1", "aria-label": a.entity + " minutes" }), now: el("td") };
+      const save = el("button", { type: "button", class: "secondary", text: "Save",
+        onclick: () => act("alert rule " + a.entity, () => api("PUT", `/api/alerts/${encodeURIComponent(a.entity)}`,
+          { failures: Number(row.n.value), minutes: Number(row.m.value) }).then(() => { row.dirty = false; })) });
+      for (const input of [row.n, row.m]) input.addEventListener("input", () => { row.dirty = true; });
+      body.append(el("tr", { "data-entity": a.entity }, el("td", { text: a.entity }), el("td", {}, row.n),
+        el("td", {}, row.m), row.now, el("td", {}, save)));
+      state.alertRows.set(a.entity, row);
+    }
+    if (!row.dirty) { row.n.value = a.failures; row.m.value = a.minutes; }
+    row.now.textContent = `${a.recent_failures}${a.custom ? "" : " (default rule)"}${a.paused_by_rule ? " — paused by rule" : ""}`;
+  }
+}
+
+// ---------------------------------------------------------------- polling
+
+async function refresh() {
+  if (state.busy) return;
+  state.busy = true;
+  try {
+    const entity = $("failures-entity").value;
+    const q = new URLSearchParams({ offset: state.failuresOffset, limit: state.failuresLimit });
+    if (entity) q.set("entity", entity);
+    const [maps, series, failures, dead, alerts] = await Promise.all([
+      api("GET", "/api/maps"), api("GET", "/api/series"), api("GET", "/api/failures?" + q),
+      api("GET", "/api/deadletters?limit=100"), api("GET", "/api/alerts")]);
+    renderMaps(maps);
+    for (const s of series.maps) { const c = state.cards.get(s.entity); if (c) drawChart(c.chart, s); }
+    renderFailures(failures);
+    renderDeadLetters(dead);
+    renderAlerts(alerts);
+    $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    document.body.dataset.loaded = "true";
+  } catch (e) {
+    $("updated").textContent = "update failed: " + e.message;
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function start() {
+  for (const [value, text] of MODES) $("all-mode").append(el("option", { value, text }));
+  $("pause-all").addEventListener("click", () => act("pause all", () => api("POST", "/api/pause", {})));
+  $("resume-all").addEventListener("click", () => act("resume all",
+    () => api("POST", "/api/resume", { mode: $("all-mode").value }).then((r) => r.backlog + " backlog events")));
+  $("logout").addEventListener("click", async () => {
+    await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf || "" }, credentials: "same-origin" });
+    location.href = "/login";
+  });
+  $("failures-entity").addEventListener("change", () => { state.failuresOffset = 0; refresh(); });
+  $("failures-prev").addEventListener("click", () => { state.failuresOffset = Math.max(0, state.failuresOffset - state.failuresLimit); refresh(); });
+  $("failures-next").addEventListener("click", () => { state.failuresOffset += state.failuresLimit; refresh(); });
+  $("dl-select-all").addEventListener("change", (e) => {
+    for (const box of $("deadletters").tBodies[0].querySelectorAll("input[type=checkbox]")) {
+      box.checked = e.target.checked; box.dispatchEvent(new Event("change"));
+    }
+  });
+  $("dl-replay-selected").addEventListener("click", () => bulk("replay", false));
+  $("dl-discard-selected").addEventListener("click", () => bulk("discard", false));
+  $("dl-replay-all").addEventListener("click", () => bulk("replay", true));
+  $("dl-discard-all").addEventListener("click", () => bulk("discard", true));
+  $("resync-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    const body = { entity: f.get("entity"), company: f.get("company"), key: f.get("key"), from: f.get("from") };
+    api("POST", "/api/resync", body)
+      .then((r) => { $("resync-result").textContent = `${r.entity} ${r.company}/${r.key} from ${r.from}: ${r.outcome} ${r.message}`; })
+      .catch((err) => { $("resync-result").textContent = "resync failed: " + err.message; });
+  });
+  try { state.csrf = (await api("GET", "/api/session")).csrf_token; } catch (e) { return; }
+  await refresh();
+  setInterval(refresh, POLL_MS);
+}
+
+document.addEventListener("DOMContentLoaded", start);

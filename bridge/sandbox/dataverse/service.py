@@ -1,0 +1,481 @@
+"""The emulated Dataverse Web API (``/api/data/v9.2/``): CRUD, upsert, queries, paging, WhoAmI, $batch.
+
+What is emulated and what is not: docs/sandbox-api.md. Business rules: docs/sandbox-rules.md.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from bridge.sandbox.contracts import HookFailed, RecordChange, WriteHooks
+from bridge.sandbox.dataverse.codec import DvCodec, etag
+from bridge.sandbox.dataverse.errors import (
+    CONCURRENCY,
+    DUPLICATE,
+    ODATA,
+    PRIVILEGE,
+    UNAUTHORIZED,
+    UNEXPECTED,
+    DvError,
+    dataverse_error,
+    not_found,
+    payload_error,
+)
+from bridge.sandbox.dataverse.rows import RowWriter
+from bridge.sandbox.odata.http import ODataHttp
+from bridge.sandbox.odata.keys import Key, KeySyntaxError, parse_path
+from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Transactor, Unit, WriteRecord
+from bridge.sandbox.odata.query import (
+    QueryError,
+    decode_skiptoken,
+    encode_skiptoken,
+    page_size,
+    parse_options,
+)
+from bridge.sandbox.rules import build_rules
+from bridge.sandbox.schema import DATAVERSE_REGISTRATION_TABLES, DATAVERSE_TABLES, Table
+from bridge.sandbox.store import Store, TableStore
+
+ROOT = "/api/data/v9.2/"
+MAX_PAGE = 5000
+_NS = uuid.NAMESPACE_URL
+_COMPANY_ALIASES = ("msdyn_company", "_msdyn_company_value")
+
+__all__ = ["DataverseService", "WriteRecord", "dataverse_error"]
+
+
+def sandbox_id(*parts: str) -> str:
+    """Deterministic ids for seeded rows, so dumps are comparable between runs."""
+    return str(uuid.uuid5(_NS, "dualwrite-sandbox:" + ":".join(parts)))
+
+
+class SeedError(ValueError):
+    """A seeded row broke a rule; the message is the Dataverse error text."""
+
+
+class DataverseService:
+    def __init__(
+        self,
+        *,
+        organization_id: str | None = None,
+        organization_name: str = "sandbox",
+        hooks: WriteHooks | None = None,
+    ) -> None:
+        self.organization_name = organization_name
+        self.organization_id = organization_id or sandbox_id("organization", organization_name)
+        self.business_unit_id = sandbox_id("businessunit", self.organization_id)
+        tables = (*DATAVERSE_TABLES, *DATAVERSE_REGISTRATION_TABLES)
+        self.tables: dict[str, Table] = {t.entity_set: t for t in tables}
+        self.store = Store(tables)
+        self.rules = build_rules(tables, "dataverse")
+        self.codecs = {t.entity_set: DvCodec(t) for t in tables}
+        self.tx = Transactor(self.store, hooks)
+        self.http = ODataHttp(ROOT, self._dispatch, _http_error, self.tx.atomic)
+        self.denied: set[tuple[str, str]] = set()  # (client_id, entity_set or "*"): writes get 403
+        self.writer = RowWriter(self.store, self.rules)
+        self.seed_defaults()
+
+    # ------------------------------------------------------------------ public surface
+    @property
+    def hooks(self) -> WriteHooks:
+        return self.tx.hooks
+
+    @hooks.setter
+    def hooks(self, value: WriteHooks) -> None:
+        self.tx.hooks = value
+
+    @property
+    def write_log(self) -> list[WriteRecord]:
+        return self.tx.write_log
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return self.http.routes()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.add_routes(self.routes())
+
+    def close(self) -> None:
+        self.store.close()
+
+    def seed_defaults(self) -> None:
+        company = sandbox_id("cdm_company", "USMF")
+        self.seed(
+            "cdm_companies",
+            [{"cdm_companyid": company, "cdm_companycode": "USMF", "cdm_name": "Contoso USA"}],
+        )
+        self.seed(
+            "msdyn_operationalsites",
+            [
+                {
+                    "msdyn_operationalsiteid": sandbox_id("msdyn_operationalsite", "USMF", str(n)),
+                    "msdyn_siteid": str(n),
+                    "msdyn_name": f"Site {n}",
+                    "_msdyn_company_value": company,
+                }
+                for n in range(1, 7)
+            ],
+        )
+        messages = {m: sandbox_id("sdkmessage", m) for m in ("Create", "Update", "Delete")}
+        self.seed("sdkmessages", [{"sdkmessageid": i, "name": m} for m, i in messages.items()])
+        self.seed(
+            "sdkmessagefilters",
+            [
+                {
+                    "sdkmessagefilterid": sandbox_id("sdkmessagefilter", m, t.logical_name),
+                    "_sdkmessageid_value": i,
+                    "primaryobjecttypecode": t.logical_name,
+                }
+                for m, i in messages.items()
+                for t in DATAVERSE_TABLES
+                if t.notifies
+            ],
+        )
+
+    def seed(self, entity_set: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert rows (Web API JSON form; lookups as ``_<col>_value`` or ``<nav>@odata.bind``) after the
+        same validation as the API, in one transaction, without hooks."""
+        ts = self._table(entity_set)
+        if self.store.in_transaction:
+            raise SeedError("A write transaction is open; seed again once it completes.")
+        out: list[dict[str, Any]] = []
+        self.store.begin()
+        try:
+            for raw in rows:
+                values = self._seed_values(ts, raw)
+                row, version = self.writer.insert(ts, values, user_id=None)
+                out.append(self.codecs[entity_set].render(row, version))
+        except DvError as exc:
+            self.store.rollback()
+            raise SeedError(exc.message) from exc
+        except BaseException:
+            self.store.rollback()
+            raise
+        self.store.commit()
+        return out
+
+    def _seed_values(self, ts: TableStore, raw: Mapping[str, Any]) -> dict[str, Any]:
+        lookups = {k: v for k, v in raw.items() if k in self.rules[ts.sql_name].columns and k.startswith("_")}
+        rest = {k: v for k, v in raw.items() if k not in lookups}
+        parsed = self.codecs[ts.sql_name].parse(rest, self._bind, {})
+        return {**lookups, **parsed.values}
+
+    def rows(self, entity_set: str) -> list[dict[str, Any]]:
+        """Committed rows in Web API JSON form (including write-only columns: this is not the API)."""
+        ts = self._table(entity_set)
+        return [row for row, _ in self.store.select(ts)]
+
+    def get(self, entity_set: str, record_id: str) -> dict[str, Any] | None:
+        ts = self._table(entity_set)
+        found = self.store.get(ts, {ts.pk[0]: record_id.lower()})
+        return found[0] if found else None
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        return self.store.dump()
+
+    def reset(self) -> None:
+        self.store.clear()
+        self.write_log.clear()
+        self.writer = RowWriter(self.store, self.rules)
+        self.seed_defaults()
+
+    def _table(self, entity_set: str) -> TableStore:
+        if entity_set not in self.store.tables:
+            raise KeyError(f"unknown entity set {entity_set!r}")
+        return self.store.table(entity_set)
+
+    # ------------------------------------------------------------------ dispatch
+    async def _dispatch(self, op: OpRequest, ctx: CallContext, unit: Unit | None) -> OpResponse:
+        try:
+            return await self._route(op, ctx, unit)
+        except DvError as exc:
+            return exc.response()
+        except QueryError as exc:
+            return DvError(400, ODATA, exc.message).response()
+
+    async def _route(self, op: OpRequest, ctx: CallContext, unit: Unit | None) -> OpResponse:
+        if op.path in ("WhoAmI", "WhoAmI()"):
+            if op.method != "GET":
+                raise DvError(405, ODATA, "The WhoAmI function only supports GET.")
+            return self._whoami(ctx)
+        try:
+            path = parse_path(op.path)
+        except KeySyntaxError as exc:
+            raise DvError(400, ODATA, str(exc)) from exc
+        if path.entity_set not in self.store.tables:
+            raise DvError(404, ODATA, f"Resource not found for the segment '{path.entity_set}'.")
+        ts = self.store.table(path.entity_set)
+        if op.method == "GET":
+            return self._get_one(op, ctx, ts, path.key) if path.key else self._query(op, ctx, ts)
+        if op.method not in ("POST", "PATCH", "DELETE"):
+            raise DvError(405, ODATA, f"The HTTP method '{op.method}' is not allowed on this resource.")
+        if (op.method == "POST") != (path.key is None):
+            raise DvError(405, ODATA, f"The HTTP method '{op.method}' is not allowed on this resource.")
+        self._check_privilege(ctx, ts, op.method)
+        if unit is not None:
+            return await self._write(op, ctx, unit, ts, path.key)
+        key = path.key
+        return await self.tx.atomic(lambda u: self._write(op, ctx, u, ts, key))
+
+    def _check_privilege(self, ctx: CallContext, ts: TableStore, method: str) -> None:
+        client = ctx.principal.client_id
+        if (client, ts.sql_name) in self.denied or (client, "*") in self.denied:
+            verb = {"POST": "Create", "PATCH": "Write", "DELETE": "Delete"}[method]
+            raise DvError(
+                403,
+                PRIVILEGE,
+                f"Principal user (Id={ctx.principal.user_id}, type=8, roleCount=1) is missing "
+                f"prv{verb}{ts.table.logical_name} privilege.",
+            )
+
+    def _whoami(self, ctx: CallContext) -> OpResponse:
+        return OpResponse.json(
+            200,
+            {
+                "@odata.context": f"{ctx.base_url}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+                "BusinessUnitId": self.business_unit_id,
+                "UserId": ctx.principal.user_id,
+                "OrganizationId": self.organization_id,
+            },
+        )
+
+    # ------------------------------------------------------------------ reads (never take the write lock)
+    def _find(
+        self, ts: TableStore, key: Key, *, writer: bool
+    ) -> tuple[dict[str, Any], dict[str, Any], int] | None:
+        """(where, row, version) or None, where ``where`` holds the key's column values."""
+        where = self._key_where(ts, key)
+        found = self.store.get(ts, where, writer=writer)
+        return None if found is None else (where, found[0], found[1])
+
+    def _key_where(self, ts: TableStore, key: Key) -> dict[str, Any]:
+        pid = ts.table.primary_id or ""
+        if key.is_single:
+            return {pid: self._guid(key.single, ts)}
+        names = {("_msdyn_company_value" if n in _COMPANY_ALIASES else n): v for n, v in key.named}
+        if set(names) == {pid}:
+            return {pid: self._guid(names[pid], ts)}
+        rules = self.rules[ts.sql_name]
+        if set(names) != set(rules.key):
+            raise DvError(
+                400,
+                ODATA,
+                f"The key ({', '.join(n for n, _ in key.named)}) is not an alternate key defined for entity "
+                f"'{ts.table.logical_name}'. Alternate key: ({', '.join(rules.key)}).",
+            )
+        return {
+            n: (self._guid(v, ts) if n.startswith("_") else v) for n, v in ((k, names[k]) for k in rules.key)
+        }
+
+    def _guid(self, value: Any, ts: TableStore) -> str:
+        try:
+            return str(uuid.UUID(str(value)))
+        except ValueError as exc:
+            raise DvError(
+                400,
+                ODATA,
+                f"Bad Request - Error in query syntax: '{value}' is not a valid Guid for "
+                f"{ts.table.logical_name}.",
+            ) from exc
+
+    def _get_one(self, op: OpRequest, ctx: CallContext, ts: TableStore, key: Key) -> OpResponse:
+        opts = parse_options(op.query, ts.kinds, allow_skip=False)
+        found = self._find(ts, key, writer=False)
+        if found is None:
+            raise self._missing(ts, key)
+        _, row, version = found
+        if (op.header("if-none-match") or "") == etag(version):
+            return OpResponse(304, {"ETag": etag(version)})
+        body = {
+            "@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}{_sel(opts.select)}/$entity",
+            **self.codecs[ts.sql_name].render(row, version, opts.select),
+        }
+        return OpResponse.json(200, body, {"ETag": etag(version)})
+
+    def _missing(self, ts: TableStore, key: Key) -> DvError:
+        if key.is_single or (len(key.named) == 1 and key.named[0][0] == ts.table.primary_id):
+            value = key.single if key.is_single else key.named[0][1]
+            return not_found(ts.table.logical_name, str(value))
+        return DvError(
+            404,
+            "0x80040217",
+            f"A record with the specified key values does not exist in {ts.table.logical_name} entity",
+        )
+
+    def _query(self, op: OpRequest, ctx: CallContext, ts: TableStore) -> OpResponse:
+        try:
+            opts = parse_options(op.query, ts.kinds, allow_skip=False)
+        except QueryError as exc:
+            if exc.prop:
+                raise DvError(
+                    400,
+                    ODATA,
+                    f"Could not find a property named '{exc.prop}' on type "
+                    f"'Microsoft.Dynamics.CRM.{ts.table.logical_name}'.",
+                ) from exc
+            raise
+        size, applied = page_size(ctx.prefer, MAX_PAGE, MAX_PAGE)
+        fingerprint = "|".join(
+            (ts.sql_name, opts.filter_text, opts.order_sql, str(opts.select), str(opts.top))
+        )
+        offset = decode_skiptoken(op.query["$skiptoken"], fingerprint) if "$skiptoken" in op.query else 0
+        n = size if opts.top is None else max(0, min(size, opts.top - offset))
+        rows = self.store.select(
+            ts, where_sql=opts.filter_sql, order_sql=opts.order_sql, limit=n + 1, offset=offset
+        )
+        more = len(rows) > n and (opts.top is None or offset + n < opts.top)
+        codec = self.codecs[ts.sql_name]
+        body: dict[str, Any] = {"@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}{_sel(opts.select)}"}
+        if opts.count:
+            body["@odata.count"] = self.store.count(ts, where_sql=opts.filter_sql)
+        body["value"] = [codec.render(r, v, opts.select) for r, v in rows[:n]]
+        if more:
+            query = {k: v for k, v in op.query.items() if k != "$skiptoken"}
+            query["$skiptoken"] = encode_skiptoken(offset + n, fingerprint)
+            body["@odata.nextLink"] = f"{ctx.base_url}{ts.sql_name}?{urlencode(query, quote_via=quote)}"
+        headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if applied else {}
+        return OpResponse.json(200, body, headers)
+
+    # ------------------------------------------------------------------ writes (inside a transaction)
+    async def _write(
+        self, op: OpRequest, ctx: CallContext, unit: Unit, ts: TableStore, key: Key | None
+    ) -> OpResponse:
+        if op.method == "DELETE":
+            assert key is not None
+            return await self._delete(op, ctx, unit, ts, key)
+        try:
+            body = json.loads(op.body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise payload_error(ts.table.logical_name, f"The request body is not valid JSON: {exc}") from exc
+        parsed = self.codecs[ts.sql_name].parse(body, self._bind, ctx.content_ids)
+        if key is None:
+            row, version = self.writer.insert(ts, parsed.values, user_id=ctx.principal.user_id)
+            await self._notify(unit, ctx, ts, "Create", None, row, {k: row[k] for k in parsed.given})
+            return self._written(op, ctx, ts, row, version, created=True)
+        found = self._find(ts, key, writer=True)
+        if_match, if_none = op.header("if-match"), op.header("if-none-match")
+        if found is None:
+            if if_match is not None:
+                raise self._missing(ts, key)
+            values = {**parsed.values, **self._key_where(ts, key)}
+            row, version = self.writer.insert(ts, values, user_id=ctx.principal.user_id)
+            given = {k: row[k] for k in (*parsed.given, *self._key_where(ts, key))}
+            await self._notify(unit, ctx, ts, "Create", None, row, given)
+            return self._written(op, ctx, ts, row, version, created=True)
+        _, existing, old_version = found
+        if if_none == "*":
+            raise DvError(412, DUPLICATE, "A record with matching key values already exists.")
+        if if_match not in (None, "*") and if_match != etag(old_version):
+            raise DvError(
+                412,
+                CONCURRENCY,
+                "The version of the existing record doesn't match the RowVersion property provided.",
+            )
+        row, version = self.writer.update(ts, existing, parsed.values, user_id=ctx.principal.user_id)
+        await self._notify(unit, ctx, ts, "Update", existing, row, {k: row[k] for k in parsed.given})
+        return self._written(op, ctx, ts, row, version, created=False)
+
+    def _bind(self, entity_set: str, key: Key) -> str:
+        ts = self.store.table(entity_set)
+        found = self._find(ts, key, writer=True)
+        if found is None:
+            if key.is_single:
+                return self._guid(key.single, ts)  # existence is a rule (reported as the real 404)
+            raise self._missing(ts, key)
+        return str(found[1][ts.table.primary_id or ""])
+
+    async def _delete(
+        self, op: OpRequest, ctx: CallContext, unit: Unit, ts: TableStore, key: Key
+    ) -> OpResponse:
+        found = self._find(ts, key, writer=True)
+        if found is None:
+            raise self._missing(ts, key)
+        _, existing, version = found
+        if_match = op.header("if-match")
+        if if_match not in (None, "*") and if_match != etag(version):
+            raise DvError(
+                412,
+                CONCURRENCY,
+                "The version of the existing record doesn't match the RowVersion property provided.",
+            )
+        pid = ts.table.primary_id or ""
+        self.store.delete(ts, {pid: existing[pid]})
+        await self._notify(unit, ctx, ts, "Delete", existing, None, {})
+        return OpResponse(204, {"OData-Version": "4.0"})
+
+    async def _notify(
+        self,
+        unit: Unit,
+        ctx: CallContext,
+        ts: TableStore,
+        message: str,
+        pre: dict[str, Any] | None,
+        post: dict[str, Any] | None,
+        changed: dict[str, Any],
+    ) -> None:
+        pid = ts.table.primary_id or ""
+        rid = str((post or pre or {})[pid])
+        now = datetime.now(UTC)
+        unit.writes.append(WriteRecord(ts.sql_name, message, rid, ctx.principal.client_id, now))
+        if not ts.table.notifies:
+            return
+        codec = self.codecs[ts.sql_name]
+        change = RecordChange(
+            system="dataverse",
+            entity_set=ts.sql_name,
+            logical_name=ts.table.logical_name,
+            message=message,  # type: ignore[arg-type]
+            record_id=rid,
+            keys={pid: rid},
+            pre_image=codec.image(pre) if pre is not None else None,
+            post_image=codec.image(post) if post is not None else None,
+            changed=changed,
+            principal=ctx.principal,
+            correlation_id=ctx.correlation_id,
+            request_id=str(uuid.uuid4()),
+            occurred_at=now,
+        )
+        try:
+            await self.tx.hooks.before_commit(change)
+        except HookFailed as exc:
+            raise DvError(exc.status, exc.code, exc.message) from exc
+        unit.changes.append(change)
+
+    def _written(
+        self,
+        op: OpRequest,
+        ctx: CallContext,
+        ts: TableStore,
+        row: dict[str, Any],
+        version: int,
+        *,
+        created: bool,
+    ) -> OpResponse:
+        url = f"{ctx.base_url}{ts.sql_name}({row[ts.table.primary_id or '']})"
+        headers = {"OData-Version": "4.0", "OData-EntityId": url, "ETag": etag(version)}
+        if created:
+            headers["Location"] = url
+        if ctx.prefer.get("return") != "representation":
+            return OpResponse(204, headers)
+        opts = parse_options(op.query, ts.kinds, allow_skip=False)
+        body = {
+            "@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}{_sel(opts.select)}/$entity",
+            **self.codecs[ts.sql_name].render(row, version, opts.select),
+        }
+        headers["Preference-Applied"] = "return=representation"
+        return OpResponse.json(201 if created else 200, body, headers)
+
+
+def _sel(select: tuple[str, ...] | None) -> str:
+    return f"({','.join(select)})" if select else ""
+
+
+def _http_error(status: int, message: str) -> OpResponse:
+    code = {401: UNAUTHORIZED, 413: UNEXPECTED}.get(status, ODATA)
+    return DvError(status, code, message).response()

@@ -1,0 +1,397 @@
+"""The emulated Finance and Operations OData service (``/data/``): composite keys with ``dataAreaId``,
+the caller's default company unless ``cross-company=true``, POST/PATCH/DELETE (no upsert), queries,
+paging of at most 10,000 rows, ``$batch``. See docs/sandbox-api.md and docs/sandbox-rules.md."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from bridge.sandbox.contracts import HookFailed, RecordChange, WriteHooks
+from bridge.sandbox.fno.errors import (
+    NOT_FOUND_EXCEPTION,
+    ODATA_EXCEPTION,
+    FnoError,
+    fno_error,
+    violation_error,
+)
+from bridge.sandbox.odata.http import ODataHttp
+from bridge.sandbox.odata.keys import Key, KeySyntaxError, format_key, parse_key, parse_path
+from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Transactor, Unit, WriteRecord
+from bridge.sandbox.odata.query import (
+    QueryError,
+    decode_skiptoken,
+    encode_skiptoken,
+    page_size,
+    parse_options,
+)
+from bridge.sandbox.rules import FNO_EMPTY_DATE, Rule, Violation, build_rules
+from bridge.sandbox.schema import FNO_TABLES, Kind, Table
+from bridge.sandbox.store import Store, StoreError, TableStore
+
+ROOT = "/data/"
+MAX_PAGE = 10_000
+AREA = "dataAreaId"
+_DEFAULTS = {Kind.STRING: "", Kind.MEMO: "", Kind.INT: 0, Kind.DECIMAL: 0.0, Kind.DATE: FNO_EMPTY_DATE}
+
+__all__ = ["FnoService", "WriteRecord", "fno_error"]
+
+
+def etag(version: int) -> str:
+    # Opaque like F&O's own (a base64 blob), but derived from our row version.
+    return 'W/"' + base64.b64encode(f"1,{version}".encode()).decode() + '"'
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SeedError(ValueError):
+    """A seeded row broke a rule; the message is the F&O error text."""
+
+
+class FnoService:
+    def __init__(self, *, default_company: str = "usmf", hooks: WriteHooks | None = None) -> None:
+        self.default_company = default_company.lower()
+        self.tables: dict[str, Table] = {t.entity_set: t for t in FNO_TABLES}
+        self.store = Store(FNO_TABLES)
+        self.rules = build_rules(FNO_TABLES, "fno")
+        self.tx = Transactor(self.store, hooks)
+        self.http = ODataHttp(ROOT, self._dispatch, _http_error, self.tx.atomic)
+        self.seed_defaults()
+
+    # ------------------------------------------------------------------ public surface
+    @property
+    def hooks(self) -> WriteHooks:
+        return self.tx.hooks
+
+    @hooks.setter
+    def hooks(self, value: WriteHooks) -> None:
+        self.tx.hooks = value
+
+    @property
+    def write_log(self) -> list[WriteRecord]:
+        return self.tx.write_log
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return self.http.routes()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.add_routes(self.routes())
+
+    def close(self) -> None:
+        self.store.close()
+
+    def seed_defaults(self) -> None:
+        self.seed("LegalEntities", [{"LegalEntityId": "USMF", "Name": "Contoso Entertainment System USA"}])
+        sites = [{AREA: "usmf", "SiteId": str(n), "SiteName": f"Site {n}"} for n in range(1, 7)]
+        self.seed("OperationalSites", sites)
+
+    def seed(self, entity_set: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert rows (F&O JSON form) after the same validation as the API, in one transaction,
+        without hooks."""
+        ts = self.store.table(entity_set) if entity_set in self.store.tables else None
+        if ts is None:
+            raise SeedError(f"Unknown entity set '{entity_set}'.")
+        if self.store.in_transaction:
+            raise SeedError("A write transaction is open; seed again once it completes.")
+        out: list[dict[str, Any]] = []
+        self.store.begin()
+        try:
+            for raw in rows:
+                if not isinstance(raw, dict):
+                    raise FnoError(400, "Each seeded row must be a JSON object.")
+                row, version = self._insert(ts, raw)
+                out.append(self._render(ts, row, version))
+        except FnoError as exc:
+            self.store.rollback()
+            raise SeedError(exc.message) from exc
+        except BaseException:
+            self.store.rollback()
+            raise
+        self.store.commit()
+        return out
+
+    def rows(self, entity_set: str) -> list[dict[str, Any]]:
+        return [row for row, _ in self.store.select(self.store.table(entity_set))]
+
+    def get(self, entity_set: str, record_id: str) -> dict[str, Any] | None:
+        """``record_id`` is the key segment, e.g. "dataAreaId='usmf',WarehouseId='11'"."""
+        ts = self.store.table(entity_set)
+        found = self.store.get(ts, self._key_where(ts, parse_key(record_id)))
+        return found[0] if found else None
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        return self.store.dump()
+
+    def reset(self) -> None:
+        self.store.clear()
+        self.write_log.clear()
+        self.seed_defaults()
+
+    def exists(self, entity_set: str, where: Mapping[str, Any]) -> bool:
+        return self.store.exists(self.store.table(entity_set), where)
+
+    # ------------------------------------------------------------------ dispatch
+    async def _dispatch(self, op: OpRequest, ctx: CallContext, unit: Unit | None) -> OpResponse:
+        try:
+            return await self._route(op, ctx, unit)
+        except FnoError as exc:
+            return exc.response()
+        except QueryError as exc:
+            return FnoError(400, exc.message, ODATA_EXCEPTION).response()
+
+    async def _route(self, op: OpRequest, ctx: CallContext, unit: Unit | None) -> OpResponse:
+        try:
+            path = parse_path(op.path)
+        except KeySyntaxError as exc:
+            raise FnoError(400, str(exc), ODATA_EXCEPTION) from exc
+        if path.entity_set not in self.store.tables:
+            raise FnoError(
+                404,
+                f"No HTTP resource was found that matches the request URI '{ctx.base_url}{op.path}'.",
+                ODATA_EXCEPTION,
+            )
+        ts = self.store.table(path.entity_set)
+        cross = op.query.get("cross-company", "").lower() == "true"
+        if op.method == "GET":
+            return (
+                self._get_one(op, ctx, ts, path.key, cross) if path.key else self._query(op, ctx, ts, cross)
+            )
+        allowed = "POST" if path.key is None else ("PATCH", "DELETE")
+        if op.method not in allowed:
+            raise FnoError(
+                405, f"The HTTP method '{op.method}' is not allowed on this resource.", ODATA_EXCEPTION
+            )
+        key = path.key
+        if unit is not None:
+            return await self._write(op, ctx, unit, ts, key, cross)
+        return await self.tx.atomic(lambda u: self._write(op, ctx, u, ts, key, cross))
+
+    # ------------------------------------------------------------------ reads
+    def _key_where(self, ts: TableStore, key: Key) -> dict[str, Any]:
+        names = dict(key.named)
+        if key.is_single and len(ts.key) == 1:
+            names = {ts.key[0]: key.single}
+        if set(names) != set(ts.key):
+            raise FnoError(
+                400,
+                f"The key of '{ts.sql_name}' is ({', '.join(ts.key)}); the request gave "
+                f"({', '.join(names) or 'a single value'}).",
+                ODATA_EXCEPTION,
+            )
+        return {k: names[k] for k in ts.key}
+
+    def _find(
+        self, ts: TableStore, key: Key, cross: bool, *, writer: bool
+    ) -> tuple[dict[str, Any], dict[str, Any], int] | None:
+        where = self._key_where(ts, key)
+        company = where.get(AREA)
+        if company is not None and not cross and str(company).lower() != self.default_company:
+            return None  # other companies are invisible without cross-company=true
+        found = self.store.get(ts, where, writer=writer)
+        return None if found is None else (where, found[0], found[1])
+
+    def _not_found(self, ts: TableStore, key: Key) -> FnoError:
+        return FnoError(
+            404,
+            f"Resource not found for the segment '{ts.sql_name}({format_key(dict(key.named))})'.",
+            NOT_FOUND_EXCEPTION,
+        )
+
+    def _render(
+        self, ts: TableStore, row: Mapping[str, Any], version: int, select: Any = None
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {"@odata.etag": etag(version)}
+        for name in select or ts.columns:
+            out[name] = row.get(name)
+        return out
+
+    def _get_one(self, op: OpRequest, ctx: CallContext, ts: TableStore, key: Key, cross: bool) -> OpResponse:
+        opts = parse_options(op.query, ts.kinds, allowed=frozenset())
+        found = self._find(ts, key, cross, writer=False)
+        if found is None:
+            raise self._not_found(ts, key)
+        _, row, version = found
+        body = {
+            "@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}/$entity",
+            **self._render(ts, row, version, opts.select),
+        }
+        return OpResponse.json(200, body, {"ETag": etag(version)})
+
+    def _query(self, op: OpRequest, ctx: CallContext, ts: TableStore, cross: bool) -> OpResponse:
+        opts = parse_options(op.query, ts.kinds)
+        where = opts.filter_sql
+        if ts.table.company_column and not cross and AREA not in opts.filtered_columns:
+            company = self.default_company.replace("'", "''")
+            where = f"\"{AREA}\" = '{company}'" + (f" AND ({where})" if where else "")
+        size, applied = page_size(ctx.prefer, MAX_PAGE, MAX_PAGE)
+        fingerprint = "|".join(
+            (ts.sql_name, where, opts.order_sql, str(opts.select), str(opts.top), str(opts.skip))
+        )
+        offset = decode_skiptoken(op.query["$skiptoken"], fingerprint) if "$skiptoken" in op.query else 0
+        n = size if opts.top is None else max(0, min(size, opts.top - offset))
+        rows = self.store.select(
+            ts, where_sql=where, order_sql=opts.order_sql, limit=n + 1, offset=opts.skip + offset
+        )
+        more = len(rows) > n and (opts.top is None or offset + n < opts.top)
+        body: dict[str, Any] = {"@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}"}
+        if opts.count:
+            body["@odata.count"] = self.store.count(ts, where_sql=where)
+        body["value"] = [self._render(ts, r, v, opts.select) for r, v in rows[:n]]
+        if more:
+            query = {k: v for k, v in op.query.items() if k != "$skiptoken"}
+            query["$skiptoken"] = encode_skiptoken(offset + n, fingerprint)
+            body["@odata.nextLink"] = f"{ctx.base_url}{ts.sql_name}?{urlencode(query, quote_via=quote)}"
+        headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if applied else {}
+        return OpResponse.json(200, body, headers)
+
+    # ------------------------------------------------------------------ writes
+    async def _write(
+        self, op: OpRequest, ctx: CallContext, unit: Unit, ts: TableStore, key: Key | None, cross: bool
+    ) -> OpResponse:
+        if op.method == "DELETE":
+            assert key is not None
+            return await self._delete(op, ctx, unit, ts, key, cross)
+        try:
+            body = json.loads(op.body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FnoError(400, f"The request body is not valid JSON: {exc}", ODATA_EXCEPTION) from exc
+        if not isinstance(body, dict):
+            raise FnoError(400, "A JSON object was expected as the request body.", ODATA_EXCEPTION)
+        values = {k: v for k, v in body.items() if "@" not in k}  # annotations (@odata.type …) carry no data
+        if key is None:
+            row, version = self._insert(ts, values)
+            await self._notify(unit, ctx, ts, "Create", None, row, {k: row[k] for k in values})
+            url = f"{ctx.base_url}{ts.sql_name}({quote(format_key({k: row[k] for k in ts.key}), safe=_SAFE)})"
+            headers = {"Location": url, "OData-EntityId": url, "ETag": etag(version)}
+            if ctx.prefer.get("return") == "minimal":
+                return OpResponse(204, {"OData-Version": "4.0", **headers})
+            body_out = {
+                "@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}/$entity",
+                **self._render(ts, row, version),
+            }
+            return OpResponse.json(201, body_out, headers)
+        found = self._find(ts, key, cross, writer=True)
+        if found is None:
+            raise self._not_found(ts, key)  # F&O has no upsert: PATCH of a missing row is a 404
+        _, existing, old_version = found
+        if_match = op.header("if-match")
+        if if_match not in (None, "*") and if_match != etag(old_version):
+            raise FnoError(412, "The record has been updated by another user; the ETag does not match.")
+        row, version = self._update(ts, existing, values)
+        await self._notify(unit, ctx, ts, "Update", existing, row, {k: row[k] for k in values})
+        return OpResponse(204, {"OData-Version": "4.0", "ETag": etag(version)})
+
+    def _raise(self, ts: TableStore, violations: list[Violation]) -> None:
+        if violations:
+            raise violation_error(ts.table.logical_name, ts.sql_name, violations[0])
+
+    def _insert(self, ts: TableStore, values: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+        rules = self.rules[ts.sql_name]
+        if ts.table.company_column and values.get(AREA) is None:
+            values = {**values, AREA: self.default_company}  # F&O writes into the caller's company
+        norm, violations = rules.check_write(values, None)
+        self._raise(ts, violations)
+        row: dict[str, Any] = {}
+        for name, kind in ts.kinds.items():
+            col = rules.columns[name]
+            default = col.options[0] if kind is Kind.ENUM and col.options else _DEFAULTS.get(kind)
+            row[name] = norm.get(name, default)
+        if "ModifiedDateTime" in row:
+            row["ModifiedDateTime"] = _now()
+        if isinstance(row.get(AREA), str):
+            row[AREA] = row[AREA].lower()  # F&O keeps company ids in lower case
+        violations = rules.check_write(row, None, system=True)[1]  # required after defaults ("" is empty)
+        self._raise(ts, violations + rules.check_unique(row, self) + rules.check_references(row, norm, self))
+        try:
+            self.store.insert(ts, row, 1)
+        except StoreError as exc:
+            self._raise(ts, [Violation(Rule.DUPLICATE, ",".join(ts.key), {k: row[k] for k in ts.key})])
+            raise AssertionError("unreachable") from exc
+        return row, 1
+
+    def _update(
+        self, ts: TableStore, existing: dict[str, Any], values: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], int]:
+        rules = self.rules[ts.sql_name]
+        norm, violations = rules.check_write(values, existing)
+        for k in ts.key:  # key fields identify the row: they cannot change through PATCH
+            if k in norm and str(norm[k]).lower() != str(existing[k]).lower():
+                violations.append(Violation(Rule.IMMUTABLE, k, norm[k]))
+        self._raise(ts, violations)
+        found = self.store.get(ts, {k: existing[k] for k in ts.key}, writer=True)
+        version = (found[1] if found else 0) + 1
+        row = {**existing, **norm}
+        if "ModifiedDateTime" in row:
+            row["ModifiedDateTime"] = _now()
+        self._raise(ts, rules.check_references(row, norm, self))
+        changes = {k: row[k] for k in ts.columns if k in norm or row[k] != existing[k]}
+        self.store.update(ts, {k: existing[k] for k in ts.key}, changes, version)
+        return row, version
+
+    async def _delete(
+        self, op: OpRequest, ctx: CallContext, unit: Unit, ts: TableStore, key: Key, cross: bool
+    ) -> OpResponse:
+        found = self._find(ts, key, cross, writer=True)
+        if found is None:
+            raise self._not_found(ts, key)
+        _, existing, version = found
+        if_match = op.header("if-match")
+        if if_match not in (None, "*") and if_match != etag(version):
+            raise FnoError(412, "The record has been updated by another user; the ETag does not match.")
+        self.store.delete(ts, {k: existing[k] for k in ts.key})
+        await self._notify(unit, ctx, ts, "Delete", existing, None, {})
+        return OpResponse(204, {"OData-Version": "4.0"})
+
+    async def _notify(
+        self,
+        unit: Unit,
+        ctx: CallContext,
+        ts: TableStore,
+        message: str,
+        pre: dict[str, Any] | None,
+        post: dict[str, Any] | None,
+        changed: dict[str, Any],
+    ) -> None:
+        row = post or pre or {}
+        keys = {k: row[k] for k in ts.key}
+        rid = format_key(keys)
+        now = datetime.now(UTC)
+        unit.writes.append(WriteRecord(ts.sql_name, message, rid, ctx.principal.client_id, now))
+        if not ts.table.notifies:
+            return
+        change = RecordChange(
+            system="fno",
+            entity_set=ts.sql_name,
+            logical_name=ts.table.logical_name,
+            message=message,  # type: ignore[arg-type]
+            record_id=rid,
+            keys=keys,
+            pre_image=dict(pre) if pre is not None else None,
+            post_image=dict(post) if post is not None else None,
+            changed=changed,
+            principal=ctx.principal,
+            correlation_id=ctx.correlation_id,
+            request_id=str(uuid.uuid4()),
+            occurred_at=now,
+        )
+        try:
+            await self.tx.hooks.before_commit(change)
+        except HookFailed as exc:
+            raise FnoError(exc.status, exc.message) from exc
+        unit.changes.append(change)
+
+
+_SAFE = "=',"
+
+
+def _http_error(status: int, message: str) -> OpResponse:
+    return FnoError(status, message, ODATA_EXCEPTION).response()

@@ -1,0 +1,1 @@
+"""Change notifications: Dataverse webhooks (``dataverse``) and F&O data events (``fno``)."""

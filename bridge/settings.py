@@ -1,0 +1,111 @@
+"""Typed settings: a TOML file (``dualwrite serve --config FILE``) plus environment variables.
+
+Precedence: environment (``DUALWRITE_*``, nested with ``__``) over the file over defaults.
+Secrets are read from the environment only; a secret found in the file is a ConfigError, so a
+config file can be committed and shared. Secrets are ``SecretStr`` and never logged.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bridge.core.errors import ConfigError
+
+SECRET_KEYS = ("client_secret", "cds_webhook_key", "scm_webhook_key", "admin_token")
+
+
+class SystemSettings(BaseModel):
+    url: str = Field(description="Dataverse Web API base (…/api/data/v9.2) or F&O OData base (…/data)")
+    scope: str = Field(description="Token scope, e.g. https://org.crm.dynamics.com/.default")
+
+
+class AuthSettings(BaseModel):
+    authority: str = Field(description="https://login.microsoftonline.com/<tenant> or the sandbox authority")
+    client_id: str
+    ca_file: Path | None = Field(
+        default=None, description="Extra CA bundle to trust (never disables TLS checks)"
+    )
+
+
+class ListenSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = Field(default=None, description="URL the systems use to reach the bridge")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class StorageSettings(BaseModel):
+    data_dir: Path = Path(".dualwrite/bridge")
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+
+class SyncSettings(BaseModel):
+    sync_budget_s: float = Field(default=20.0, gt=0, lt=60, description="Sync webhook answer deadline")
+    max_attempts: int = Field(default=8, ge=1, description="Async attempts before dead-lettering")
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    concurrency: int = Field(default=64, ge=1, le=1024, description="Records applied in parallel")
+    lease_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DUALWRITE_", env_nested_delimiter="__", extra="forbid")
+
+    cds: SystemSettings
+    scm: SystemSettings
+    auth: AuthSettings
+    listen: ListenSettings = ListenSettings()
+    storage: StorageSettings = StorageSettings()
+    sync: SyncSettings = SyncSettings()
+    mappings_dir: Path = Path("mappings")
+    scm_company_default: str = Field(default="usmf", description="F&O caller's default company")
+    # Secrets: environment only (DUALWRITE_CLIENT_SECRET, …).
+    client_secret: SecretStr = SecretStr("")
+    cds_webhook_key: SecretStr = SecretStr("")
+    scm_webhook_key: SecretStr = SecretStr("")
+    admin_token: SecretStr = SecretStr("")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment outranks the file's values, which arrive as init arguments.
+        return (env_settings, init_settings)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), reject secrets in it, then let the environment override."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError("config file not found", file=str(config_file)) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", file=str(config_file)) from exc
+        for key in SECRET_KEYS:
+            if key in data:
+                raise ConfigError(
+                    f"secrets are read from the environment only: set DUALWRITE_{key.upper()} instead",
+                    file=str(config_file),
+                    field=key,
+                )
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(problems, file=str(config_file) if config_file else None) from exc

@@ -1,0 +1,110 @@
+"""Finance and Operations OData client: rows by composite key (with ``dataAreaId``), cross-company
+queries with paging, create / update / delete. Values travel in F&O's OData JSON form (enum labels)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bridge.systems.batch import (
+    BatchOperation,
+    BatchResult,
+    build_changeset,
+    parse_batch_response,
+    raise_for_batch,
+)
+from bridge.systems.http import HttpClient, RetryPolicy, TokenSource, header
+from bridge.systems.odata import key_segment
+
+# Without it F&O answers with the caller's default company only (protocols.md).
+CROSS_COMPANY = {"cross-company": "true"}
+
+
+class FnoClient:
+    """``base_url`` is the OData root, e.g. ``https://host.operations.dynamics.com/data/``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenSource,
+        *,
+        ca_file: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.http = HttpClient("scm", base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def __aenter__(self) -> FnoClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def get(
+        self, entity_set: str, keys: Mapping[str, Any], select: list[str] | None = None
+    ) -> dict[str, Any] | None:
+        """One row by its full key (``{"dataAreaId": "usmf", "WarehouseId": "11"}``), or None."""
+        params = dict(CROSS_COMPANY)
+        if select:
+            params["$select"] = ",".join(select)
+        resp = await self.http.request("GET", entity_set + key_segment(keys), params=params, accept=(404,))
+        return None if resp.status == 404 else dict(resp.body or {})
+
+    async def query(
+        self,
+        entity_set: str,
+        filter: str | None = None,
+        select: list[str] | None = None,
+        top: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """All matching rows of every company, following ``@odata.nextLink`` (stops at ``top``)."""
+        params = dict(CROSS_COMPANY)
+        if filter:
+            params["$filter"] = filter
+        if select:
+            params["$select"] = ",".join(select)
+        if top is not None:
+            params["$top"] = str(top)
+        rows: list[dict[str, Any]] = []
+        url: str | None = entity_set
+        first = True
+        while url is not None:
+            resp = await self.http.request("GET", url, params=params if first else None)
+            first = False
+            body = resp.body or {}
+            rows.extend(body.get("value", []))
+            if top is not None and len(rows) >= top:
+                return rows[:top]
+            url = body.get("@odata.nextLink")
+        return rows
+
+    async def create(self, entity_set: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a row (``dataAreaId`` and key included in ``payload``); returns the created row."""
+        resp = await self.http.request(
+            "POST", entity_set, json_body=dict(payload), headers={"Prefer": "return=representation"}
+        )
+        return dict(resp.body) if isinstance(resp.body, dict) else dict(payload)
+
+    async def update(self, entity_set: str, keys: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+        """PATCH an existing row (404 -> RejectedError: F&O has no upsert)."""
+        await self.http.request(
+            "PATCH", entity_set + key_segment(keys), params=CROSS_COMPANY, json_body=dict(payload)
+        )
+
+    async def delete(self, entity_set: str, keys: Mapping[str, Any]) -> bool:
+        """Delete a row; False when it was already gone."""
+        resp = await self.http.request(
+            "DELETE", entity_set + key_segment(keys), params=CROSS_COMPANY, accept=(404,)
+        )
+        return resp.status != 404
+
+    async def batch(self, operations: Sequence[BatchOperation]) -> list[BatchResult]:
+        """Run ``operations`` as one change set: all apply or none. Raises the first failure."""
+        content_type, body = build_changeset(self.http.base_url, operations)
+        resp = await self.http.request("POST", "$batch", raw_body=body, content_type=content_type)
+        results = parse_batch_response(header(resp.headers, "Content-Type") or "", resp.text)
+        raise_for_batch("scm", results, len(operations))
+        return results

@@ -1,0 +1,1 @@
+pytest_plugins = ["bridge.sandbox.pytest_plugin"]

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bridge.app import Bridge
+from bridge.demo import connect, demo_settings
+from bridge.sandbox.runtime import SandboxConfig
+from bridge.settings import SyncSettings
+from tests.e2e.harness import Harness, client_context
+
+
+@pytest.fixture
+def sandbox_config(tmp_path: Path) -> SandboxConfig:
+    # Fast redelivery so retry paths finish within a test.
+    return SandboxConfig(
+        authority_port=0,
+        cds_port=0,
+        scm_port=0,
+        state_dir=tmp_path / "sandbox",
+        webhook_timeout=10.0,
+        dataevent_retry_interval=0.05,
+    )
+
+
+@pytest.fixture
+def webhook_mode() -> str:
+    return "sync"
+
+
+@pytest.fixture
+def sync_settings() -> SyncSettings:
+    return SyncSettings(backoff_initial_s=0.05, backoff_max_s=0.5, max_attempts=4, sync_budget_s=8, lease_s=5)
+
+
+@pytest.fixture
+async def env(
+    sandbox: Any, tmp_path: Path, webhook_mode: str, sync_settings: SyncSettings
+) -> AsyncIterator[Harness]:
+    settings = demo_settings(sandbox.info, host="127.0.0.1", port=0, data_dir=tmp_path / "bridge")
+    settings.sync = sync_settings
+    bridge = Bridge(settings)
+    await bridge.start()
+    keys = await connect(sandbox, bridge, mode=webhook_mode)
+    connector = aiohttp.TCPConnector(ssl=client_context(sandbox.info.ca_file))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        harness = Harness(sandbox=sandbox, bridge=bridge, keys=keys, http=http)
+        row = await harness.request("cds", "GET", "cdm_companies?$filter=cdm_companycode eq 'USMF'")
+        harness.company_id = row.body["value"][0]["cdm_companyid"]
+        try:
+            yield harness
+        finally:
+            # Shown by pytest only when the test failed: what the bridge recorded.
+            for failure in await bridge.state.failures(limit=20):
+                print(
+                    f"bridge failure: {failure.kind} {failure.direction} {failure.key}: "
+                    f"target={failure.target_message!r} source={failure.source_message!r}"
+                )
+            await bridge.stop()

@@ -1,0 +1,268 @@
+"""Dataverse webhook bodies -> CdsChange / ChangeEvent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.core.errors import PayloadError
+from bridge.core.events import Operation, SyncMode, System
+from bridge.core.mapping import MappingSet, load_mappings
+from bridge.listeners.cds import CdsChange, normalise_attributes, parse_cds_notification
+from tests.listeners.payloads import (
+    SITE_ID,
+    USER_ID,
+    USMF_ID,
+    WH_ID,
+    XRM,
+    cds_context,
+    option,
+    oversize,
+    ref,
+    warehouse_row,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADERS = {"x-ms-dynamics-entity-name": "msdyn_warehouse", "x-ms-dynamics-request-name": "Update"}
+
+
+@pytest.fixture(scope="module")
+def mappings() -> MappingSet:
+    return load_mappings(ROOT / "mappings")
+
+
+def parse(body: object, mappings: MappingSet, headers: dict[str, str] | None = None) -> CdsChange:
+    change = parse_cds_notification(body, headers or HEADERS, mappings)
+    assert change is not None
+    return change
+
+
+def test_update_with_images_gives_changed_columns_and_full_post_image(mappings: MappingSet) -> None:
+    target = {
+        "msdyn_warehouseid": WH_ID,
+        "msdyn_description": "Renamed",
+        "modifiedon": "/Date(1700000000000)/",
+        "modifiedby": ref("systemuser", USER_ID),
+    }
+    body = cds_context(
+        target=target,
+        pre=warehouse_row(),
+        post=warehouse_row(msdyn_description="Renamed"),
+        request_id="ABCDEF00-0000-4000-8000-000000000001",
+    )
+    change = parse(body, mappings)
+    assert change.operation is Operation.UPDATE and change.mode is SyncMode.ASYNC
+    assert change.changed == {"msdyn_description": "Renamed"}  # no primary id, no system columns
+    assert change.image is not None and change.image["msdyn_description"] == "Renamed"
+    assert change.pre_image is not None and change.pre_image["msdyn_description"] == "Main warehouse"
+    assert (change.key, change.company_id, change.record_id) == ("11", USMF_ID, WH_ID)
+    assert change.event_id == "cds:abcdef00-0000-4000-8000-000000000001"
+    assert change.initiated_by == USER_ID
+    assert change.correlation_id == body["CorrelationId"]
+    # OperationCreatedOn (milliseconds) orders changes; modifiedon has whole seconds only.
+    assert change.source_timestamp == datetime.fromtimestamp(1700000005, UTC)
+    assert change.needs_fetch is False
+
+
+def test_sdk_values_become_web_api_read_form() -> None:
+    attrs = {
+        "msdyn_warehousetype": option(192350001),
+        "msdyn_operationalsite": ref("msdyn_operationalsite", SITE_ID.upper()),
+        "msdyn_acquisitioncost": {"__type": f"Money:{XRM}", "Value": 12.5},
+        "msdyn_acquisitiondate": "/Date(1506409448000-0700)/",
+        "msdyn_serialnumber": "SN-1",
+        "msdyn_modelyear": 2020,
+    }
+    out = normalise_attributes(attrs, set(), "T")
+    assert out == {
+        "msdyn_warehousetype": 192350001,
+        "_msdyn_operationalsite_value": SITE_ID,
+        "msdyn_acquisitioncost": 12.5,
+        "msdyn_acquisitiondate": "2017-09-26T07:04:08Z",  # the offset does not move the instant
+        "msdyn_serialnumber": "SN-1",
+        "msdyn_modelyear": 2020,
+    }
+
+
+def test_cleared_lookup_arrives_as_null_read_name(mappings: MappingSet) -> None:
+    target = {"msdyn_warehouseid": WH_ID, "msdyn_operationalsite": None}
+    change = parse(cds_context(target=target, post=warehouse_row(msdyn_operationalsite=None)), mappings)
+    assert change.changed == {"_msdyn_operationalsite_value": None}
+
+
+def test_create_without_images_takes_key_company_and_image_from_target(mappings: MappingSet) -> None:
+    change = parse(cds_context("Create"), mappings)
+    assert change.operation is Operation.CREATE
+    assert change.key == "11" and change.company_id == USMF_ID
+    assert change.image is not None and change.image["msdyn_warehousetype"] == 192350000
+    assert change.changed["_msdyn_company_value"] == USMF_ID
+
+
+def test_update_with_pre_image_only_derives_post_image(mappings: MappingSet) -> None:
+    target = {"msdyn_warehouseid": WH_ID, "msdyn_primaryaddresscity": "Oslo"}
+    change = parse(cds_context(target=target, pre=warehouse_row()), mappings)
+    assert change.image is not None
+    assert (
+        change.image["msdyn_primaryaddresscity"] == "Oslo"
+        and change.image["msdyn_description"] == "Main warehouse"
+    )
+    assert change.key == "11"
+
+
+def test_update_without_images_has_no_key_so_the_handler_must_read_the_row(mappings: MappingSet) -> None:
+    change = parse(cds_context(target={"msdyn_warehouseid": WH_ID, "msdyn_description": "x"}), mappings)
+    assert change.key is None and change.company_id is None and change.image is None
+    filled = change.with_row({"msdyn_warehouseidentifier": "11", "_msdyn_company_value": USMF_ID})
+    assert filled.key == "11" and filled.company_id == USMF_ID
+    event = filled.to_event("usmf")
+    assert (event.company, event.key, event.source, event.entity) == ("USMF", "11", System.CDS, "warehouse")
+
+
+def test_delete_takes_key_from_pre_image(mappings: MappingSet) -> None:
+    change = parse(cds_context("Delete", pre=warehouse_row()), mappings)
+    assert change.operation is Operation.DELETE
+    assert change.record_id == WH_ID and change.key == "11" and change.company_id == USMF_ID
+    assert change.image is None and change.changed == {}
+    assert change.pre_image is not None
+
+
+def test_synchronous_step_gives_sync_mode(mappings: MappingSet) -> None:
+    assert parse(cds_context(mode=0), mappings).mode is SyncMode.SYNC
+
+
+def test_oversize_variant_needs_fetch(mappings: MappingSet) -> None:
+    body = oversize(cds_context(pre=warehouse_row(), post=warehouse_row()))
+    change = parse(body, mappings, {**HEADERS, "x-ms-dynamics-msg-size-exceeded": "true"})
+    assert change.needs_fetch is True
+    assert change.image is None and change.key is None and change.changed == {}
+    assert change.record_id == WH_ID
+    assert change.source_timestamp == datetime.fromtimestamp(1700000005, UTC)  # OperationCreatedOn
+    filled = change.with_row(
+        {"msdyn_warehouseidentifier": "11", "_msdyn_company_value": USMF_ID, "msdyn_name": "11"}
+    )
+    assert filled.image == {
+        "msdyn_warehouseidentifier": "11",
+        "_msdyn_company_value": USMF_ID,
+        "msdyn_name": "11",
+    }
+
+
+def test_unmapped_table_and_other_messages_are_ignored(mappings: MappingSet) -> None:
+    assert parse_cds_notification(cds_context(logical="account"), HEADERS, mappings) is None
+    assert parse_cds_notification(cds_context(message="Assign"), HEADERS, mappings) is None
+
+
+def test_event_id_falls_back_to_operation_id_then_a_stable_hash(mappings: MappingSet) -> None:
+    body = cds_context()
+    body["RequestId"] = None
+    assert parse(body, mappings).event_id == f"cds:{body['OperationId']}"
+    body["OperationId"] = "00000000-0000-0000-0000-000000000000"
+    first, second = parse(body, mappings).event_id, parse(dict(body), mappings).event_id
+    assert first.startswith("cds:h:") and first == second
+
+
+@pytest.mark.parametrize(
+    ("mutate", "named"),
+    [
+        (lambda b: b.update(Mode="1"), "Mode"),
+        (lambda b: b.update(Mode=7), "Mode"),
+        (lambda b: b.pop("MessageName"), "MessageName"),
+        (lambda b: b.update(InputParameters={"Target": 1}), "InputParameters"),
+        (
+            lambda b: b["InputParameters"][0]["value"].update(Attributes="x"),
+            "InputParameters.Target.Attributes",
+        ),
+        (
+            lambda b: b["InputParameters"][0]["value"]["Attributes"].append(
+                {"key": "msdyn_warehousetype", "value": {**option(0), "Value": "x"}}
+            ),
+            "msdyn_warehousetype.Value",
+        ),
+        (
+            lambda b: b["InputParameters"][0]["value"]["Attributes"].append(
+                {"key": "msdyn_operationalsite", "value": ref("msdyn_operationalsite", "nope")}
+            ),
+            "msdyn_operationalsite.Id",
+        ),
+        (lambda b: b["InputParameters"][0]["value"].update(LogicalName="account"), "Target.LogicalName"),
+        (lambda b: b.update(PrimaryEntityId="not-a-guid"), "PrimaryEntityId"),
+        (lambda b: b.update(OperationCreatedOn="yesterday", InputParameters=[]), "OperationCreatedOn"),
+    ],
+)
+def test_wrong_shapes_and_types_raise_payload_error_naming_the_place(
+    mutate: Callable[[dict[str, Any]], object], named: str, mappings: MappingSet
+) -> None:
+    body = cds_context("Create")
+    mutate(body)
+    with pytest.raises(PayloadError, match=named.replace(".", r"\.")):
+        parse_cds_notification(body, HEADERS, mappings)
+
+
+def test_body_that_is_not_an_object_is_rejected(mappings: MappingSet) -> None:
+    with pytest.raises(PayloadError, match="<body>"):
+        parse_cds_notification([1, 2], HEADERS, mappings)
+
+
+def test_payload_built_by_the_sandbox_notifier_parses(mappings: MappingSet) -> None:
+    from bridge.sandbox.contracts import Principal, RecordChange
+    from bridge.sandbox.notify.context import remote_execution_context
+    from bridge.sandbox.notify.registrations import Endpoint, Step, StepImage
+
+    pre = {
+        "msdyn_warehouseid": WH_ID,
+        "msdyn_warehouseidentifier": "11",
+        "msdyn_name": "11",
+        "msdyn_description": "Old",
+        "_msdyn_operationalsite_value": SITE_ID,
+        "msdyn_warehousetype": 192350000,
+        "_msdyn_company_value": USMF_ID,
+        "modifiedon": "2026-11-20T10:00:00Z",
+        "_modifiedby_value": USER_ID,
+    }
+    post = {
+        **pre,
+        "msdyn_description": "New",
+        "_msdyn_operationalsite_value": None,
+        "modifiedon": "2026-11-20T10:05:00Z",
+    }
+    change = RecordChange(
+        system="dataverse",
+        entity_set="msdyn_warehouses",
+        logical_name="msdyn_warehouse",
+        message="Update",
+        record_id=WH_ID,
+        keys={"msdyn_warehouseid": WH_ID},
+        pre_image=pre,
+        post_image=post,
+        changed={"msdyn_description": "New", "msdyn_operationalsite@odata.bind": None},
+        principal=Principal("client", "oid", USER_ID),
+        correlation_id="c-1",
+        request_id="r-1",
+        occurred_at=datetime(2026, 11, 20, 10, 5, tzinfo=UTC),
+    )
+    endpoint = Endpoint("e", "bridge", "https://127.0.0.1/webhooks/cds", 4, "k")
+    step = Step(
+        "s",
+        "dualwrite",
+        "Update",
+        "msdyn_warehouse",
+        0,
+        40,
+        1,
+        None,
+        endpoint,
+        (StepImage("PreImage", True, False, None), StepImage("PostImage", False, True, None)),
+    )
+    body = remote_execution_context(
+        change, step, organization_id="o", organization_name="org", business_unit_id="b"
+    )
+    parsed = parse(body, mappings)
+    assert parsed.mode is SyncMode.SYNC and parsed.event_id == "cds:r-1"
+    assert parsed.changed == {"msdyn_description": "New", "_msdyn_operationalsite_value": None}
+    assert parsed.image is not None and parsed.image["_msdyn_company_value"] == USMF_ID
+    assert parsed.image["modifiedon"] == "2026-11-20T10:05:00Z"
+    assert parsed.key == "11" and parsed.source_timestamp == datetime(2026, 11, 20, 10, 5, tzinfo=UTC)

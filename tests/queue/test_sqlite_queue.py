@@ -1,0 +1,289 @@
+"""SQLite-specific behaviour of the embedded queue (the shared contract is in tests/contract/)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import bridge.queue.sqlite as queue_module
+from bridge.core.errors import ConfigError
+from bridge.core.events import ChangeEvent
+from bridge.queue.sqlite import LEASE_SQL, NEXT_HEAD_SQL, NEXT_READY_SQL, OLDEST_SQL, SqliteQueue
+from tests.contract.test_queue_contract import make_event
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A separate interpreter (not a fork of the test process) that writes to the queue until killed.
+CHILD = r"""
+import asyncio, sys
+from bridge.core.events import ChangeEvent
+from bridge.queue.sqlite import SqliteQueue
+
+def event(n):
+    return ChangeEvent(event_id=f"k{n}", source="scm", entity="warehouse", company="USMF",
+                       key=f"R{n % 7}", operation="update", changed={"n": n})
+
+async def main(path, mode):
+    q = SqliteQueue(path)
+    await q.open()
+    if mode == "enqueue":
+        n = 0
+        while True:
+            await q.enqueue(event(n))
+            print(n, flush=True)  # only after enqueue returned: this event is acknowledged
+            n += 1
+    else:
+        await q.enqueue_many([event(n) for n in range(7)])
+        items = await q.lease(3, float(mode))
+        print(" ".join(str(i.seq) for i in items), flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def start_child(path: Path, mode: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+
+
+def read_line(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        assert proc.stderr is not None
+        pytest.fail(f"child exited early: {proc.stderr.read()}")
+    return line.strip()
+
+
+def kill(proc: subprocess.Popen[str]) -> list[str]:
+    """SIGKILL the child; the acknowledgements it printed before dying."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    assert proc.stdout is not None and proc.stderr is not None
+    rest = proc.stdout.read().split()
+    proc.stderr.close()
+    proc.stdout.close()
+    return rest
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[SqliteQueue]:
+    q = SqliteQueue(tmp_path / "q.db")
+    await q.open()
+    yield q
+    await q.close()
+
+
+# ---- settings and file -------------------------------------------------------------------------
+
+
+async def test_file_is_in_wal_mode(queue: SqliteQueue) -> None:
+    with sqlite3.connect(queue.path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize(("setting", "level"), [("NORMAL", 1), ("full", 2)])
+async def test_synchronous_setting_is_applied(tmp_path: Path, setting: str, level: int) -> None:
+    q = SqliteQueue(tmp_path / "q.db", synchronous=setting)
+    await q.open()
+    try:
+        assert await q.pragma("synchronous") == level
+    finally:
+        await q.close()
+
+
+def test_unknown_synchronous_setting_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="synchronous"):
+        SqliteQueue(tmp_path / "q.db", synchronous="SOMETIMES")
+
+
+async def test_use_before_open_fails_clearly_and_open_close_are_idempotent(tmp_path: Path) -> None:
+    q = SqliteQueue(tmp_path / "sub" / "q.db")
+    with pytest.raises(RuntimeError, match="not open"):
+        await q.depth()
+    await q.open()
+    await q.open()
+    assert await q.depth() == 0
+    await q.close()
+    await q.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await q.enqueue(make_event(1))
+
+
+async def test_lease_seconds_must_be_positive(queue: SqliteQueue) -> None:
+    await queue.enqueue(make_event(1))
+    with pytest.raises(ValueError, match="lease_seconds"):
+        await queue.lease(1, 0)
+    assert len(await queue.lease(1, 30)) == 1
+
+
+async def test_seq_is_never_reused_after_the_queue_empties(queue: SqliteQueue) -> None:
+    await queue.enqueue(make_event(1))
+    [first] = await queue.lease(1, 30)
+    await queue.complete(first)
+    await queue.enqueue(make_event(2))
+    [second] = await queue.lease(1, 30)
+    assert second.seq > first.seq
+
+
+# ---- dedupe window -----------------------------------------------------------------------------
+
+
+async def test_event_id_is_accepted_again_after_the_dedupe_window(tmp_path: Path) -> None:
+    q = SqliteQueue(tmp_path / "q.db", dedupe_retention_s=0.1)
+    await q.open()
+    try:
+        assert await q.enqueue(make_event(1)) is True
+        await q.complete_many(await q.lease(1, 30))
+        assert await q.enqueue(make_event(1)) is False
+        await asyncio.sleep(0.15)
+        assert await q.enqueue(make_event(1)) is True
+    finally:
+        await q.close()
+
+
+async def test_old_event_ids_are_pruned_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queue_module, "PRUNE_EVERY", 4)
+    q = SqliteQueue(tmp_path / "q.db", dedupe_retention_s=0.05)
+    await q.open()
+    try:
+        await q.enqueue_many([make_event(n, key=f"K{n}") for n in range(3)])
+        await asyncio.sleep(0.1)
+        await q.enqueue(make_event(10))  # the 4th enqueue prunes the three expired ids
+        with sqlite3.connect(q.path) as other:
+            assert [r[0] for r in other.execute("SELECT event_id FROM seen")] == ["evt-warehouse-10"]
+    finally:
+        await q.close()
+
+
+# ---- cost independent of the backlog -------------------------------------------------------------
+
+
+def explain(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> list[str]:
+    return [str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
+
+
+async def test_hot_path_reads_are_index_searches(queue: SqliteQueue) -> None:
+    await queue.enqueue_many([make_event(n, key=f"K{n % 10}") for n in range(50)])
+    now = time.time()
+    with sqlite3.connect(queue.path) as other:
+        plans = {
+            "lease": explain(other, LEASE_SQL, ("warehouse", now, 50)),
+            "next_head": explain(other, NEXT_HEAD_SQL, ("warehouse|USMF|K1", 0)),
+            "next_ready": explain(other, NEXT_READY_SQL, (now,)),
+            "oldest": explain(other, OLDEST_SQL, ("warehouse",)),
+        }
+    for name, plan in plans.items():
+        assert plan and all(step.startswith("SEARCH") and "INDEX" in step for step in plan), (name, plan)
+    assert all("TEMP B-TREE" not in step for plan in plans.values() for step in plan)
+
+
+async def lease_vm_steps(queue: SqliteQueue) -> int:
+    """SQLite virtual-machine steps one lease of the running map costs (deterministic, unlike time)."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    await queue.db.run(lambda c: c.set_progress_handler(count, 1))
+    try:
+        items = await queue.lease(10, 30, exclude_entities={"warehouse"})
+    finally:
+        await queue.db.run(lambda c: c.set_progress_handler(None, 1))
+    assert len(items) == 10
+    await queue.complete_many(items)
+    return steps
+
+
+async def test_lease_cost_does_not_grow_with_a_paused_backlog(queue: SqliteQueue) -> None:
+    def running(tag: str) -> list[ChangeEvent]:
+        return [make_event(n, entity="ship_via", key=f"S{n}", event_id=f"{tag}{n}") for n in range(10)]
+
+    await queue.enqueue_many([make_event(n, key=f"K{n}") for n in range(200)])
+    await queue.enqueue_many(running("a"))
+    small = await lease_vm_steps(queue)
+    for start in range(200, 20_200, 2000):
+        await queue.enqueue_many([make_event(n, key=f"K{n}") for n in range(start, start + 2000)])
+    await queue.enqueue_many(running("b"))
+    large = await lease_vm_steps(queue)
+    assert await queue.depth("warehouse") == 20_200
+    assert large <= small * 1.2, (small, large)
+
+
+# ---- kill -9 -----------------------------------------------------------------------------------
+
+
+async def drain_all(path: Path) -> list[int]:
+    q = SqliteQueue(path)
+    await q.open()
+    try:
+        seen: list[int] = []
+        while batch := await q.lease(100, 30):
+            seen += [int(i.event.changed["n"]) for i in batch]
+            await q.complete_many(batch)
+        assert await q.enqueue(make_event(0, event_id="k0")) is False  # the dedupe ids survived too
+        return seen
+    finally:
+        await q.close()
+
+
+def test_kill_9_mid_stream_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    proc = start_child(path, "enqueue")
+    acked = [int(read_line(proc)) for _ in range(300)]
+    acked += [int(n) for n in kill(proc)]
+    assert acked == list(range(len(acked)))
+
+    got = asyncio.run(drain_all(path))
+    assert len(got) == len(set(got))  # exactly once
+    assert set(acked) <= set(got)
+    assert len(got) <= len(acked) + 1  # at most the one in flight when killed (durable, not acked)
+    for record in range(7):  # per-record order kept
+        mine = [n for n in got if n % 7 == record]
+        assert mine == sorted(mine)
+
+
+async def reopen_and_lease(path: Path, wait_until: float) -> tuple[set[int], list[tuple[int, int]]]:
+    q = SqliteQueue(path)
+    await q.open()
+    try:
+        before = {i.seq for i in await q.lease(100, 30)}
+        await asyncio.sleep(max(wait_until - time.monotonic(), 0))
+        after = [(i.seq, i.attempts) for i in await q.lease(100, 30)]
+        return before, after
+    finally:
+        await q.close()
+
+
+def test_leases_of_a_killed_worker_come_back_after_expiry(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    lease_s = 1.0
+    proc = start_child(path, str(lease_s))
+    leased = {int(s) for s in read_line(proc).split()}
+    expires = time.monotonic() + lease_s + 0.1
+    kill(proc)
+    assert len(leased) == 3
+
+    available_now, after_expiry = asyncio.run(reopen_and_lease(path, expires))
+    assert len(available_now) == 4 and available_now.isdisjoint(leased)
+    assert sorted(after_expiry) == sorted((seq, 1) for seq in leased)
