@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from bridge.core import rules
-from bridge.core.errors import RejectedError
+from bridge.core.errors import ConflictError, RejectedError, RetryableError
 from bridge.core.events import DEFERRED_KEY_PREFIX, ChangeEvent, Operation, SyncMode, System
 from bridge.core.mapping import EntityMap, MappingSet
 from bridge.engine.sides import CdsSide, Row, ScmSide, Side
@@ -127,8 +127,53 @@ class Applier:
         projected = emap.project(event.source, image)
         if ledger is not None and synced and rules.is_noop(emap, event.source, projected, ledger):
             return Applied(Result.SKIPPED, "no change since last sync")
+        payload = emap.to_target(
+            event.source, image, await self._resolve(emap, event.source, image, event.company)
+        )
+        write = _Write(event, emap, ledger, target, payload, projected, _source_etag(event, image))
+        # One call to the target, no read first, when the ledger says what the target held (its ETag)
+        # or that it never had the record; the target's answer says if that is no longer so.
+        known = _etag(ledger, target.system) if synced else None
+        if (known is not None and (target.system is System.SCM or (ledger and ledger.cds_id))) or not synced:
+            journalled = await self._journal(
+                event, target.system, write.ledger_row(known), ledger, deleted=False
+            )
+            try:
+                return await self._write_blind(write, known)
+            except ConflictError:
+                if journalled:
+                    await self.state.drop_journal(event.event_id)  # refused: nothing was written
+        return await self._write_after_read(write, image)
+
+    async def _write_blind(self, w: _Write, known_etag: str | None) -> Applied:
+        event, emap, target = w.event, w.emap, w.target
+        if known_etag is not None:
+            before = w.ledger_row(known_etag)
+            assert before is not None
+            new_etag = await target.update(emap, event.company, event.key, before, w.payload)
+            projection = emap.synced_projection(target.system, w.payload, before.image)
+            await self._remember(w, projection, before.record_id, new_etag)
+            return Applied(
+                Result.APPLIED,
+                "updated",
+                Undo(target.system, emap, event.company, event.key, before, False, w.ledger),
+            )
+        created_id, new_etag = await target.create(
+            emap, event.company, event.key, w.payload, record_id=_cds_id_for_create(event, w.ledger)
+        )
+        await self._remember(w, emap.synced_projection(target.system, w.payload), created_id, new_etag)
+        return Applied(
+            Result.APPLIED,
+            "created",
+            Undo(target.system, emap, event.company, event.key, None, False, w.ledger),
+        )
+
+    async def _write_after_read(self, w: _Write, image: dict[str, Any]) -> Applied:
+        """The target changed since the last sync (or we do not know its state): read it, apply the
+        conflict rules, then write against the ETag just read."""
+        event, emap, ledger, target = w.event, w.emap, w.ledger, w.target
         current = await target.read(emap, event.company, event.key, record_id=_target_id(event, ledger))
-        if current is not None and ledger is not None and synced:
+        if current is not None and ledger is not None and not ledger.deleted:
             target_projection = emap.project(target.system, current.image)
             if rules.detect_conflict(emap, target.system, target_projection, ledger):
                 winner = rules.resolve_conflict(
@@ -136,29 +181,37 @@ class Applier:
                 )
                 if winner is target.system:
                     return await self._conflict_lost(event, emap, ledger, current, image)
-        payload = emap.to_target(
-            event.source, image, await self._resolve(emap, event.source, image, event.company)
-        )
         await self._journal(event, target.system, current, ledger, deleted=False)
-        if current is None:
-            created_id = await target.create(
-                emap, event.company, event.key, payload, record_id=_cds_id_for_create(event, ledger)
-            )
-            target_projection = emap.synced_projection(target.system, payload)
-        else:
-            created_id = None
+        try:
+            if current is None:
+                created_id, new_etag = await target.create(
+                    emap, event.company, event.key, w.payload, record_id=_cds_id_for_create(event, ledger)
+                )
+                await self._remember(
+                    w, emap.synced_projection(target.system, w.payload), created_id, new_etag
+                )
+                return Applied(
+                    Result.APPLIED,
+                    "created",
+                    Undo(target.system, emap, event.company, event.key, None, False, ledger),
+                )
             before = emap.project(target.system, current.image)
-            target_projection = emap.synced_projection(target.system, payload, before)
+            target_projection = emap.synced_projection(target.system, w.payload, before)
             if target_projection == before:
                 # The target holds these values already (a replay after a crash, or someone made the same
                 # change there): nothing to write, only the ledger to bring up to date.
-                await self._remember(event, emap, projected, target_projection, current.record_id)
+                await self._remember(w, target_projection, current.record_id, current.etag)
                 return Applied(Result.SKIPPED, "target already up to date")
-            await target.update(emap, event.company, event.key, current, payload)
-        target_id = created_id or (current.record_id if current else None)
-        await self._remember(event, emap, projected, target_projection, target_id)
-        undo = Undo(target.system, emap, event.company, event.key, current, False, ledger)
-        return Applied(Result.APPLIED, "created" if current is None else "updated", undo)
+            new_etag = await target.update(emap, event.company, event.key, current, w.payload)
+        except ConflictError as exc:
+            # Changed again between our read and our write: read again on the next attempt.
+            raise RetryableError(f"record changed while writing: {exc.message}", system=exc.system) from exc
+        await self._remember(w, target_projection, current.record_id, new_etag)
+        return Applied(
+            Result.APPLIED,
+            "updated",
+            Undo(target.system, emap, event.company, event.key, current, False, ledger),
+        )
 
     async def _conflict_lost(
         self, event: ChangeEvent, emap: EntityMap, ledger: LedgerEntry, current: Row, image: dict[str, Any]
@@ -181,19 +234,25 @@ class Applier:
             await self._resolve(emap, target_system, current.image, event.company),
         )
         src_row = await source.read(emap, event.company, event.key, record_id=event.record_id)
-        if src_row is None:
-            source_id = await source.create(emap, event.company, event.key, payload)
-            source_projection = emap.synced_projection(event.source, payload)
-        else:
-            source_id = src_row.record_id
-            await source.update(emap, event.company, event.key, src_row, payload)
-            source_projection = emap.synced_projection(
-                event.source, payload, emap.project(event.source, src_row.image)
-            )
+        try:
+            if src_row is None:
+                source_id, source_etag = await source.create(emap, event.company, event.key, payload)
+                source_projection = emap.synced_projection(event.source, payload)
+            else:
+                source_id = src_row.record_id
+                source_etag = await source.update(emap, event.company, event.key, src_row, payload)
+                source_projection = emap.synced_projection(
+                    event.source, payload, emap.project(event.source, src_row.image)
+                )
+        except ConflictError as exc:
+            raise RetryableError(f"record changed while writing: {exc.message}", system=exc.system) from exc
         winner_projection = emap.project(target_system, current.image)
         cds_id = source_id if event.source is System.CDS else current.record_id
         await self._store(
-            event, emap, {event.source: source_projection, target_system: winner_projection}, cds_id
+            event,
+            {event.source: source_projection, target_system: winner_projection},
+            cds_id,
+            {event.source: source_etag, target_system: current.etag},
         )
         return Applied(Result.CONFLICT_LOST, message)
 
@@ -216,6 +275,15 @@ class Applier:
     # ------------------------------------------------------------------ compensation and undo
     async def compensate(self, event: ChangeEvent, ledger: LedgerEntry | None) -> str:
         """Put the originator back as it was before a change the other side rejected."""
+        try:
+            return await self._compensate(event, ledger)
+        except ConflictError as exc:
+            # The originator changed again meanwhile: look again on the next attempt.
+            raise RetryableError(
+                f"record changed while compensating: {exc.message}", system=exc.system
+            ) from exc
+
+    async def _compensate(self, event: ChangeEvent, ledger: LedgerEntry | None) -> str:
         emap = self.mappings.maps[event.entity]
         source = self.side(event.source)
         synced = ledger is not None and not ledger.deleted
@@ -304,11 +372,12 @@ class Applier:
         ledger: LedgerEntry | None,
         *,
         deleted: bool,
-    ) -> None:
+    ) -> bool:
+        """Write the undo journal entry of a synchronous change; True if this call wrote it."""
         if event.mode is not SyncMode.SYNC:
-            return
+            return False
         if await self.state.get_journal(event.event_id) is not None:
-            return  # an earlier attempt may have written (timeout): its "before" is the true one
+            return False  # an earlier attempt may have written (timeout): its "before" is the true one
         await self.state.put_journal(
             event.event_id,
             {
@@ -318,6 +387,7 @@ class Applier:
                 "deleted": deleted,
             },
         )
+        return True
 
     async def _resolve(
         self, emap: EntityMap, source: System, image: dict[str, Any], company: str
@@ -352,23 +422,21 @@ class Applier:
         return resolved
 
     async def _remember(
-        self,
-        event: ChangeEvent,
-        emap: EntityMap,
-        source_projection: dict[str, Any],
-        target_projection: dict[str, Any],
-        target_id: str | None,
+        self, w: _Write, target_projection: dict[str, Any], target_id: str | None, target_etag: str | None
     ) -> None:
+        event = w.event
         cds_id = event.record_id if event.source is System.CDS else target_id
-        projections = {event.source: source_projection, event.source.other: target_projection}
-        await self._store(event, emap, projections, cds_id)
+        projections = {event.source: w.projected, event.source.other: target_projection}
+        await self._store(
+            event, projections, cds_id, {event.source: w.source_etag, event.source.other: target_etag}
+        )
 
     async def _store(
         self,
         event: ChangeEvent,
-        emap: EntityMap,
         projections: dict[System, dict[str, Any]],
         cds_id: str | None,
+        etags: dict[System, str | None],
     ) -> None:
         await self.state.put_ledger(
             LedgerEntry(
@@ -383,6 +451,8 @@ class Applier:
                 last_source_timestamp=event.source_timestamp,
                 deleted=False,
                 updated_at=datetime.now(UTC),
+                cds_etag=etags[System.CDS],
+                scm_etag=etags[System.SCM],
             )
         )
 
@@ -401,6 +471,42 @@ class Applier:
                 base, deleted=True, last_event_id=event.event_id, last_source_timestamp=event.source_timestamp
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """One change on its way to the target: what the write paths share."""
+
+    event: ChangeEvent
+    emap: EntityMap
+    ledger: LedgerEntry | None
+    target: Side
+    payload: dict[str, Any]
+    projected: dict[str, Any]  # the source's mapped values
+    source_etag: str | None
+
+    def ledger_row(self, etag: str | None) -> Row | None:
+        """The target as the ledger last synced it (what a blind write overwrites)."""
+        if etag is None or self.ledger is None:
+            return None
+        image = rules.ledger_image(self.ledger, self.target.system)
+        record_id = self.ledger.cds_id if self.target.system is System.CDS else None
+        return Row(dict(image), record_id, etag, None)
+
+
+def _etag(ledger: LedgerEntry | None, side: System) -> str | None:
+    if ledger is None:
+        return None
+    return ledger.cds_etag if side is System.CDS else ledger.scm_etag
+
+
+def _source_etag(event: ChangeEvent, image: dict[str, Any]) -> str | None:
+    """The source row's ETag after this change, when the image tells it (Dataverse: W/"versionnumber")."""
+    etag = image.get("@odata.etag")
+    if isinstance(etag, str):
+        return etag
+    version = image.get("versionnumber")
+    return f'W/"{version}"' if event.source is System.CDS and version is not None else None
 
 
 def _target_id(event: ChangeEvent, ledger: LedgerEntry | None) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from bridge.core.errors import RejectedError, RetryableError
+from bridge.core.errors import ConflictError, RejectedError
 from bridge.core.events import System
 from bridge.core.mapping import EntityMap, LookupSpec, MappingSet
 from bridge.systems.dataverse import DataverseClient
@@ -35,10 +35,20 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
 
 
-def _stale_write(exc: RejectedError) -> RejectedError | RetryableError:
-    """412 on an If-Match write: the row changed between our read and our write. Read again."""
+def _write_conflict(exc: RejectedError) -> RejectedError | ConflictError:
+    """What a refused write says about the record on that side, when it says anything:
+    412 (our If-Match ETag is stale: changed since), 404 (gone), a duplicate key (created since)."""
+    duplicate = exc.code in ("0x80040237", "duplicate") or (
+        exc.status == 412 and "duplicate" in exc.message.lower()
+    )
+    if duplicate:
+        return ConflictError(
+            f"already exists: {exc.message}", system=exc.system, status=exc.status, code="exists"
+        )
     if exc.status == 412:
-        return RetryableError(f"record changed while writing: {exc.message}", system=exc.system, status=412)
+        return ConflictError(f"changed since: {exc.message}", system=exc.system, status=412, code="stale")
+    if exc.status == 404:
+        return ConflictError(f"not found: {exc.message}", system=exc.system, status=404, code="missing")
     return exc
 
 
@@ -57,11 +67,16 @@ class Side(Protocol):
         payload: dict[str, Any],
         *,
         record_id: str | None = None,
-    ) -> str | None: ...
+    ) -> tuple[str | None, str | None]:
+        """(Dataverse id or None, ETag or None); ConflictError (code "exists") if it exists already."""
+        ...
 
     async def update(
         self, emap: EntityMap, company: str, key: str, row: Row, payload: dict[str, Any]
-    ) -> None: ...
+    ) -> str | None:
+        """The new ETag. With ``row.etag`` set, a record changed since raises ConflictError ("stale"),
+        a record gone raises ConflictError ("missing")."""
+        ...
 
     async def delete(self, emap: EntityMap, company: str, key: str, row: Row) -> None: ...
 
@@ -125,7 +140,7 @@ class CdsSide:
         payload: dict[str, Any],
         *,
         record_id: str | None = None,
-    ) -> str | None:
+    ) -> tuple[str | None, str | None]:
         company_id = await self.company_id(company)
         body = {
             **payload,
@@ -134,16 +149,21 @@ class CdsSide:
         }
         if record_id:
             body[emap.cds.primary_id] = record_id
-        return await self.client.create(emap.cds.entity_set, body, primary_id=emap.cds.primary_id)
+        try:
+            return await self.client.create_with_etag(
+                emap.cds.entity_set, body, primary_id=emap.cds.primary_id
+            )
+        except RejectedError as exc:
+            raise _write_conflict(exc) from exc
 
     async def update(
         self, emap: EntityMap, company: str, key: str, row: Row, payload: dict[str, Any]
-    ) -> None:
+    ) -> str | None:
         assert row.record_id is not None
         try:
-            await self.client.update(emap.cds.entity_set, row.record_id, payload, if_match=row.etag)
+            return await self.client.update(emap.cds.entity_set, row.record_id, payload, if_match=row.etag)
         except RejectedError as exc:
-            raise _stale_write(exc) from exc
+            raise _write_conflict(exc) from exc
 
     async def delete(self, emap: EntityMap, company: str, key: str, row: Row) -> None:
         assert row.record_id is not None
@@ -177,14 +197,22 @@ class ScmSide:
         payload: dict[str, Any],
         *,
         record_id: str | None = None,
-    ) -> str | None:
-        await self.client.create(emap.scm.entity_set, {**payload, **self.keys(emap, company, key)})
-        return None
+    ) -> tuple[str | None, str | None]:
+        try:
+            row = await self.client.create(emap.scm.entity_set, {**payload, **self.keys(emap, company, key)})
+        except RejectedError as exc:
+            raise _write_conflict(exc) from exc
+        return None, row.get("@odata.etag")
 
     async def update(
         self, emap: EntityMap, company: str, key: str, row: Row, payload: dict[str, Any]
-    ) -> None:
-        await self.client.update(emap.scm.entity_set, self.keys(emap, company, key), payload)
+    ) -> str | None:
+        try:
+            return await self.client.update(
+                emap.scm.entity_set, self.keys(emap, company, key), payload, if_match=row.etag
+            )
+        except RejectedError as exc:
+            raise _write_conflict(exc) from exc
 
     async def delete(self, emap: EntityMap, company: str, key: str, row: Row) -> None:
         await self.client.delete(emap.scm.entity_set, self.keys(emap, company, key))

@@ -32,6 +32,10 @@ class LedgerEntry:
     last_source_timestamp: datetime | None = None  # of the newest change applied, either side
     deleted: bool = False  # tombstone: the record was deleted on both sides
     updated_at: datetime | None = None
+    # Each side's ETag as of the last sync, when known: a write with If-Match on it needs no read
+    # first, and a 412 says the record changed there since (then the conflict rules look).
+    cds_etag: str | None = None
+    scm_etag: str | None = None
 
 
 class MapStatus(StrEnum):

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS ledger (
     last_event_id         TEXT,
     last_source_timestamp TEXT,
     deleted               INTEGER NOT NULL DEFAULT 0,
-    updated_at            TEXT NOT NULL
+    updated_at            TEXT NOT NULL,
+    cds_etag              TEXT,
+    scm_etag              TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ledger_cds_id ON ledger(cds_id) WHERE cds_id IS NOT NULL;
 
@@ -73,7 +75,7 @@ CREATE TABLE IF NOT EXISTS journal (
 
 _LEDGER_COLS = (
     "record_key, entity, company, key, cds_id, cds_image, scm_image, cds_modified_on, scm_modified_on, "
-    "last_event_id, last_source_timestamp, deleted, updated_at"
+    "last_event_id, last_source_timestamp, deleted, updated_at, cds_etag, scm_etag"
 )
 _FAILURE_COLS = (
     "entity, company, key, direction, operation, event_id, source_message, target_message, kind, "
@@ -98,9 +100,23 @@ def _dt(text: str | None) -> datetime | None:
 
 
 def _ledger(row: tuple[Any, ...]) -> LedgerEntry:
-    (rk, entity, company, key, cds_id, cds_img, scm_img, cds_mod, scm_mod, last_id, last_ts, deleted, upd) = (
-        row
-    )
+    (
+        rk,
+        entity,
+        company,
+        key,
+        cds_id,
+        cds_img,
+        scm_img,
+        cds_mod,
+        scm_mod,
+        last_id,
+        last_ts,
+        deleted,
+        upd,
+        ce,
+        se,
+    ) = row
     return LedgerEntry(
         record_key=rk,
         entity=entity,
@@ -115,6 +131,8 @@ def _ledger(row: tuple[Any, ...]) -> LedgerEntry:
         last_source_timestamp=_dt(last_ts),
         deleted=bool(deleted),
         updated_at=_dt(upd),
+        cds_etag=ce,
+        scm_etag=se,
     )
 
 
@@ -199,6 +217,8 @@ class SqliteState:
             _ts(entry.last_source_timestamp),
             int(entry.deleted),
             _ts(entry.updated_at) or _now(),
+            entry.cds_etag,
+            entry.scm_etag,
         )
         sql = f"INSERT OR REPLACE INTO ledger({_LEDGER_COLS}) VALUES ({', '.join('?' * len(values))})"
         await self._db.run(lambda c: c.execute(sql, values))

@@ -154,6 +154,12 @@ class DataverseClient:
         self, entity_set: str, payload: Mapping[str, Any], *, primary_id: str | None = None
     ) -> str:
         """Create a row; returns its GUID (from ``OData-EntityId``, else the representation)."""
+        return (await self.create_with_etag(entity_set, payload, primary_id=primary_id))[0]
+
+    async def create_with_etag(
+        self, entity_set: str, payload: Mapping[str, Any], *, primary_id: str | None = None
+    ) -> tuple[str, str | None]:
+        """Create a row; returns its GUID and its ETag (None if the answer had none)."""
         resp = await self.http.request(
             "POST", entity_set, json_body=dict(payload), headers={"Prefer": "return=representation"}
         )
@@ -165,17 +171,18 @@ class DataverseClient:
             found = id_from_entity_url(body.get("@odata.id"))
         if found is None:
             raise RejectedError(f"cds: created a row in {entity_set} but no id came back", system="cds")
-        return found
+        return found, header(resp.headers, "ETag") or body.get("@odata.etag")
 
     async def update(
         self, entity_set: str, record_id: str, payload: Mapping[str, Any], if_match: str | None = None
-    ) -> None:
-        """PATCH an existing row. ``If-Match: *`` is always sent so an update never creates; pass an
-        etag for optimistic concurrency (412 -> RejectedError with status 412)."""
+    ) -> str | None:
+        """PATCH an existing row; returns its new ETag. ``If-Match: *`` is always sent so an update never
+        creates; pass an etag for optimistic concurrency (412 -> RejectedError with status 412)."""
         headers = {"If-Match": if_match or "*"}
-        await self.http.request(
+        resp = await self.http.request(
             "PATCH", entity_set + id_segment(record_id), json_body=dict(payload), headers=headers
         )
+        return header(resp.headers, "ETag")
 
     async def delete(self, entity_set: str, record_id: str) -> bool:
         """Delete a row; False when it was already gone (deletes are idempotent)."""

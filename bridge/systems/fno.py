@@ -88,11 +88,23 @@ class FnoClient:
         )
         return dict(resp.body) if isinstance(resp.body, dict) else dict(payload)
 
-    async def update(self, entity_set: str, keys: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
-        """PATCH an existing row (404 -> RejectedError: F&O has no upsert)."""
-        await self.http.request(
-            "PATCH", entity_set + key_segment(keys), params=CROSS_COMPANY, json_body=dict(payload)
+    async def update(
+        self,
+        entity_set: str,
+        keys: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        if_match: str | None = None,
+    ) -> str | None:
+        """PATCH an existing row (404 -> RejectedError: F&O has no upsert); returns its new ETag.
+        With ``if_match`` (an ETag) a row changed since then answers 412 (RejectedError)."""
+        resp = await self.http.request(
+            "PATCH",
+            entity_set + key_segment(keys),
+            params=CROSS_COMPANY,
+            json_body=dict(payload),
+            headers={"If-Match": if_match} if if_match else None,
         )
+        return header(resp.headers, "ETag")
 
     async def delete(self, entity_set: str, keys: Mapping[str, Any]) -> bool:
         """Delete a row; False when it was already gone."""

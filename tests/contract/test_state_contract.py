@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -87,6 +88,12 @@ class StateContract:
         entry = make_entry()
         await state.put_ledger(entry)
         assert await state.get_ledger(entry.record_key) == entry
+
+    async def test_ledger_keeps_both_sides_etags(self, state: StatePort) -> None:
+        entry = replace(make_entry(), cds_etag='W/"1234"', scm_etag='W/"MSwy"')
+        await state.put_ledger(entry)
+        stored = await state.get_ledger(entry.record_key)
+        assert stored is not None and (stored.cds_etag, stored.scm_etag) == ('W/"1234"', 'W/"MSwy"')
 
     async def test_put_ledger_replaces_the_records_entry(self, state: StatePort) -> None:
         await state.put_ledger(make_entry())

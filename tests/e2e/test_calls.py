@@ -1,0 +1,59 @@
+"""What a change costs on the other system: one call when the ledger knows the record's ETag."""
+
+from __future__ import annotations
+
+from bridge.sandbox.faults import FaultSettings
+from tests.e2e.harness import Harness, eventually
+
+
+async def test_an_update_costs_one_call_on_the_other_system_in_both_directions(env: Harness) -> None:
+    created = await env.cds_create("msdyn_shipvias", {"msdyn_name": "One", "msdyn_description": "a"})
+    assert created.status == 201
+    record_id = created.body["msdyn_shipviaid"]
+    await env.settle()
+
+    scm_calls = env.bridge.scm.http.requests_sent
+    assert (await env.cds_update("msdyn_shipvias", record_id, {"msdyn_description": "b"})).status == 204
+    await env.settle()
+    assert env.bridge.scm.http.requests_sent - scm_calls == 1  # a PATCH with If-Match, no read first
+
+    cds_calls = env.bridge.cds.http.requests_sent
+    assert (
+        await env.scm_update("DeliveryModesV2", "ModeCode", "One", {"ModeDescription": "c"})
+    ).status == 204
+
+    async def synced() -> bool:
+        row = await env.cds_find("msdyn_shipvias", "msdyn_name", "One")
+        return row is not None and row["msdyn_description"] == "c"
+
+    await eventually(synced, what="F&O's change in Dataverse")
+    await env.settle()
+    # The harness's own reads go through its own session; the bridge made exactly one call.
+    assert env.bridge.cds.http.requests_sent - cds_calls == 1
+
+
+async def test_a_stale_etag_makes_the_bridge_read_and_decide(env: Harness) -> None:
+    assert (
+        await env.scm_create("DeliveryModesV2", {"ModeCode": "Two", "ModeDescription": "a"})
+    ).status == 201
+    await eventually(lambda: env.cds_find("msdyn_shipvias", "msdyn_name", "Two"), what="synced")
+    await env.settle()
+    # Dataverse changes without the bridge hearing of it (its notification is dropped) ...
+    env.sandbox.faults["dataverse"].configure(FaultSettings(drop_next=1))
+    row = await env.cds_find("msdyn_shipvias", "msdyn_name", "Two")
+    assert row is not None
+    await env.request("cds", "PATCH", f"msdyn_shipvias({row['msdyn_shipviaid']})", {"msdyn_name": "Two"})
+    await env.settle()
+    # ... so the F&O change meets a stale ETag: 412, then a read, then the write (newer wins: F&O).
+    calls = env.bridge.cds.http.requests_sent
+    assert (
+        await env.scm_update("DeliveryModesV2", "ModeCode", "Two", {"ModeDescription": "b"})
+    ).status == 204
+
+    async def synced() -> bool:
+        found = await env.cds_find("msdyn_shipvias", "msdyn_name", "Two")
+        return found is not None and found["msdyn_description"] == "b"
+
+    await eventually(synced, what="F&O's change in Dataverse")
+    await env.settle()
+    assert env.bridge.cds.http.requests_sent - calls == 3  # PATCH (412), GET, PATCH
