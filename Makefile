@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint venv bench
+.PHONY: demo test lint venv bench browser
 
 venv: $(VENV)/.installed
 
@@ -20,7 +20,11 @@ lint: venv
 	$(BIN)/ruff format --check bridge tests bench
 	$(BIN)/mypy
 
-test: lint
+# Debian's chromium for the dashboard's browser test (apt-get; idempotent).
+browser: venv
+	bash scripts/install-browser.sh $(VENV)
+
+test: lint browser
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: venv

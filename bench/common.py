@@ -55,15 +55,8 @@ def rss_mb(pid: int) -> tuple[float, float]:
 def sandbox_config(state_dir: Path, **knobs: Any) -> SandboxConfig:
     """Ephemeral ports; one state directory for every sandbox of a run, so the CA, the client
     secrets and the signing key stay the same and a bridge configured once trusts them all."""
-    return SandboxConfig(
-        authority_port=0,
-        cds_port=0,
-        scm_port=0,
-        state_dir=state_dir,
-        webhook_timeout=30.0,
-        dataevent_retry_interval=0.2,
-        **knobs,
-    )
+    values: dict[str, Any] = {"webhook_timeout": 30.0, "dataevent_retry_interval": 0.2, **knobs}
+    return SandboxConfig(authority_port=0, cds_port=0, scm_port=0, state_dir=state_dir, **values)
 
 
 def client_ssl(ca_file: str) -> ssl.SSLContext:

@@ -129,7 +129,7 @@ data_dir = "{workdir / "data"}"
         serve = ["-m", "bridge.cli", "--log-level", "WARNING", "serve", "--config", str(self.config)]
         if self.profile_to is None:
             return [sys.executable, *serve]
-        profiler = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(self.profile_to)]
+        profiler = ["-m", "pyinstrument", "-r", "session", "-o", str(self.profile_to)]
         return [sys.executable, *profiler, *serve]
 
     def environment(self) -> dict[str, str]:

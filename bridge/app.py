@@ -33,6 +33,7 @@ from bridge.state.sqlite import SqliteState
 from bridge.systems.auth import TokenProvider
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
+from bridge.telemetry import configure_export
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,7 @@ async def run_until_stopped(duration: float | None = None) -> None:
 
 async def serve(config: Path) -> int:
     settings = load_settings(config)
+    configure_export(settings.telemetry)
     async with Bridge(settings) as bridge:
         print(
             f"dualwrite bridge on {bridge.url} (dashboard {bridge.url}/,"

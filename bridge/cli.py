@@ -60,10 +60,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from bridge.telemetry import configure_logging
+
+    # Log records carry the trace and span ids of the change they belong to.
+    configure_logging(getattr(logging, str(args.log_level).upper(), logging.INFO))
     try:
         return _dispatch(args)
     except ConfigError as exc:

@@ -178,16 +178,27 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 
 def _print_banner(info: dict[str, Any], made: int) -> None:
+    ca, scm_url = info["ca_file"], info["scm_url"]
+    body = '{"dataAreaId": "usmf", "ModeCode": "Rail", "ModeDescription": "Rail freight"}'
     print(
         f"""
 dualwrite demo is running
   dashboard        {info["dashboard_url"]}   (admin token: {info["admin_token"]})
   bridge webhooks  {info["bridge_url"]}/webhooks/cds and /webhooks/scm ({info["webhook_mode"]} CDS steps)
   Dataverse        {info["cds_url"]}
-  F&O              {info["scm_url"]}
+  F&O              {scm_url}
   token authority  {info["authority"]}   client {info["user_client_id"]} / {info["user_client_secret"]}
-  CA file          {info["ca_file"]}
+  CA file          {ca}
   demo records     {made} created as a person; watch them appear on the other side
+
+Try it as the person-like client: get a token, create a mode of delivery in F&O, then see it in
+Dataverse as a ship via (or on the dashboard):
+  TOKEN=$(curl -s --cacert {ca} -d grant_type=client_credentials \\
+      -d client_id={info["user_client_id"]} -d client_secret={info["user_client_secret"]} \\
+      -d scope={info["scm_scope"]} {info["authority"]}/oauth2/v2.0/token \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+      -d '{body}' {scm_url}/DeliveryModesV2
 Stop with Ctrl+C.""",
         flush=True,
     )

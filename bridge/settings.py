@@ -11,20 +11,25 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.core.errors import ConfigError
+from bridge.telemetry import TelemetrySettings
 
 SECRET_KEYS = ("client_secret", "cds_webhook_key", "scm_webhook_key", "admin_token")
 
 
 class SystemSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
     url: str = Field(description="Dataverse Web API base (…/api/data/v9.2) or F&O OData base (…/data)")
     scope: str = Field(description="Token scope, e.g. https://org.crm.dynamics.com/.default")
 
 
 class AuthSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
     authority: str = Field(description="https://login.microsoftonline.com/<tenant> or the sandbox authority")
     client_id: str
     ca_file: Path | None = Field(
@@ -33,6 +38,8 @@ class AuthSettings(BaseModel):
 
 
 class ListenSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str | None = Field(default=None, description="URL the systems use to reach the bridge")
@@ -40,11 +47,15 @@ class ListenSettings(BaseModel):
 
 
 class StorageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
     data_dir: Path = Path(".dualwrite/bridge")
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
 
 class SyncSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
     sync_budget_s: float = Field(default=20.0, gt=0, lt=60, description="Sync webhook answer deadline")
     max_attempts: int = Field(default=8, ge=1, description="Async attempts before dead-lettering")
     backoff_initial_s: float = Field(default=0.5, gt=0)
@@ -63,8 +74,8 @@ class Settings(BaseSettings):
     listen: ListenSettings = ListenSettings()
     storage: StorageSettings = StorageSettings()
     sync: SyncSettings = SyncSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     mappings_dir: Path = Path("mappings")
-    scm_company_default: str = Field(default="usmf", description="F&O caller's default company")
     # Secrets: environment only (DUALWRITE_CLIENT_SECRET, …).
     client_secret: SecretStr = SecretStr("")
     cds_webhook_key: SecretStr = SecretStr("")

@@ -29,7 +29,8 @@ INSTRUMENTATION_NAME = "dualwrite"
 # Span names, one place so docs/operations.md and dashboards agree with the code.
 SPAN_RECEIVE = "dualwrite.receive"  # webhook receipt -> ChangeEvent durable in the queue
 SPAN_APPLY = "dualwrite.apply"  # writer: one queued event, lease -> outcome
-SPAN_WRITE = "dualwrite.write"  # the Web API write on the target system
+SPAN_WRITE = "dualwrite.write"  # a Web API write (POST/PATCH/DELETE) on either system
+SPAN_READ = "dualwrite.read"  # a Web API read on either system (lookups, conflict checks)
 SPAN_COMPENSATE = "dualwrite.compensate"  # restoring the originator after a rejection
 
 # Span attribute keys.

@@ -31,8 +31,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import aiohttp
+from opentelemetry import trace
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
+from bridge import telemetry
 from bridge.core.errors import RejectedError, RetryableError, SyncError
 
 log = logging.getLogger(__name__)
@@ -262,9 +264,23 @@ class HttpClient:
             reraise=True,
         )
         request = _Request(method, path, params, body, headers or {})
-        async for tried in retrying:
-            with tried:
-                return await self._once(request, accept, deadline, attempt)
+        # One span per logical call (retries included), inside the change's trace.
+        name = telemetry.SPAN_READ if method == "GET" else telemetry.SPAN_WRITE
+        with telemetry.tracer().start_as_current_span(
+            name,
+            kind=trace.SpanKind.CLIENT,
+            attributes={"dualwrite.system": self.system, "http.request.method": method, "url.path": path},
+        ) as span:
+            try:
+                async for tried in retrying:
+                    with tried:
+                        response = await self._once(request, accept, deadline, attempt)
+                        span.set_attribute("http.response.status_code", response.status)
+                        return response
+            except SyncError as exc:
+                span.set_attribute("http.response.status_code", exc.status or 0)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, exc.message[:200]))
+                raise
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _once(

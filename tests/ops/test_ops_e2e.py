@@ -188,3 +188,14 @@ async def test_one_connected_trace_per_change_from_webhook_to_write(env: Harness
     assert apply.parent is not None and apply.parent.span_id == receive.context.span_id
     assert apply.context.trace_id == receive.context.trace_id
     assert apply.attributes is not None and apply.attributes[telemetry.ATTR_OUTCOME] == "applied"
+    # The write on Dataverse is a child of the apply span: the same trace, end to end.
+    writes = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == telemetry.SPAN_WRITE
+        and s.parent is not None
+        and s.parent.span_id == apply.context.span_id
+    ]
+    assert len(writes) == 1 and writes[0].context is not None
+    assert writes[0].context.trace_id == receive.context.trace_id
+    assert writes[0].attributes is not None and writes[0].attributes["dualwrite.system"] == "cds"

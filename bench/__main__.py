@@ -1,0 +1,222 @@
+"""``python -m bench [--quick] [--json FILE]``: every benchmark of issue 5 against the sandbox.
+
+Prints a table (each figure beside its baseline from the same run) and optionally writes the figures
+as JSON. ``--quick`` runs the same code paths with smaller counts (a smoke run, under a minute or so).
+The method is in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.backlog import run_backlog
+from bench.common import Figure, ratio, table
+from bench.live import Direction, Keys, run_direction, run_scaling
+from bench.profile import run_profile
+from bench.syncpath import run_sync
+
+SECTIONS = ("sync", "live", "backlog", "scaling", "profile")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller counts, same code paths (smoke run)")
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--workdir", type=Path, help="keep logs, configs and profiles here (default: temporary)")
+    parser.add_argument(
+        "--only", action="append", choices=SECTIONS, help="run only these sections (repeatable)"
+    )
+    parser.add_argument("--lanes", type=int, default=32, help="concurrent senders for live runs (default 32)")
+    return parser
+
+
+def _sizes(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {
+            "sync": {"creates": 20, "updates": 60, "latency_changes": 15},
+            "live": {"records": 200, "updates": 1000},
+            "backlog": [10_000, 100_000],
+            "catchup_window_s": 5.0,
+            "scaling": {1: 60, 10: 200, 100: 400, 1000: 1000},
+            "profile": None,
+        }
+    return {
+        "sync": {"creates": 100, "updates": 400, "latency_changes": 60},
+        "live": {"records": 1000, "updates": 10_000},
+        "backlog": [10_000, 100_000, 1_000_000],
+        "catchup_window_s": 60.0,
+        "scaling": {1: 300, 10: 1000, 100: 3000, 10_000: 10_000},
+        "profile": {"records": 500, "updates": 5000},
+    }
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], list[Figure]]:
+    sizes = _sizes(args.quick)
+    only = set(args.only or SECTIONS)
+    if args.quick and not args.only:
+        only.discard("profile")
+    state_dir = workdir / "sandbox-state"
+    keys = Keys(cds=secrets.token_urlsafe(18), scm=secrets.token_urlsafe(18))
+    out: dict[str, Any] = {"quick": args.quick, "machine": _machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    figures: list[Figure] = []
+
+    if "sync" in only:
+        print("sync overhead ...", flush=True)
+        s = await run_sync(state_dir, workdir, **sizes["sync"])
+        out.update(
+            sync_added_ms_p50=s.added_p50,
+            sync_added_ms_p99=s.added_p99,
+            sync_overhead_ratio_p50=s.overhead_ratio_p50,
+            sync_changes=s.changes,
+            sync_webhook_ms_p50=s.webhook_p50,
+            sync_scm_write_ms_p50=s.write_p50,
+            sync_scm_read_ms_p50=s.read_p50,
+            sync_scm_calls_per_change=s.scm_calls_per_change,
+            sync_latency_changes=s.latency_changes,
+            sync_webhook_ms_p50_at_50ms=s.latency_webhook_p50,
+            sync_direct_scm_write_ms_p50_at_50ms=s.latency_direct_p50,
+        )
+        figures += [
+            Figure("sync: added by the bridge, p50", s.added_p50, "ms", f"F&O write p50 {s.write_p50:.2f} ms", "<= 2 ms"),
+            Figure("sync: added by the bridge, p99", s.added_p99, "ms", f"webhook p50 {s.webhook_p50:.2f} ms", "<= 10 ms"),
+            Figure(
+                "sync @50 ms F&O: webhook / direct write, p50",
+                s.overhead_ratio_p50,
+                "x",
+                f"{s.latency_webhook_p50:.1f} / {s.latency_direct_p50:.1f} ms",
+                "<= 1.05",
+            ),
+        ]
+
+    if "live" in only:
+        directions: list[Direction] = []
+        for source in ("scm", "cds"):
+            print(f"live throughput, {source} -> other side ...", flush=True)
+            directions.append(
+                await run_direction(state_dir, workdir, source, lanes=args.lanes, keys=keys, **sizes["live"])
+            )
+        per = {}
+        for d in directions:
+            key = "scm_to_cds" if d.name.startswith("F&O") else "cds_to_scm"
+            per[key] = {
+                "changes_per_s": d.bridge.updates_per_s,
+                "creates_per_s": d.bridge.creates_per_s,
+                "raw_changes_per_s": d.raw.updates_per_s,
+                "raw_creates_per_s": d.raw.creates_per_s,
+                "relay_changes_per_s": d.relay.updates_per_s,
+                "relay_creates_per_s": d.relay.creates_per_s,
+                "ratio_to_raw": ratio(d.bridge.updates_per_s, d.raw.updates_per_s),
+                "ratio_to_relay": ratio(d.bridge.updates_per_s, d.relay.updates_per_s),
+                "mismatched_records": d.bridge.mismatched,
+            }
+            figures += [
+                Figure(f"live {d.name}: updates/s", d.bridge.updates_per_s, "/s",
+                       f"raw {d.raw.updates_per_s:,.0f}/s, relay {d.relay.updates_per_s:,.0f}/s", ">= 1,000/s"),
+                Figure(f"live {d.name}: creates/s", d.bridge.creates_per_s, "/s",
+                       f"raw {d.raw.creates_per_s:,.0f}/s, relay {d.relay.creates_per_s:,.0f}/s"),
+                Figure(f"live {d.name}: ratio to raw", per[key]["ratio_to_raw"], "x", "", ">= 0.5"),
+                Figure(f"live {d.name}: ratio to relay", per[key]["ratio_to_relay"], "x", "", ">= 0.7"),
+            ]
+        # The headline keys take the slower direction.
+        out.update(
+            live_changes_per_s=min(p["changes_per_s"] for p in per.values()),
+            live_ratio_to_raw=min(p["ratio_to_raw"] for p in per.values()),
+            live_ratio_to_relay=min(p["ratio_to_relay"] for p in per.values()),
+            live=per,
+            live_records=sizes["live"]["records"],
+            live_updates=sizes["live"]["updates"],
+            live_lanes=args.lanes,
+        )
+
+    if "backlog" in only:
+        print("backlog ...", flush=True)
+        b = await run_backlog(state_dir, workdir, sizes["backlog"], keys=keys, catchup_window_s=sizes["catchup_window_s"])
+        out.update(
+            backlog_peak_rss_mb=b.peak_rss_mb,
+            catchup_changes_per_s=b.catchup_per_s,
+            backlog_idle_rss_mb=b.idle_rss_mb,
+            backlog_rss_mb={str(k): v for k, v in b.rss_at.items()},
+            backlog_depth={str(k): v for k, v in b.depth_at.items()},
+            backlog_feed_changes_per_s=b.feed_per_s,
+            catchup_applied=b.catchup_applied,
+            catchup_seconds=b.catchup_seconds,
+            catchup_rss_max_mb=b.catchup_rss_max_mb,
+        )
+        shown = ", ".join(f"{k:,}: {v:.0f}" for k, v in b.rss_at.items())
+        figures += [
+            Figure("backlog: peak RSS of the bridge", b.peak_rss_mb, "MB", f"idle {b.idle_rss_mb:.0f} MB; {shown}", "< 200 MB, flat"),
+            Figure("backlog: catch-up", b.catchup_per_s, "/s",
+                   f"{b.catchup_applied:,} applied in {b.catchup_seconds:.0f}s; fed at {b.feed_per_s:,.0f}/s"),
+        ]
+
+    if "scaling" in only:
+        print("scaling ...", flush=True)
+        scale = await run_scaling(state_dir, workdir, list(sizes["scaling"]), sizes["scaling"], lanes=args.lanes, keys=keys)
+        out["scaling_changes_per_s"] = {str(k): v for k, v in scale.items()}
+        largest = scale[max(scale)]
+        for size, rate in scale.items():
+            figures.append(
+                Figure(f"scaling: {size:,} distinct records", rate, "/s", f"{ratio(rate, largest):.2f} of {max(scale):,} records")
+            )
+
+    if "profile" in only and sizes["profile"] is not None:
+        print("profile ...", flush=True)
+        flat = await run_profile(state_dir, workdir, lanes=args.lanes, keys=keys, **sizes["profile"])
+        out["profile_flat"] = str(flat)
+        out["profile_tree"] = str(flat.with_name("profile-tree.txt"))
+    return out, figures
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dualwrite-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        out, figures = asyncio.run(_run(args, workdir.resolve()))
+    out["seconds"] = time.perf_counter() - started
+    print()
+    print(table(figures))
+    print(f"\n{'quick' if args.quick else 'full'} run in {out['seconds']:.0f}s on {out['machine']['cpus']} CPUs")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(_clean(out), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
