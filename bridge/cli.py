@@ -52,9 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     check = maps_sub.add_parser("check", help="validate the mapping files")
     check.add_argument("--dir", type=Path, default=Path("mappings"))
 
-    from bridge.sandbox import cli as sandbox_cli  # only parser wiring; the emulators load on run
-
-    sandbox_cli.add_parser(sub)
+    # The emulators' own parser takes these arguments, imported only when this command runs: the
+    # bridge never loads the sandbox otherwise.
+    emulators = sub.add_parser(
+        "sandbox", help="the emulators alone (dualwrite sandbox --help)", add_help=False, prefix_chars="\0"
+    )
+    emulators.add_argument("sandbox_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -98,7 +101,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
         from bridge.sandbox import cli as sandbox_cli
 
-        return int(asyncio.run(sandbox_cli.run(args)) or 0)
+        parser = argparse.ArgumentParser(prog="dualwrite")
+        sandbox_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+        return int(asyncio.run(sandbox_cli.run(parser.parse_args(["sandbox", *args.sandbox_args]))) or 0)
     raise AssertionError(args.command)
 
 

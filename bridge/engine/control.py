@@ -9,7 +9,7 @@ from typing import Any
 
 from bridge.core.errors import DualWriteError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key, utcnow
-from bridge.engine.worker import Engine
+from bridge.engine.worker import Engine, failure_record
 from bridge.ops.contracts import Readiness, ResumeMode, ResyncResult
 from bridge.queue.base import QueuePort
 from bridge.state.base import Failure, LedgerEntry, MapState, MapStatus, StatePort
@@ -59,22 +59,13 @@ class EngineController:
         moved = 0
         while batch := await self.queue.drain(entity, _DRAIN_CHUNK):
             for item in batch:
-                event = item.event
                 await self.state.add_failure(
-                    Failure(
-                        entity=event.entity,
-                        company=event.company,
-                        key=event.key,
-                        direction=f"{event.source.value}->{event.source.other.value}",
-                        operation=event.operation.value,
-                        event_id=event.event_id,
-                        source_message=None,
-                        target_message="skipped when the map resumed (skip to live); retry to apply it",
-                        kind="skipped-on-resume",
-                        correlation_id=event.correlation_id,
+                    failure_record(
+                        item,
+                        "skipped-on-resume",
+                        None,
+                        "skipped when the map resumed (skip to live); retry to apply it",
                         attempts=item.attempts,
-                        occurred_at=datetime.now(UTC),
-                        details={"event": event.model_dump(mode="json")},
                     )
                 )
             moved += len(batch)

@@ -342,25 +342,45 @@ class Engine:
         *,
         compensated: bool = False,
     ) -> None:
-        event = item.event
         await self.state.add_failure(
-            Failure(
-                entity=event.entity,
-                company=event.company,
-                key=event.key,
-                direction=direction(event.source),
-                operation=event.operation.value,
-                event_id=event.event_id,
-                source_message=source_message,
-                target_message=target_message,
-                kind=kind,
-                correlation_id=event.correlation_id,
+            failure_record(
+                item,
+                kind,
+                source_message,
+                target_message,
                 attempts=item.attempts + 1,
-                occurred_at=datetime.now(UTC),
                 compensated=compensated,
-                details={"event": event.model_dump(mode="json")},
             )
         )
+
+
+def failure_record(
+    item: QueuedEvent,
+    kind: str,
+    source_message: str | None,
+    target_message: str | None,
+    *,
+    attempts: int,
+    compensated: bool = False,
+) -> Failure:
+    """A failure as admins see it, keeping the change itself so it can be retried."""
+    event = item.event
+    return Failure(
+        entity=event.entity,
+        company=event.company,
+        key=event.key,
+        direction=direction(event.source),
+        operation=event.operation.value,
+        event_id=event.event_id,
+        source_message=source_message,
+        target_message=target_message,
+        kind=kind,
+        correlation_id=event.correlation_id,
+        attempts=attempts,
+        occurred_at=datetime.now(UTC),
+        compensated=compensated,
+        details={"event": event.model_dump(mode="json")},
+    )
 
 
 def _follow_up_from_winner(event: ChangeEvent) -> ChangeEvent:
