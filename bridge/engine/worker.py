@@ -102,8 +102,11 @@ class Engine:
                 self.metrics.skipped(event.entity, direction(event.source), "echo")
                 return SinkResult(accepted=True, status=200, message="echo")
             event = event.model_copy(update={"trace_context": inject_context()})
-            sync = self._is_sync(event)
-            if not sync:
+            if event.mode is SyncMode.SYNC and event.entity in self.paused:
+                # A paused map queues changes: acknowledge once durable and apply on resume, as an
+                # asynchronous change (a rejection then is compensated).
+                event = event.model_copy(update={"mode": SyncMode.ASYNC})
+            if not self._is_sync(event):
                 fresh = await self.queue.enqueue(event)
                 self._wake.set()
                 return SinkResult(accepted=True, status=202, message="queued" if fresh else "duplicate")
@@ -117,8 +120,12 @@ class Engine:
             future = asyncio.get_running_loop().create_future()
             self._waiters[event.event_id] = future
             if not await self.queue.enqueue(event):
+                # Received before, by an earlier run of the bridge: that call's originator is gone, so
+                # the change is dropped (or undone) when its turn comes. Fail this one too.
                 self._waiters.pop(event.event_id, None)
-                return SinkResult(accepted=True, status=200, message="duplicate")
+                return SinkResult(
+                    accepted=False, status=503, message="received before and not applied; save again"
+                )
             self._wake.set()
         remaining = (self._deadline(event) - datetime.now(UTC)).total_seconds()
         try:
@@ -221,15 +228,17 @@ class Engine:
             span.set_attribute("dualwrite.outcome", applied.result.value)
             await self._succeeded(item, applied)
 
-    def _is_sync(self, event: ChangeEvent) -> bool:
-        """Synchronous handling: a Dataverse synchronous step, unless its map is paused (then the
-        change was acknowledged once durable and is applied on resume, like an asynchronous one)."""
-        return event.mode is SyncMode.SYNC and event.entity not in self.paused
+    @staticmethod
+    def _is_sync(event: ChangeEvent) -> bool:
+        """A Dataverse synchronous step waits for this change (one accepted while its map was paused
+        was queued as asynchronous)."""
+        return event.mode is SyncMode.SYNC
 
     def _originator_gone(self, event: ChangeEvent) -> bool:
-        return event.event_id in self._abandoned or (
-            event.event_id not in self._waiters and datetime.now(UTC) > self._deadline(event)
-        )
+        """Nobody waits for this synchronous change any more: its caller gave up (budget spent,
+        disconnected), or it was received by an earlier run of the bridge (the call died with it). Its
+        originator's transaction rolled back, so it must not be applied, or must be undone."""
+        return event.event_id in self._abandoned or event.event_id not in self._waiters
 
     async def _succeeded(self, item: QueuedEvent, applied: Applied) -> None:
         event = item.event
@@ -307,6 +316,7 @@ class Engine:
         await self.applier.revert_if_applied(event)
         await self._record(item, "timeout", None, "the originator gave up before the change was applied")
         await self.queue.complete(item)
+        self._resolve(event, Outcome(False, 504, "the originator gave up before the change was applied"))
 
     async def _undo(self, item: QueuedEvent, undo: Undo, why: str) -> None:
         try:
@@ -317,6 +327,7 @@ class Engine:
         await self._record(item, "timeout", note, why, compensated=note.startswith("reverted"))
         await self.applier.settle(item.event)
         await self.queue.complete(item)
+        self._resolve(item.event, Outcome(False, 504, f"{why}; {note}"))
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
         base = min(self.settings.backoff_max_s, self.settings.backoff_initial_s * 2 ** (attempts - 1))
