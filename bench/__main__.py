@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, same code paths (smoke run)")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
-    parser.add_argument("--workdir", type=Path, help="keep logs, configs and profiles here (default: temporary)")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep logs, configs and profiles here (default: temporary)"
+    )
     parser.add_argument(
         "--only", action="append", choices=SECTIONS, help="run only these sections (repeatable)"
     )
@@ -83,7 +85,11 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
         only.discard("profile")
     state_dir = workdir / "sandbox-state"
     keys = Keys(cds=secrets.token_urlsafe(18), scm=secrets.token_urlsafe(18))
-    out: dict[str, Any] = {"quick": args.quick, "machine": _machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    out: dict[str, Any] = {
+        "quick": args.quick,
+        "machine": _machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     figures: list[Figure] = []
 
     if "sync" in only:
@@ -103,8 +109,20 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
             sync_direct_scm_write_ms_p50_at_50ms=s.latency_direct_p50,
         )
         figures += [
-            Figure("sync: added by the bridge, p50", s.added_p50, "ms", f"F&O write p50 {s.write_p50:.2f} ms", "<= 2 ms"),
-            Figure("sync: added by the bridge, p99", s.added_p99, "ms", f"webhook p50 {s.webhook_p50:.2f} ms", "<= 10 ms"),
+            Figure(
+                "sync: added by the bridge, p50",
+                s.added_p50,
+                "ms",
+                f"F&O write p50 {s.write_p50:.2f} ms",
+                "<= 2 ms",
+            ),
+            Figure(
+                "sync: added by the bridge, p99",
+                s.added_p99,
+                "ms",
+                f"webhook p50 {s.webhook_p50:.2f} ms",
+                "<= 10 ms",
+            ),
             Figure(
                 "sync @50 ms F&O: webhook / direct write, p50",
                 s.overhead_ratio_p50,
@@ -136,10 +154,19 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                 "mismatched_records": d.bridge.mismatched,
             }
             figures += [
-                Figure(f"live {d.name}: updates/s", d.bridge.updates_per_s, "/s",
-                       f"raw {d.raw.updates_per_s:,.0f}/s, relay {d.relay.updates_per_s:,.0f}/s", ">= 1,000/s"),
-                Figure(f"live {d.name}: creates/s", d.bridge.creates_per_s, "/s",
-                       f"raw {d.raw.creates_per_s:,.0f}/s, relay {d.relay.creates_per_s:,.0f}/s"),
+                Figure(
+                    f"live {d.name}: updates/s",
+                    d.bridge.updates_per_s,
+                    "/s",
+                    f"raw {d.raw.updates_per_s:,.0f}/s, relay {d.relay.updates_per_s:,.0f}/s",
+                    ">= 1,000/s",
+                ),
+                Figure(
+                    f"live {d.name}: creates/s",
+                    d.bridge.creates_per_s,
+                    "/s",
+                    f"raw {d.raw.creates_per_s:,.0f}/s, relay {d.relay.creates_per_s:,.0f}/s",
+                ),
                 Figure(f"live {d.name}: ratio to raw", per[key]["ratio_to_raw"], "x", "", ">= 0.5"),
                 Figure(f"live {d.name}: ratio to relay", per[key]["ratio_to_relay"], "x", "", ">= 0.7"),
             ]
@@ -156,7 +183,9 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
 
     if "backlog" in only:
         print("backlog ...", flush=True)
-        b = await run_backlog(state_dir, workdir, sizes["backlog"], keys=keys, catchup_window_s=sizes["catchup_window_s"])
+        b = await run_backlog(
+            state_dir, workdir, sizes["backlog"], keys=keys, catchup_window_s=sizes["catchup_window_s"]
+        )
         out.update(
             backlog_peak_rss_mb=b.peak_rss_mb,
             catchup_changes_per_s=b.catchup_per_s,
@@ -170,19 +199,36 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
         )
         shown = ", ".join(f"{k:,}: {v:.0f}" for k, v in b.rss_at.items())
         figures += [
-            Figure("backlog: peak RSS of the bridge", b.peak_rss_mb, "MB", f"idle {b.idle_rss_mb:.0f} MB; {shown}", "< 200 MB, flat"),
-            Figure("backlog: catch-up", b.catchup_per_s, "/s",
-                   f"{b.catchup_applied:,} applied in {b.catchup_seconds:.0f}s; fed at {b.feed_per_s:,.0f}/s"),
+            Figure(
+                "backlog: peak RSS of the bridge",
+                b.peak_rss_mb,
+                "MB",
+                f"idle {b.idle_rss_mb:.0f} MB; {shown}",
+                "< 200 MB, flat",
+            ),
+            Figure(
+                "backlog: catch-up",
+                b.catchup_per_s,
+                "/s",
+                f"{b.catchup_applied:,} applied in {b.catchup_seconds:.0f}s; fed at {b.feed_per_s:,.0f}/s",
+            ),
         ]
 
     if "scaling" in only:
         print("scaling ...", flush=True)
-        scale = await run_scaling(state_dir, workdir, list(sizes["scaling"]), sizes["scaling"], lanes=args.lanes, keys=keys)
+        scale = await run_scaling(
+            state_dir, workdir, list(sizes["scaling"]), sizes["scaling"], lanes=args.lanes, keys=keys
+        )
         out["scaling_changes_per_s"] = {str(k): v for k, v in scale.items()}
         largest = scale[max(scale)]
         for size, rate in scale.items():
             figures.append(
-                Figure(f"scaling: {size:,} distinct records", rate, "/s", f"{ratio(rate, largest):.2f} of {max(scale):,} records")
+                Figure(
+                    f"scaling: {size:,} distinct records",
+                    rate,
+                    "/s",
+                    f"{ratio(rate, largest):.2f} of {max(scale):,} records",
+                )
             )
 
     if "profile" in only and sizes["profile"] is not None:
@@ -211,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     out["seconds"] = time.perf_counter() - started
     print()
     print(table(figures))
-    print(f"\n{'quick' if args.quick else 'full'} run in {out['seconds']:.0f}s on {out['machine']['cpus']} CPUs")
+    print(
+        f"\n{'quick' if args.quick else 'full'} run in {out['seconds']:.0f}s on {out['machine']['cpus']} CPUs"
+    )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(_clean(out), indent=2) + "\n", encoding="utf-8")

@@ -43,12 +43,16 @@ class BacklogResult:
 def _template(note: Note) -> str:
     """The recorded event as text with placeholders for what must differ per event."""
     event = json.loads(note.body)
-    key = next(a["value"] for a in event["InputParameters"][0]["value"]["Attributes"] if a["key"] == "mserp_modecode")
+    key = next(
+        a["value"] for a in event["InputParameters"][0]["value"]["Attributes"] if a["key"] == "mserp_modecode"
+    )
     text = json.dumps(event, separators=(",", ":"))
     return (
         text.replace(event["EventId"], "@EID@")
         .replace(f'"{key}"', '"@KEY@"')
-        .replace(f'"ContextRecordSubject":"{event["ContextRecordSubject"]}"', '"ContextRecordSubject":"@KEY@"')
+        .replace(
+            f'"ContextRecordSubject":"{event["ContextRecordSubject"]}"', '"ContextRecordSubject":"@KEY@"'
+        )
     )
 
 
@@ -60,7 +64,9 @@ def _body(template: str, start: int, count: int) -> bytes:
     return ("[" + ",".join(items) + "]").encode()
 
 
-async def _feed(http: aiohttp.ClientSession, url: str, headers: dict[str, str], template: str, start: int, end: int) -> None:
+async def _feed(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], template: str, start: int, end: int
+) -> None:
     batches = list(range(start, end, BATCH))
 
     async def lane(mine: list[int]) -> None:
@@ -96,7 +102,8 @@ async def run_backlog(
                     result.rss_at[size] = bridge.rss()[0]
                     view = await bridge.ops("GET", "/api/maps/ship_via")
                     result.depth_at[size] = int(view["queue_depth"])
-                    print(f"  backlog {size:>9,}: RSS {result.rss_at[size]:.0f} MB, depth {result.depth_at[size]:,}")
+                    rss, depth = result.rss_at[size], result.depth_at[size]
+                    print(f"  backlog {size:>9,}: RSS {rss:.0f} MB, depth {depth:,}")
             result.feed_per_s = fed / feeding
             await _catch_up(sandbox, bridge, fed, catchup_window_s, result)
             result.peak_rss_mb = bridge.rss()[1]
@@ -105,7 +112,9 @@ async def run_backlog(
     return result
 
 
-async def _catch_up(sandbox: Any, bridge: BridgeProcess, total: int, window: float, result: BacklogResult) -> None:
+async def _catch_up(
+    sandbox: Any, bridge: BridgeProcess, total: int, window: float, result: BacklogResult
+) -> None:
     log = sandbox.dataverse.write_log
     base = len(log)
     await bridge.ops("POST", "/api/maps/ship_via/resume", {"mode": "catch-up"})

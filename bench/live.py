@@ -43,7 +43,9 @@ def _target(sandbox: Any, recording: Recording) -> Any:
     return sandbox.dataverse if recording.source == "scm" else sandbox.fno
 
 
-async def record(state_dir: Path, source: str, records: int, updates: int, prefix: str, keys: Keys) -> Recording:
+async def record(
+    state_dir: Path, source: str, records: int, updates: int, prefix: str, keys: Keys
+) -> Recording:
     async with Sandbox(sandbox_config(state_dir)) as sandbox:
         return await record_changes(
             sandbox,
@@ -100,12 +102,18 @@ async def run_process(
             proc = RelayProcess(info, workdir, cds_key=keys.cds, scm_key=keys.scm)
         await proc.start()
         try:
-            creates = await _phase(sandbox, recording, [(n.record, n.call(proc.url)) for n in recording.creates], lanes)
-            updates = await _phase(sandbox, recording, [(n.record, n.call(proc.url)) for n in recording.updates], lanes)
+            creates = await _phase(
+                sandbox, recording, [(n.record, n.call(proc.url)) for n in recording.creates], lanes
+            )
+            updates = await _phase(
+                sandbox, recording, [(n.record, n.call(proc.url)) for n in recording.updates], lanes
+            )
         finally:
             proc.stop()
         return Rates(
-            len(recording.creates) / creates, len(recording.updates) / updates, _mismatches(sandbox, recording)
+            len(recording.creates) / creates,
+            len(recording.updates) / updates,
+            _mismatches(sandbox, recording),
         )
 
 
@@ -117,7 +125,9 @@ async def run_raw(state_dir: Path, recording: Recording, *, lanes: int) -> Rates
         token = sandbox.token("user", "dataverse" if to_cds else "fno")
         headers = (("Authorization", f"Bearer {token}"), ("Content-Type", "application/json"))
         company = next(
-            r["cdm_companyid"] for r in sandbox.dataverse.rows("cdm_companies") if r["cdm_companycode"] == "USMF"
+            r["cdm_companyid"]
+            for r in sandbox.dataverse.rows("cdm_companies")
+            if r["cdm_companycode"] == "USMF"
         )
 
         def create(record: int, seq: int) -> Call:
@@ -138,15 +148,26 @@ async def run_raw(state_dir: Path, recording: Recording, *, lanes: int) -> Rates
                 segment = key_segment({"_msdyn_company_value": company, CDS_KEY: key})
                 body = {CDS_FIELD: value_text(seq, True)}
                 return Call(
-                    "PATCH", f"{info.cds_url}/{CDS_SET}{segment}", (*headers, ("If-Match", "*")), json.dumps(body).encode()
+                    "PATCH",
+                    f"{info.cds_url}/{CDS_SET}{segment}",
+                    (*headers, ("If-Match", "*")),
+                    json.dumps(body).encode(),
                 )
             segment = key_segment({"dataAreaId": "usmf", SCM_KEY: key})
             body = {SCM_FIELD: value_text(seq, True)}
             return Call("PATCH", f"{info.scm_url}/{SCM_SET}{segment}", headers, json.dumps(body).encode())
 
-        creates = await _phase(sandbox, recording, [(n.record, create(n.record, n.seq)) for n in recording.creates], lanes)
-        updates = await _phase(sandbox, recording, [(n.record, update(n.record, n.seq)) for n in recording.updates], lanes)
-        return Rates(len(recording.creates) / creates, len(recording.updates) / updates, _mismatches(sandbox, recording))
+        creates = await _phase(
+            sandbox, recording, [(n.record, create(n.record, n.seq)) for n in recording.creates], lanes
+        )
+        updates = await _phase(
+            sandbox, recording, [(n.record, update(n.record, n.seq)) for n in recording.updates], lanes
+        )
+        return Rates(
+            len(recording.creates) / creates,
+            len(recording.updates) / updates,
+            _mismatches(sandbox, recording),
+        )
 
 
 @dataclass
@@ -162,8 +183,12 @@ async def run_direction(
 ) -> Direction:
     recording = await record(state_dir, source, records, updates, f"L{source[0].upper()}", keys)
     raw = await run_raw(state_dir, recording, lanes=lanes)
-    bridge = await run_process(state_dir, workdir / f"live-{source}-bridge", recording, "bridge", keys, lanes=lanes)
-    relay = await run_process(state_dir, workdir / f"live-{source}-relay", recording, "relay", keys, lanes=lanes)
+    bridge = await run_process(
+        state_dir, workdir / f"live-{source}-bridge", recording, "bridge", keys, lanes=lanes
+    )
+    relay = await run_process(
+        state_dir, workdir / f"live-{source}-relay", recording, "relay", keys, lanes=lanes
+    )
     name = "F&O -> Dataverse" if source == "scm" else "Dataverse -> F&O"
     return Direction(name, raw, bridge, relay)
 
@@ -176,9 +201,14 @@ async def run_scaling(
     for size in sizes:
         recording = await record(state_dir, "scm", size, changes[size], f"S{len(str(size))}", keys)
         started = time.perf_counter()
-        rates = await run_process(state_dir, workdir / f"scale-{size}", recording, "bridge", keys, lanes=lanes)
+        rates = await run_process(
+            state_dir, workdir / f"scale-{size}", recording, "bridge", keys, lanes=lanes
+        )
         if rates.mismatched:
-            raise RuntimeError(f"scaling {size}: {rates.mismatched} records did not end with the newest value")
+            raise RuntimeError(
+                f"scaling {size}: {rates.mismatched} records did not end with the newest value"
+            )
         out[size] = rates.updates_per_s
-        print(f"  scaling {size:>6} records: {rates.updates_per_s:,.0f} changes/s ({time.perf_counter() - started:.0f}s)")
+        took = time.perf_counter() - started
+        print(f"  scaling {size:>6} records: {rates.updates_per_s:,.0f} changes/s ({took:.0f}s)")
     return out

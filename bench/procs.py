@@ -40,7 +40,8 @@ class ServedProcess:
 
     async def start(self, timeout: float = 30.0) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
+            # Popen, not asyncio's: kill -9, RSS and restarts need the plain process handle.
+            self.proc = subprocess.Popen(  # noqa: ASYNC220
                 self.command(), env=self.environment(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
             )
         async with aiohttp.ClientSession() as http:

@@ -4,19 +4,25 @@ This run is for the profile only: the profiler slows the bridge, so its rates ar
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 import sys
 from pathlib import Path
 
 from bench.live import Keys, record, run_process
 
 
-async def run_profile(state_dir: Path, workdir: Path, *, records: int, updates: int, lanes: int, keys: Keys) -> Path:
+async def run_profile(
+    state_dir: Path, workdir: Path, *, records: int, updates: int, lanes: int, keys: Keys
+) -> Path:
     recording = await record(state_dir, "scm", records, updates, "PR", keys)
     session = workdir / "bridge.pyisession"
-    await run_process(state_dir, workdir / "profile-bridge", recording, "bridge", keys, lanes=lanes, profile_to=session)
+    await run_process(
+        state_dir, workdir / "profile-bridge", recording, "bridge", keys, lanes=lanes, profile_to=session
+    )
     tree, flat = workdir / "profile-tree.txt", workdir / "profile-flat.txt"
     render = [sys.executable, "-m", "pyinstrument", f"--load={session}", "-r", "text"]
-    subprocess.run([*render, "-o", str(tree), "-p", "processor_options.filter_threshold=0.01"], check=True)
-    subprocess.run([*render, "-o", str(flat), "-p", "flat=true"], check=True)
+    for out, option in ((tree, "processor_options.filter_threshold=0.01"), (flat, "flat=true")):
+        proc = await asyncio.create_subprocess_exec(*render, "-o", str(out), "-p", option)
+        if await proc.wait() != 0:
+            raise RuntimeError(f"pyinstrument could not render {session}")
     return flat

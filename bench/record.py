@@ -175,7 +175,11 @@ async def _make_changes(
                 url, method, body = f"{info.cds_url}/{CDS_SET}({guids[record]})", "PATCH", {CDS_FIELD: value}
             else:
                 url, method = f"{info.cds_url}/{CDS_SET}", "POST"
-                body = {CDS_KEY: key, CDS_FIELD: value, "msdyn_company@odata.bind": f"/cdm_companies({company})"}
+                body = {
+                    CDS_KEY: key,
+                    CDS_FIELD: value,
+                    "msdyn_company@odata.bind": f"/cdm_companies({company})",
+                }
             async with http.request(method, url, json=body, headers=headers) as resp:
                 if resp.status not in (201, 204):
                     raise RuntimeError(f"{method} {url}: {resp.status} {await resp.text()}")

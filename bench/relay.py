@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,18 @@ class Relay:
         self.scm_auth = SharedKeyAuth([config["scm_key"]])
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[_errors])
         app.add_routes(
             [
-                web.get("/healthz", lambda _: web.json_response({"ok": True})),
+                web.get("/healthz", self.healthz),
                 web.post("/webhooks/scm", self.handle_scm),
                 web.post("/webhooks/cds", self.handle_cds),
             ]
         )
         return app
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
 
     async def handle_scm(self, request: web.Request) -> web.Response:
         self.scm_auth.check(request.headers, request.query)
@@ -106,7 +110,9 @@ class Relay:
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except DualWriteError as exc:
@@ -116,7 +122,6 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 async def serve(config: dict[str, Any], secret: str) -> None:
     relay = Relay(config, secret)
     app = relay.app()
-    app.middlewares.append(_errors)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", int(config["port"])).start()

@@ -20,7 +20,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.common import CDS_FIELD, CDS_KEY, CDS_SET, SCM_FIELD, SCM_KEY, SCM_SET, client_ssl, percentile, sandbox_config
+from bench.common import (
+    CDS_FIELD,
+    CDS_KEY,
+    CDS_SET,
+    SCM_FIELD,
+    SCM_KEY,
+    SCM_SET,
+    client_ssl,
+    percentile,
+    sandbox_config,
+)
 from bridge.app import Bridge
 from bridge.demo import connect, demo_settings
 from bridge.sandbox.runtime import Sandbox
@@ -87,7 +97,9 @@ def _instrument(bridge: Bridge, timings: Timings) -> None:
     http.request = request  # type: ignore[method-assign]
 
 
-async def run_sync(state_dir: Path, workdir: Path, *, creates: int, updates: int, latency_changes: int) -> SyncResult:
+async def run_sync(
+    state_dir: Path, workdir: Path, *, creates: int, updates: int, latency_changes: int
+) -> SyncResult:
     async with Sandbox(sandbox_config(state_dir, webhook_timeout=60.0)) as sandbox:
         info = sandbox.info
         settings = demo_settings(info, host="127.0.0.1", port=0, data_dir=workdir / "sync-bridge")
@@ -98,7 +110,9 @@ async def run_sync(state_dir: Path, workdir: Path, *, creates: int, updates: int
         try:
             await connect(sandbox, bridge, mode="sync")
             company = next(
-                r["cdm_companyid"] for r in sandbox.dataverse.rows("cdm_companies") if r["cdm_companycode"] == "USMF"
+                r["cdm_companyid"]
+                for r in sandbox.dataverse.rows("cdm_companies")
+                if r["cdm_companycode"] == "USMF"
             )
             connector = aiohttp.TCPConnector(ssl=client_ssl(info.ca_file))
             async with aiohttp.ClientSession(connector=connector, trust_env=False) as http:
@@ -117,7 +131,10 @@ async def run_sync(state_dir: Path, workdir: Path, *, creates: int, updates: int
                 for n in range(latency_changes):
                     await person.update(ids[n % len(ids)], f"slow {n}")
                 slow = [w for w, _, _ in timings.per_change()]
-                direct = [await person.direct_scm_write(f"SY{n % creates:05d}", f"direct {n}") for n in range(latency_changes)]
+                direct = [
+                    await person.direct_scm_write(f"SY{n % creates:05d}", f"direct {n}")
+                    for n in range(latency_changes)
+                ]
         finally:
             await bridge.stop()
     added = [w - s for w, s, _ in measured]
@@ -146,8 +163,14 @@ class _Person:
         self.scm_headers = {"Authorization": f"Bearer {sandbox.token('user', 'fno')}"}
 
     async def create(self, key: str) -> str:
-        body = {CDS_KEY: key, CDS_FIELD: "created", "msdyn_company@odata.bind": f"/cdm_companies({self.company})"}
-        async with self.http.post(f"{self.info.cds_url}/{CDS_SET}", json=body, headers=self.cds_headers) as resp:
+        body = {
+            CDS_KEY: key,
+            CDS_FIELD: "created",
+            "msdyn_company@odata.bind": f"/cdm_companies({self.company})",
+        }
+        async with self.http.post(
+            f"{self.info.cds_url}/{CDS_SET}", json=body, headers=self.cds_headers
+        ) as resp:
             if resp.status != 204:
                 raise RuntimeError(f"create {key}: {resp.status} {await resp.text()}")
             return resp.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")

@@ -90,6 +90,19 @@ def is_stale(event: ChangeEvent, ledger: LedgerEntry | None) -> bool:
     return _utc(event.source_timestamp) < _utc(ledger.last_source_timestamp)
 
 
+def is_superseded(event: ChangeEvent, ledger: LedgerEntry | None) -> bool:
+    """Whether the bridge wrote to the event's own side after this change was made there.
+
+    Such a write succeeded with a matching If-Match, so every earlier change on that side was either
+    synced already or deliberately overwritten (it lost a conflict): its late notification must not
+    travel. (Event times have milliseconds; the systems' modified times only whole seconds, which is
+    why a conflict's loser is recognised this way and not by comparing timestamps across systems.)"""
+    if ledger is None:
+        return False
+    written = ledger.cds_written_at if event.source is System.CDS else ledger.scm_written_at
+    return written is not None and _utc(event.source_timestamp) < _utc(written)
+
+
 def detect_conflict(
     emap: EntityMap,
     target_side: System,

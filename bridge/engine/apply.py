@@ -87,6 +87,8 @@ class Applier:
         ledger = await self.state.get_ledger(event.record_key)
         if rules.is_stale(event, ledger):
             return Applied(Result.SKIPPED, "stale")
+        if rules.is_superseded(event, ledger):
+            return Applied(Result.SKIPPED, f"superseded: the bridge wrote to {event.source.value} since")
         if event.operation is Operation.DELETE:
             return await self._delete(event, emap, ledger)
         return await self._upsert(event, emap, ledger)
@@ -150,18 +152,22 @@ class Applier:
         if known_etag is not None:
             before = w.ledger_row(known_etag)
             assert before is not None
+            started = datetime.now(UTC)
             new_etag = await target.update(emap, event.company, event.key, before, w.payload)
             projection = emap.synced_projection(target.system, w.payload, before.image)
-            await self._remember(w, projection, before.record_id, new_etag)
+            await self._remember(w, projection, before.record_id, new_etag, started)
             return Applied(
                 Result.APPLIED,
                 "updated",
                 Undo(target.system, emap, event.company, event.key, before, False, w.ledger),
             )
+        started = datetime.now(UTC)
         created_id, new_etag = await target.create(
             emap, event.company, event.key, w.payload, record_id=_cds_id_for_create(event, w.ledger)
         )
-        await self._remember(w, emap.synced_projection(target.system, w.payload), created_id, new_etag)
+        await self._remember(
+            w, emap.synced_projection(target.system, w.payload), created_id, new_etag, started
+        )
         return Applied(
             Result.APPLIED,
             "created",
@@ -173,6 +179,14 @@ class Applier:
         conflict rules, then write against the ETag just read."""
         event, emap, ledger, target = w.event, w.emap, w.ledger, w.target
         current = await target.read(emap, event.company, event.key, record_id=_target_id(event, ledger))
+        if current is not None:
+            before = emap.project(target.system, current.image)
+            if emap.synced_projection(target.system, w.payload, before) == before:
+                # The target holds these values already: our own write of this change landed before a
+                # crash kept us from recording it (a 412 on the replay is our own ETag), or someone made
+                # the same change there. Not a conflict: nothing to write, only the ledger to update.
+                await self._remember(w, before, current.record_id, current.etag, None)
+                return Applied(Result.SKIPPED, "target already up to date")
         if current is not None and ledger is not None and not ledger.deleted:
             target_projection = emap.project(target.system, current.image)
             if rules.detect_conflict(emap, target.system, target_projection, ledger):
@@ -182,31 +196,28 @@ class Applier:
                 if winner is target.system:
                     return await self._conflict_lost(event, emap, ledger, current, image)
         await self._journal(event, target.system, current, ledger, deleted=False)
+        started = datetime.now(UTC)
         try:
             if current is None:
                 created_id, new_etag = await target.create(
                     emap, event.company, event.key, w.payload, record_id=_cds_id_for_create(event, ledger)
                 )
                 await self._remember(
-                    w, emap.synced_projection(target.system, w.payload), created_id, new_etag
+                    w, emap.synced_projection(target.system, w.payload), created_id, new_etag, started
                 )
                 return Applied(
                     Result.APPLIED,
                     "created",
                     Undo(target.system, emap, event.company, event.key, None, False, ledger),
                 )
-            before = emap.project(target.system, current.image)
-            target_projection = emap.synced_projection(target.system, w.payload, before)
-            if target_projection == before:
-                # The target holds these values already (a replay after a crash, or someone made the same
-                # change there): nothing to write, only the ledger to bring up to date.
-                await self._remember(w, target_projection, current.record_id, current.etag)
-                return Applied(Result.SKIPPED, "target already up to date")
+            target_projection = emap.synced_projection(
+                target.system, w.payload, emap.project(target.system, current.image)
+            )
             new_etag = await target.update(emap, event.company, event.key, current, w.payload)
         except ConflictError as exc:
             # Changed again between our read and our write: read again on the next attempt.
             raise RetryableError(f"record changed while writing: {exc.message}", system=exc.system) from exc
-        await self._remember(w, target_projection, current.record_id, new_etag)
+        await self._remember(w, target_projection, current.record_id, new_etag, started)
         return Applied(
             Result.APPLIED,
             "updated",
@@ -234,6 +245,7 @@ class Applier:
             await self._resolve(emap, target_system, current.image, event.company),
         )
         src_row = await source.read(emap, event.company, event.key, record_id=event.record_id)
+        started = datetime.now(UTC)
         try:
             if src_row is None:
                 source_id, source_etag = await source.create(emap, event.company, event.key, payload)
@@ -250,9 +262,11 @@ class Applier:
         cds_id = source_id if event.source is System.CDS else current.record_id
         await self._store(
             event,
+            ledger,
             {event.source: source_projection, target_system: winner_projection},
             cds_id,
             {event.source: source_etag, target_system: current.etag},
+            {event.source: started},
         )
         return Applied(Result.CONFLICT_LOST, message)
 
@@ -292,10 +306,11 @@ class Applier:
             if ledger is None or current is not None:
                 return "nothing to restore: no synced image of the deleted record"
             image = ledger.cds_image if event.source is System.CDS else ledger.scm_image
+            started = datetime.now(UTC)
             await source.create(
                 emap, event.company, event.key, emap.write_form(event.source, image), record_id=ledger.cds_id
             )
-            await self.state.put_ledger(_replace(ledger, deleted=False))
+            await self._mark_written(_replace(ledger, deleted=False), event.source, started)
             return f"restored the deleted record on {event.source.value}"
         if not synced or event.operation is Operation.CREATE:
             if current is None:
@@ -306,13 +321,17 @@ class Applier:
         if current is None:
             return "nothing to restore: the record is gone at the source"
         image = ledger.cds_image if event.source is System.CDS else ledger.scm_image
+        started = datetime.now(UTC)
         await source.update(emap, event.company, event.key, current, emap.write_form(event.source, image))
+        # Later notifications of the rejected change (duplicates, reorders) must not travel now.
+        await self._mark_written(ledger, event.source, started)
         return f"restored the last synced values on {event.source.value}"
 
     async def undo(self, undo: Undo) -> None:
         """Revert a write whose synchronous originator gave up (its transaction rolled back)."""
         side = self.side(undo.target)
         now = await side.read(undo.emap, undo.company, undo.key)
+        started = datetime.now(UTC)
         if undo.deleted:
             if now is None and undo.before is not None:
                 projection = undo.emap.project(undo.target, undo.before.image)
@@ -331,10 +350,7 @@ class Applier:
             await side.update(
                 undo.emap, undo.company, undo.key, now, undo.emap.write_form(undo.target, projection)
             )
-        if undo.ledger_before is not None:
-            await self.state.put_ledger(undo.ledger_before)
-        else:
-            await self.state.put_ledger(_empty_ledger(undo))
+        await self._mark_written(undo.ledger_before or _empty_ledger(undo), undo.target, started)
 
     async def revert_if_applied(self, event: ChangeEvent) -> bool:
         """After a crash: undo a synchronous write whose originator never got our answer."""
@@ -422,22 +438,33 @@ class Applier:
         return resolved
 
     async def _remember(
-        self, w: _Write, target_projection: dict[str, Any], target_id: str | None, target_etag: str | None
+        self,
+        w: _Write,
+        target_projection: dict[str, Any],
+        target_id: str | None,
+        target_etag: str | None,
+        written_at: datetime | None,
     ) -> None:
+        """The ledger after a write to the target that started at ``written_at`` (None: no write)."""
         event = w.event
         cds_id = event.record_id if event.source is System.CDS else target_id
         projections = {event.source: w.projected, event.source.other: target_projection}
-        await self._store(
-            event, projections, cds_id, {event.source: w.source_etag, event.source.other: target_etag}
-        )
+        etags = {event.source: w.source_etag, event.source.other: target_etag}
+        await self._store(event, w.ledger, projections, cds_id, etags, {event.source.other: written_at})
 
     async def _store(
         self,
         event: ChangeEvent,
+        previous: LedgerEntry | None,
         projections: dict[System, dict[str, Any]],
         cds_id: str | None,
         etags: dict[System, str | None],
+        written: dict[System, datetime | None],
     ) -> None:
+        def written_at(side: System) -> datetime | None:
+            earlier = None if previous is None else _written(previous, side)
+            return written.get(side) or earlier
+
         await self.state.put_ledger(
             LedgerEntry(
                 record_key=event.record_key,
@@ -447,6 +474,8 @@ class Applier:
                 cds_id=cds_id,
                 cds_image=projections[System.CDS],
                 scm_image=projections[System.SCM],
+                cds_written_at=written_at(System.CDS),
+                scm_written_at=written_at(System.SCM),
                 last_event_id=event.event_id,
                 last_source_timestamp=event.source_timestamp,
                 deleted=False,
@@ -455,6 +484,12 @@ class Applier:
                 scm_etag=etags[System.SCM],
             )
         )
+
+    async def _mark_written(self, ledger: LedgerEntry | None, side: System, at: datetime) -> None:
+        """Record a write to ``side`` made outside the normal path (compensation, undo)."""
+        if ledger is not None:
+            field = "cds_written_at" if side is System.CDS else "scm_written_at"
+            await self.state.put_ledger(_replace(ledger, **{field: at}))
 
     async def _tombstone(self, event: ChangeEvent, emap: EntityMap, ledger: LedgerEntry | None) -> None:
         base = ledger or LedgerEntry(
@@ -538,7 +573,11 @@ def _row_from_json(data: dict[str, Any]) -> Row:
     )
 
 
-_LEDGER_TIMES = ("cds_modified_on", "scm_modified_on", "last_source_timestamp", "updated_at")
+_LEDGER_TIMES = ("cds_written_at", "scm_written_at", "last_source_timestamp", "updated_at")
+
+
+def _written(ledger: LedgerEntry, side: System) -> datetime | None:
+    return ledger.cds_written_at if side is System.CDS else ledger.scm_written_at
 
 
 def _ledger_to_json(entry: LedgerEntry) -> dict[str, Any]:

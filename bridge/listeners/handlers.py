@@ -16,7 +16,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.core.errors import PayloadError, RejectedError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode
@@ -79,14 +81,25 @@ class WebhookListener:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             raise _Answer(self._too_large(request.content_length), "too_large")
         body = bytearray()
-        while chunk := await request.content.read(64 * 1024):
-            body += chunk
-            if len(body) > self.max_body_bytes:  # chunked bodies carry no Content-Length
-                raise _Answer(self._too_large(None), "too_large")
+        try:
+            while chunk := await request.content.read(64 * 1024):
+                body += chunk
+                if len(body) > self.max_body_bytes:  # chunked bodies carry no Content-Length
+                    raise _Answer(self._too_large(None), "too_large")
+        except (web.RequestPayloadError, aiohttp.ClientPayloadError, HttpProcessingError) as exc:
+            # e.g. Content-Encoding: gzip on a body that is not gzip
+            message = (
+                f"<body>: cannot be decoded ({request.headers.get('Content-Encoding', 'identity')}): {exc}"
+            )
+            raise _Answer(_error(400, "bad_request", message), "bad_request") from None
         try:
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Answer(_error(400, "bad_request", f"<body>: not JSON: {exc}"), "bad_request") from None
+        except RecursionError:
+            raise _Answer(
+                _error(400, "bad_request", "<body>: JSON nested too deeply"), "bad_request"
+            ) from None
 
     def _too_large(self, size: int | None) -> web.Response:
         got = f"{size} bytes" if size is not None else "more"

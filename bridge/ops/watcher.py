@@ -23,6 +23,10 @@ from bridge.state.base import MapStatus, StatePort
 
 log = logging.getLogger(__name__)
 
+# Recorded for admins to see, but no sign that the map is failing: a conflict resolved by its policy,
+# and the backlog an admin chose to park when resuming ("skip to live, keep the backlog").
+NOT_MALFUNCTIONS = ("conflict", "skipped-on-resume")
+
 
 async def recent_failures(
     state: StatePort, alerts: AlertRules, entity: str, now: datetime
@@ -31,7 +35,7 @@ async def recent_failures(
     map_state = await state.get_map_state(entity)
     resumed_at = map_state.changed_at if map_state.status is MapStatus.RUNNING else None
     since = alerts.window_start(entity, now, resumed_at)
-    count = await state.count_failures(entity=entity, since=since)
+    count = await state.count_failures(entity=entity, since=since, exclude_kinds=NOT_MALFUNCTIONS)
     return count, map_state.status, map_state.reason
 
 

@@ -11,6 +11,7 @@ suite (tests/contract/test_state_contract.py) runs against every one.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -26,8 +27,11 @@ class LedgerEntry:
     cds_id: str | None  # Dataverse row GUID
     cds_image: dict[str, Any]  # mapped fields as last synced, Dataverse names/representation
     scm_image: dict[str, Any]  # mapped fields as last synced, F&O names/representation
-    cds_modified_on: datetime | None = None
-    scm_modified_on: datetime | None = None
+    # When the bridge last wrote to each side (taken just before the write was sent). A write made with
+    # a matching If-Match means every earlier change there was synced or overwritten, so a notification
+    # of that side time-stamped before this is superseded (e.g. the loser of a conflict, arriving late).
+    cds_written_at: datetime | None = None
+    scm_written_at: datetime | None = None
     last_event_id: str | None = None
     last_source_timestamp: datetime | None = None  # of the newest change applied, either side
     deleted: bool = False  # tombstone: the record was deleted on both sides
@@ -91,7 +95,9 @@ class StatePort(Protocol):
         self, *, entity: str | None = None, offset: int = 0, limit: int = 100
     ) -> list[Failure]: ...
 
-    async def count_failures(self, *, entity: str | None = None, since: datetime | None = None) -> int: ...
+    async def count_failures(
+        self, *, entity: str | None = None, since: datetime | None = None, exclude_kinds: Collection[str] = ()
+    ) -> int: ...
 
     async def find_failures(self, *, correlation_id: str) -> list[Failure]: ...
 

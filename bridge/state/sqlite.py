@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     cds_id                TEXT,
     cds_image             TEXT NOT NULL,   -- JSON
     scm_image             TEXT NOT NULL,   -- JSON
-    cds_modified_on       TEXT,
-    scm_modified_on       TEXT,
+    cds_written_at       TEXT,
+    scm_written_at       TEXT,
     last_event_id         TEXT,
     last_source_timestamp TEXT,
     deleted               INTEGER NOT NULL DEFAULT 0,
@@ -74,7 +75,7 @@ CREATE TABLE IF NOT EXISTS journal (
 """
 
 _LEDGER_COLS = (
-    "record_key, entity, company, key, cds_id, cds_image, scm_image, cds_modified_on, scm_modified_on, "
+    "record_key, entity, company, key, cds_id, cds_image, scm_image, cds_written_at, scm_written_at, "
     "last_event_id, last_source_timestamp, deleted, updated_at, cds_etag, scm_etag"
 )
 _FAILURE_COLS = (
@@ -125,8 +126,8 @@ def _ledger(row: tuple[Any, ...]) -> LedgerEntry:
         cds_id=cds_id,
         cds_image=json.loads(cds_img),
         scm_image=json.loads(scm_img),
-        cds_modified_on=_dt(cds_mod),
-        scm_modified_on=_dt(scm_mod),
+        cds_written_at=_dt(cds_mod),
+        scm_written_at=_dt(scm_mod),
         last_event_id=last_id,
         last_source_timestamp=_dt(last_ts),
         deleted=bool(deleted),
@@ -211,8 +212,8 @@ class SqliteState:
             entry.cds_id,
             json.dumps(entry.cds_image, separators=(",", ":")),
             json.dumps(entry.scm_image, separators=(",", ":")),
-            _ts(entry.cds_modified_on),
-            _ts(entry.scm_modified_on),
+            _ts(entry.cds_written_at),
+            _ts(entry.scm_written_at),
             entry.last_event_id,
             _ts(entry.last_source_timestamp),
             int(entry.deleted),
@@ -268,10 +269,15 @@ class SqliteState:
         rows = await self._db.run(lambda c: c.execute(sql, (*args, max(limit, 0), max(offset, 0))).fetchall())
         return [_failure(r) for r in rows]
 
-    async def count_failures(self, *, entity: str | None = None, since: datetime | None = None) -> int:
-        """How many failures (of one map; that occurred at or after ``since``)."""
+    async def count_failures(
+        self, *, entity: str | None = None, since: datetime | None = None, exclude_kinds: Collection[str] = ()
+    ) -> int:
+        """How many failures (of one map; that occurred at or after ``since``; not of these kinds)."""
         clauses: list[str] = []
         args: list[str] = []
+        if exclude_kinds:
+            clauses.append(f"kind NOT IN ({', '.join('?' * len(exclude_kinds))})")
+            args.extend(exclude_kinds)
         if entity is not None:
             clauses.append("entity = ?")
             args.append(entity)

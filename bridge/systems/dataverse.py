@@ -21,7 +21,7 @@ from bridge.systems.batch import (
     raise_for_batch,
 )
 from bridge.systems.http import HttpClient, RetryPolicy, TokenSource, header
-from bridge.systems.odata import id_from_entity_url, id_segment, key_segment, literal
+from bridge.systems.odata import get_one, id_from_entity_url, id_segment, key_segment, literal, query_all
 
 COMPANY_SET = "cdm_companies"
 COMPANY_ID = "cdm_companyid"
@@ -105,18 +105,14 @@ class DataverseClient:
     ) -> dict[str, Any] | None:
         """One row by primary id, or None if it does not exist."""
         params = {"$select": ",".join(select)} if select else None
-        resp = await self.http.request(
-            "GET", entity_set + id_segment(record_id), params=params, accept=(404,)
-        )
-        return None if resp.status == 404 else dict(resp.body or {})
+        return await get_one(self.http, entity_set + id_segment(record_id), params)
 
     async def get_by_key(
         self, entity_set: str, keys: Mapping[str, Any], select: list[str] | None = None
     ) -> dict[str, Any] | None:
         """One row by alternate key (``{"_msdyn_company_value": guid, "msdyn_name": "x"}``), or None."""
         params = {"$select": ",".join(select)} if select else None
-        resp = await self.http.request("GET", entity_set + key_segment(keys), params=params, accept=(404,))
-        return None if resp.status == 404 else dict(resp.body or {})
+        return await get_one(self.http, entity_set + key_segment(keys), params)
 
     async def query(
         self,
@@ -128,26 +124,8 @@ class DataverseClient:
         page_size: int = PAGE_SIZE,
     ) -> list[dict[str, Any]]:
         """All matching rows, following ``@odata.nextLink`` (stops at ``top`` rows)."""
-        params: dict[str, str] = {}
-        if filter:
-            params["$filter"] = filter
-        if select:
-            params["$select"] = ",".join(select)
-        if top is not None:
-            params["$top"] = str(top)
         headers = {"Prefer": f"odata.maxpagesize={page_size}"}
-        rows: list[dict[str, Any]] = []
-        url: str | None = entity_set
-        first = True
-        while url is not None:
-            resp = await self.http.request("GET", url, params=params if first else None, headers=headers)
-            first = False
-            body = resp.body or {}
-            rows.extend(body.get("value", []))
-            if top is not None and len(rows) >= top:
-                return rows[:top]
-            url = body.get("@odata.nextLink")
-        return rows
+        return await query_all(self.http, entity_set, filter=filter, select=select, top=top, headers=headers)
 
     # ------------------------------------------------------------------ writes
     async def create(

@@ -14,7 +14,7 @@ from bridge.systems.batch import (
     raise_for_batch,
 )
 from bridge.systems.http import HttpClient, RetryPolicy, TokenSource, header
-from bridge.systems.odata import key_segment
+from bridge.systems.odata import get_one, key_segment, query_all
 
 # Without it F&O answers with the caller's default company only (protocols.md).
 CROSS_COMPANY = {"cross-company": "true"}
@@ -50,8 +50,7 @@ class FnoClient:
         params = dict(CROSS_COMPANY)
         if select:
             params["$select"] = ",".join(select)
-        resp = await self.http.request("GET", entity_set + key_segment(keys), params=params, accept=(404,))
-        return None if resp.status == 404 else dict(resp.body or {})
+        return await get_one(self.http, entity_set + key_segment(keys), params)
 
     async def query(
         self,
@@ -61,25 +60,9 @@ class FnoClient:
         top: int | None = None,
     ) -> list[dict[str, Any]]:
         """All matching rows of every company, following ``@odata.nextLink`` (stops at ``top``)."""
-        params = dict(CROSS_COMPANY)
-        if filter:
-            params["$filter"] = filter
-        if select:
-            params["$select"] = ",".join(select)
-        if top is not None:
-            params["$top"] = str(top)
-        rows: list[dict[str, Any]] = []
-        url: str | None = entity_set
-        first = True
-        while url is not None:
-            resp = await self.http.request("GET", url, params=params if first else None)
-            first = False
-            body = resp.body or {}
-            rows.extend(body.get("value", []))
-            if top is not None and len(rows) >= top:
-                return rows[:top]
-            url = body.get("@odata.nextLink")
-        return rows
+        return await query_all(
+            self.http, entity_set, filter=filter, select=select, top=top, params=CROSS_COMPANY
+        )
 
     async def create(self, entity_set: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST a row (``dataAreaId`` and key included in ``payload``); returns the created row."""

@@ -1,12 +1,16 @@
-"""OData URL pieces shared by both clients (pure): literals, key segments, GUIDs in URLs."""
+"""OData pieces shared by both clients: literals, key segments, GUIDs in URLs (pure), and the query
+reads that do I/O: one row or ``None`` (``get_one``) and server-driven paging (``query_all``)."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from bridge.systems.http import HttpClient
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
@@ -53,3 +57,42 @@ def id_from_entity_url(url: str | None) -> str | None:
         return None
     match = _ENTITY_ID.search(url)
     return match.group(1).lower() if match else None
+
+
+async def get_one(http: HttpClient, path: str, params: Mapping[str, str] | None) -> dict[str, Any] | None:
+    """One row at ``path`` (an entity set and key segment), or None if it does not exist (404)."""
+    resp = await http.request("GET", path, params=params, accept=(404,))
+    return None if resp.status == 404 else dict(resp.body or {})
+
+
+async def query_all(
+    http: HttpClient,
+    entity_set: str,
+    *,
+    filter: str | None = None,
+    select: list[str] | None = None,
+    top: int | None = None,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """All matching rows, following ``@odata.nextLink`` (stops at ``top`` rows). ``params`` are
+    extra query options of the first request; a next link already carries them."""
+    first_params = dict(params or {})
+    if filter:
+        first_params["$filter"] = filter
+    if select:
+        first_params["$select"] = ",".join(select)
+    if top is not None:
+        first_params["$top"] = str(top)
+    rows: list[dict[str, Any]] = []
+    url: str | None = entity_set
+    first = True
+    while url is not None:
+        resp = await http.request("GET", url, params=first_params if first else None, headers=headers)
+        first = False
+        body = resp.body or {}
+        rows.extend(body.get("value", []))
+        if top is not None and len(rows) >= top:
+            return rows[:top]
+        url = body.get("@odata.nextLink")
+    return rows

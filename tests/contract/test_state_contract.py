@@ -40,8 +40,8 @@ def make_entry(
             "tags": ["a", "b"],
         },
         scm_image={"WarehouseName": "Main", "IsActive": "Yes", "nested": {"x": 1}},
-        cds_modified_on=T0,
-        scm_modified_on=T0 + timedelta(seconds=1),
+        cds_written_at=T0,
+        scm_written_at=T0 + timedelta(seconds=1),
         last_event_id="scm:abc",
         last_source_timestamp=T0 + timedelta(seconds=1),
         deleted=False,
@@ -103,11 +103,11 @@ class StateContract:
 
     async def test_put_ledger_stamps_updated_at_when_missing(self, state: StatePort) -> None:
         before = datetime.now(UTC)
-        entry = dataclasses.replace(make_entry(), updated_at=None, cds_modified_on=None)
+        entry = dataclasses.replace(make_entry(), updated_at=None, cds_written_at=None)
         await state.put_ledger(entry)
         got = await state.get_ledger(entry.record_key)
         assert got is not None and got.updated_at is not None and got.updated_at >= before
-        assert got.cds_modified_on is None
+        assert got.cds_written_at is None
 
     async def test_find_ledger_by_cds_id_follows_the_current_id(self, state: StatePort) -> None:
         first = make_entry()
@@ -155,6 +155,8 @@ class StateContract:
         assert await state.count_failures(since=T0 + timedelta(minutes=2)) == 2
         assert await state.count_failures(entity="warehouse", since=T0 + timedelta(minutes=2)) == 1
         assert await state.count_failures(since=T0 + timedelta(hours=1)) == 0
+        assert await state.count_failures(exclude_kinds=("rejected",)) == 0  # make_failure's kind
+        assert await state.count_failures(exclude_kinds=("conflict", "timeout")) == 4
 
     async def test_count_since_compares_instants_across_time_zones(self, state: StatePort) -> None:
         await state.add_failure(make_failure(0, at=datetime(2024, 5, 1, 12, 0, tzinfo=UTC)))

@@ -16,6 +16,7 @@ from bridge.core.rules import (
     is_echo,
     is_noop,
     is_stale,
+    is_superseded,
     mapped_change,
     resolve_conflict,
 )
@@ -171,3 +172,19 @@ def test_newer_wins_by_timestamp(
     source: System, source_ts: datetime | None, target_ts: datetime | None, winner: System
 ) -> None:
     assert resolve_conflict(ConflictPolicy.NEWER_WINS, source, source_ts, target_ts) is winner
+
+
+# ---------------------------------------------------------------- is_superseded
+def test_a_change_made_before_the_bridge_wrote_to_that_side_is_superseded() -> None:
+    # F&O changed at T0+1.5 s, then the bridge overwrote F&O at T0+2 s (it won a conflict there):
+    # F&O's late notification of its own, losing change must not travel.
+    written = ledger(scm_written_at=T0 + timedelta(seconds=2))
+    assert is_superseded(event(source=SCM, source_timestamp=T0 + timedelta(seconds=1.5)), written)
+
+
+def test_a_change_after_the_bridges_write_or_on_the_other_side_is_not_superseded() -> None:
+    written = ledger(scm_written_at=T0 + timedelta(seconds=2))
+    assert not is_superseded(event(source=SCM, source_timestamp=T0 + timedelta(seconds=2.1)), written)
+    assert not is_superseded(event(source=CDS, source_timestamp=T0 + timedelta(seconds=1)), written)
+    assert not is_superseded(event(source=SCM), ledger())  # the bridge never wrote to F&O
+    assert not is_superseded(event(source=SCM), None)

@@ -1,3 +1,5 @@
+"""Fixtures: the running bridge between both emulators (``env``). ``tests/ops`` reuses them."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -15,16 +17,10 @@ from tests.e2e.harness import Harness, client_context
 
 
 @pytest.fixture
-def sandbox_config(tmp_path: Path) -> SandboxConfig:
-    # Fast redelivery so retry paths finish within a test.
-    return SandboxConfig(
-        authority_port=0,
-        cds_port=0,
-        scm_port=0,
-        state_dir=tmp_path / "sandbox",
-        webhook_timeout=10.0,
-        dataevent_retry_interval=0.05,
-    )
+def sandbox_config(sandbox_config: SandboxConfig) -> SandboxConfig:
+    # The plugin's config (fast data event redelivery), with room for a synchronous webhook that
+    # runs the bridge's whole write to the other system before it answers.
+    return sandbox_config.model_copy(update={"webhook_timeout": 10.0})
 
 
 @pytest.fixture

@@ -33,7 +33,12 @@ async def dead_letters(queue: SqliteQueue, count: int, entity: str = "warehouse"
 
 
 async def failures(
-    state: SqliteState, count: int, entity: str = "warehouse", *, age: timedelta = timedelta(0)
+    state: SqliteState,
+    count: int,
+    entity: str = "warehouse",
+    *,
+    age: timedelta = timedelta(0),
+    kind: str = "rejected",
 ) -> list[int]:
     ids = []
     for i in range(count):
@@ -48,7 +53,7 @@ async def failures(
                     event_id=str(uuid.uuid4()),
                     source_message="restored the last synced image",
                     target_message=f"Field 'Site' must be filled in ({i})",
-                    kind="rejected",
+                    kind=kind,
                     occurred_at=datetime.now(UTC) - age,
                 )
             )

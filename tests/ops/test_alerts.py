@@ -73,6 +73,15 @@ async def test_watcher_pauses_a_map_when_its_rule_is_reached(ops: Ops) -> None:
     assert next(m for m in alerts["maps"] if m["entity"] == "warehouse")["paused_by_rule"] is True
 
 
+async def test_conflicts_resolved_by_policy_and_parked_backlog_do_not_pause_a_map(ops: Ops) -> None:
+    # Both sides editing the same records makes conflicts by design; they are shown, not alarming.
+    await failures(ops.state, 10, kind="conflict")
+    await failures(ops.state, 10, kind="skipped-on-resume")
+    assert (await ops.watcher.check("warehouse")).pause is False
+    await failures(ops.state, 10, kind="rejected")
+    assert (await ops.watcher.check("warehouse")).pause is True  # real failures still count
+
+
 async def test_watcher_ignores_failures_outside_the_window(ops: Ops) -> None:
     await failures(ops.state, 10, age=timedelta(minutes=16))
 

@@ -52,16 +52,16 @@ async def test_pragma_refuses_anything_but_a_name(state: SqliteState) -> None:
 async def test_rows_read_plainly_in_the_sqlite3_shell(state: SqliteState) -> None:
     await state.put_ledger(make_entry())
     with sqlite3.connect(state.path) as conn:
-        image, modified = conn.execute("SELECT scm_image, scm_modified_on FROM ledger").fetchone()
+        image, modified = conn.execute("SELECT scm_image, scm_written_at FROM ledger").fetchone()
     assert json.loads(image) == make_entry().scm_image
     assert modified == "2024-05-01T12:00:01.123456+00:00"
 
 
 async def test_naive_datetimes_are_taken_as_utc(state: SqliteState) -> None:
-    naive = dataclasses.replace(make_entry(), cds_modified_on=datetime(2024, 1, 2, 3, 4, 5))
+    naive = dataclasses.replace(make_entry(), cds_written_at=datetime(2024, 1, 2, 3, 4, 5))
     await state.put_ledger(naive)
     got = await state.get_ledger(naive.record_key)
-    assert got is not None and got.cds_modified_on == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert got is not None and got.cds_written_at == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 async def test_an_image_that_is_not_json_is_refused_and_nothing_written(state: SqliteState) -> None:

@@ -8,13 +8,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
 
-from aiohttp import web
-
-from bridge.sandbox.contracts import HookFailed, RecordChange, WriteHooks
+from bridge.sandbox.contracts import HookFailed, WriteHooks
 from bridge.sandbox.dataverse.codec import DvCodec, etag
 from bridge.sandbox.dataverse.errors import (
     CONCURRENCY,
@@ -29,26 +25,19 @@ from bridge.sandbox.dataverse.errors import (
     payload_error,
 )
 from bridge.sandbox.dataverse.rows import RowWriter
-from bridge.sandbox.odata.http import ODataHttp
 from bridge.sandbox.odata.keys import Key, KeySyntaxError, parse_path
-from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Transactor, Unit, WriteRecord
-from bridge.sandbox.odata.query import (
-    QueryError,
-    decode_skiptoken,
-    encode_skiptoken,
-    page_size,
-    parse_options,
-)
-from bridge.sandbox.rules import build_rules
-from bridge.sandbox.schema import DATAVERSE_REGISTRATION_TABLES, DATAVERSE_TABLES, Table
-from bridge.sandbox.store import Store, TableStore
+from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Unit, WriteRecord
+from bridge.sandbox.odata.query import QueryError, parse_options
+from bridge.sandbox.odata.service import ODataService, SeedError
+from bridge.sandbox.schema import DATAVERSE_REGISTRATION_TABLES, DATAVERSE_TABLES
+from bridge.sandbox.store import TableStore
 
 ROOT = "/api/data/v9.2/"
 MAX_PAGE = 5000
 _NS = uuid.NAMESPACE_URL
 _COMPANY_ALIASES = ("msdyn_company", "_msdyn_company_value")
 
-__all__ = ["DataverseService", "WriteRecord", "dataverse_error"]
+__all__ = ["DataverseService", "SeedError", "WriteRecord", "dataverse_error"]
 
 
 def sandbox_id(*parts: str) -> str:
@@ -56,11 +45,11 @@ def sandbox_id(*parts: str) -> str:
     return str(uuid.uuid5(_NS, "dualwrite-sandbox:" + ":".join(parts)))
 
 
-class SeedError(ValueError):
-    """A seeded row broke a rule; the message is the Dataverse error text."""
+class DataverseService(ODataService):
+    system = "dataverse"
+    rule_error = DvError
+    max_page = MAX_PAGE
 
-
-class DataverseService:
     def __init__(
         self,
         *,
@@ -72,38 +61,13 @@ class DataverseService:
         self.organization_id = organization_id or sandbox_id("organization", organization_name)
         self.business_unit_id = sandbox_id("businessunit", self.organization_id)
         tables = (*DATAVERSE_TABLES, *DATAVERSE_REGISTRATION_TABLES)
-        self.tables: dict[str, Table] = {t.entity_set: t for t in tables}
-        self.store = Store(tables)
-        self.rules = build_rules(tables, "dataverse")
+        super().__init__(tables, root=ROOT, http_error=_http_error, hooks=hooks)
         self.codecs = {t.entity_set: DvCodec(t) for t in tables}
-        self.tx = Transactor(self.store, hooks)
-        self.http = ODataHttp(ROOT, self._dispatch, _http_error, self.tx.atomic)
         self.denied: set[tuple[str, str]] = set()  # (client_id, entity_set or "*"): writes get 403
         self.writer = RowWriter(self.store, self.rules)
         self.seed_defaults()
 
     # ------------------------------------------------------------------ public surface
-    @property
-    def hooks(self) -> WriteHooks:
-        return self.tx.hooks
-
-    @hooks.setter
-    def hooks(self, value: WriteHooks) -> None:
-        self.tx.hooks = value
-
-    @property
-    def write_log(self) -> list[WriteRecord]:
-        return self.tx.write_log
-
-    def routes(self) -> list[web.AbstractRouteDef]:
-        return self.http.routes()
-
-    def add_routes(self, app: web.Application) -> None:
-        app.add_routes(self.routes())
-
-    def close(self) -> None:
-        self.store.close()
-
     def seed_defaults(self) -> None:
         company = sandbox_id("cdm_company", "USMF")
         self.seed(
@@ -138,27 +102,11 @@ class DataverseService:
             ],
         )
 
-    def seed(self, entity_set: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Insert rows (Web API JSON form; lookups as ``_<col>_value`` or ``<nav>@odata.bind``) after the
-        same validation as the API, in one transaction, without hooks."""
-        ts = self._table(entity_set)
-        if self.store.in_transaction:
-            raise SeedError("A write transaction is open; seed again once it completes.")
-        out: list[dict[str, Any]] = []
-        self.store.begin()
-        try:
-            for raw in rows:
-                values = self._seed_values(ts, raw)
-                row, version = self.writer.insert(ts, values, user_id=None)
-                out.append(self.codecs[entity_set].render(row, version))
-        except DvError as exc:
-            self.store.rollback()
-            raise SeedError(exc.message) from exc
-        except BaseException:
-            self.store.rollback()
-            raise
-        self.store.commit()
-        return out
+    def _seed_row(self, ts: TableStore, raw: Any) -> dict[str, Any]:
+        # Lookups may be given as ``_<col>_value`` or ``<nav>@odata.bind``.
+        values = self._seed_values(ts, raw)
+        row, version = self.writer.insert(ts, values, user_id=None)
+        return self.codecs[ts.sql_name].render(row, version)
 
     def _seed_values(self, ts: TableStore, raw: Mapping[str, Any]) -> dict[str, Any]:
         lookups = {k: v for k, v in raw.items() if k in self.rules[ts.sql_name].columns and k.startswith("_")}
@@ -166,29 +114,12 @@ class DataverseService:
         parsed = self.codecs[ts.sql_name].parse(rest, self._bind, {})
         return {**lookups, **parsed.values}
 
-    def rows(self, entity_set: str) -> list[dict[str, Any]]:
-        """Committed rows in Web API JSON form (including write-only columns: this is not the API)."""
-        ts = self._table(entity_set)
-        return [row for row, _ in self.store.select(ts)]
-
-    def get(self, entity_set: str, record_id: str) -> dict[str, Any] | None:
-        ts = self._table(entity_set)
-        found = self.store.get(ts, {ts.pk[0]: record_id.lower()})
-        return found[0] if found else None
-
-    def dump(self) -> dict[str, list[dict[str, Any]]]:
-        return self.store.dump()
+    def _record_where(self, ts: TableStore, record_id: str) -> dict[str, Any]:
+        return {ts.pk[0]: record_id.lower()}
 
     def reset(self) -> None:
-        self.store.clear()
-        self.write_log.clear()
-        self.writer = RowWriter(self.store, self.rules)
-        self.seed_defaults()
-
-    def _table(self, entity_set: str) -> TableStore:
-        if entity_set not in self.store.tables:
-            raise KeyError(f"unknown entity set {entity_set!r}")
-        return self.store.table(entity_set)
+        self.writer = RowWriter(self.store, self.rules)  # the row version counter starts again
+        super().reset()
 
     # ------------------------------------------------------------------ dispatch
     async def _dispatch(self, op: OpRequest, ctx: CallContext, unit: Unit | None) -> OpResponse:
@@ -320,27 +251,20 @@ class DataverseService:
                     f"'Microsoft.Dynamics.CRM.{ts.table.logical_name}'.",
                 ) from exc
             raise
-        size, applied = page_size(ctx.prefer, MAX_PAGE, MAX_PAGE)
         fingerprint = "|".join(
             (ts.sql_name, opts.filter_text, opts.order_sql, str(opts.select), str(opts.top))
         )
-        offset = decode_skiptoken(op.query["$skiptoken"], fingerprint) if "$skiptoken" in op.query else 0
-        n = size if opts.top is None else max(0, min(size, opts.top - offset))
-        rows = self.store.select(
-            ts, where_sql=opts.filter_sql, order_sql=opts.order_sql, limit=n + 1, offset=offset
-        )
-        more = len(rows) > n and (opts.top is None or offset + n < opts.top)
         codec = self.codecs[ts.sql_name]
-        body: dict[str, Any] = {"@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}{_sel(opts.select)}"}
-        if opts.count:
-            body["@odata.count"] = self.store.count(ts, where_sql=opts.filter_sql)
-        body["value"] = [codec.render(r, v, opts.select) for r, v in rows[:n]]
-        if more:
-            query = {k: v for k, v in op.query.items() if k != "$skiptoken"}
-            query["$skiptoken"] = encode_skiptoken(offset + n, fingerprint)
-            body["@odata.nextLink"] = f"{ctx.base_url}{ts.sql_name}?{urlencode(query, quote_via=quote)}"
-        headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if applied else {}
-        return OpResponse.json(200, body, headers)
+        return self._page(
+            op,
+            ctx,
+            ts,
+            opts,
+            where_sql=opts.filter_sql,
+            fingerprint=fingerprint,
+            context=f"{ctx.base_url}$metadata#{ts.sql_name}{_sel(opts.select)}",
+            render=lambda r, v: codec.render(r, v, opts.select),
+        )
 
     # ------------------------------------------------------------------ writes (inside a transaction)
     async def _write(
@@ -409,43 +333,16 @@ class DataverseService:
         await self._notify(unit, ctx, ts, "Delete", existing, None, {})
         return OpResponse(204, {"OData-Version": "4.0"})
 
-    async def _notify(
-        self,
-        unit: Unit,
-        ctx: CallContext,
-        ts: TableStore,
-        message: str,
-        pre: dict[str, Any] | None,
-        post: dict[str, Any] | None,
-        changed: dict[str, Any],
-    ) -> None:
+    def _identity(self, ts: TableStore, row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         pid = ts.table.primary_id or ""
-        rid = str((post or pre or {})[pid])
-        now = datetime.now(UTC)
-        unit.writes.append(WriteRecord(ts.sql_name, message, rid, ctx.principal.client_id, now))
-        if not ts.table.notifies:
-            return
-        codec = self.codecs[ts.sql_name]
-        change = RecordChange(
-            system="dataverse",
-            entity_set=ts.sql_name,
-            logical_name=ts.table.logical_name,
-            message=message,  # type: ignore[arg-type]
-            record_id=rid,
-            keys={pid: rid},
-            pre_image=codec.image(pre) if pre is not None else None,
-            post_image=codec.image(post) if post is not None else None,
-            changed=changed,
-            principal=ctx.principal,
-            correlation_id=ctx.correlation_id,
-            request_id=str(uuid.uuid4()),
-            occurred_at=now,
-        )
-        try:
-            await self.tx.hooks.before_commit(change)
-        except HookFailed as exc:
-            raise DvError(exc.status, exc.code, exc.message) from exc
-        unit.changes.append(change)
+        rid = str(row[pid])
+        return rid, {pid: rid}
+
+    def _image(self, ts: TableStore, row: dict[str, Any]) -> dict[str, Any]:
+        return self.codecs[ts.sql_name].image(row)
+
+    def _hook_error(self, exc: HookFailed) -> Exception:
+        return DvError(exc.status, exc.code, exc.message)
 
     def _written(
         self,

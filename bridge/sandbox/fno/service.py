@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-from aiohttp import web
-
-from bridge.sandbox.contracts import HookFailed, RecordChange, WriteHooks
+from bridge.sandbox.contracts import HookFailed, WriteHooks
 from bridge.sandbox.fno.errors import (
     NOT_FOUND_EXCEPTION,
     ODATA_EXCEPTION,
@@ -22,26 +19,20 @@ from bridge.sandbox.fno.errors import (
     fno_error,
     violation_error,
 )
-from bridge.sandbox.odata.http import ODataHttp
 from bridge.sandbox.odata.keys import Key, KeySyntaxError, format_key, parse_key, parse_path
-from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Transactor, Unit, WriteRecord
-from bridge.sandbox.odata.query import (
-    QueryError,
-    decode_skiptoken,
-    encode_skiptoken,
-    page_size,
-    parse_options,
-)
-from bridge.sandbox.rules import FNO_EMPTY_DATE, Rule, Violation, build_rules
-from bridge.sandbox.schema import FNO_TABLES, Kind, Table
-from bridge.sandbox.store import Store, StoreError, TableStore
+from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Unit, WriteRecord
+from bridge.sandbox.odata.query import QueryError, parse_options
+from bridge.sandbox.odata.service import ODataService, SeedError
+from bridge.sandbox.rules import FNO_EMPTY_DATE, Rule, Violation
+from bridge.sandbox.schema import FNO_TABLES, Kind
+from bridge.sandbox.store import StoreError, TableStore
 
 ROOT = "/data/"
 MAX_PAGE = 10_000
 AREA = "dataAreaId"
 _DEFAULTS = {Kind.STRING: "", Kind.MEMO: "", Kind.INT: 0, Kind.DECIMAL: 0.0, Kind.DATE: FNO_EMPTY_DATE}
 
-__all__ = ["FnoService", "WriteRecord", "fno_error"]
+__all__ = ["FnoService", "SeedError", "WriteRecord", "fno_error"]
 
 
 def etag(version: int) -> str:
@@ -53,88 +44,36 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class SeedError(ValueError):
-    """A seeded row broke a rule; the message is the F&O error text."""
+class FnoService(ODataService):
+    system = "fno"
+    rule_error = FnoError
+    max_page = MAX_PAGE
 
-
-class FnoService:
     def __init__(self, *, default_company: str = "usmf", hooks: WriteHooks | None = None) -> None:
         self.default_company = default_company.lower()
-        self.tables: dict[str, Table] = {t.entity_set: t for t in FNO_TABLES}
-        self.store = Store(FNO_TABLES)
-        self.rules = build_rules(FNO_TABLES, "fno")
-        self.tx = Transactor(self.store, hooks)
-        self.http = ODataHttp(ROOT, self._dispatch, _http_error, self.tx.atomic)
+        super().__init__(FNO_TABLES, root=ROOT, http_error=_http_error, hooks=hooks)
         self.seed_defaults()
 
     # ------------------------------------------------------------------ public surface
-    @property
-    def hooks(self) -> WriteHooks:
-        return self.tx.hooks
-
-    @hooks.setter
-    def hooks(self, value: WriteHooks) -> None:
-        self.tx.hooks = value
-
-    @property
-    def write_log(self) -> list[WriteRecord]:
-        return self.tx.write_log
-
-    def routes(self) -> list[web.AbstractRouteDef]:
-        return self.http.routes()
-
-    def add_routes(self, app: web.Application) -> None:
-        app.add_routes(self.routes())
-
-    def close(self) -> None:
-        self.store.close()
-
     def seed_defaults(self) -> None:
         self.seed("LegalEntities", [{"LegalEntityId": "USMF", "Name": "Contoso Entertainment System USA"}])
         sites = [{AREA: "usmf", "SiteId": str(n), "SiteName": f"Site {n}"} for n in range(1, 7)]
         self.seed("OperationalSites", sites)
 
-    def seed(self, entity_set: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Insert rows (F&O JSON form) after the same validation as the API, in one transaction,
-        without hooks."""
-        ts = self.store.table(entity_set) if entity_set in self.store.tables else None
-        if ts is None:
+    def _seed_table(self, entity_set: str) -> TableStore:
+        if entity_set not in self.store.tables:
             raise SeedError(f"Unknown entity set '{entity_set}'.")
-        if self.store.in_transaction:
-            raise SeedError("A write transaction is open; seed again once it completes.")
-        out: list[dict[str, Any]] = []
-        self.store.begin()
-        try:
-            for raw in rows:
-                if not isinstance(raw, dict):
-                    raise FnoError(400, "Each seeded row must be a JSON object.")
-                row, version = self._insert(ts, raw)
-                out.append(self._render(ts, row, version))
-        except FnoError as exc:
-            self.store.rollback()
-            raise SeedError(exc.message) from exc
-        except BaseException:
-            self.store.rollback()
-            raise
-        self.store.commit()
-        return out
+        return self.store.table(entity_set)
 
-    def rows(self, entity_set: str) -> list[dict[str, Any]]:
-        return [row for row, _ in self.store.select(self.store.table(entity_set))]
+    def _seed_row(self, ts: TableStore, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise FnoError(400, "Each seeded row must be a JSON object.")
+        row, version = self._insert(ts, raw)
+        return self._render(ts, row, version)
 
-    def get(self, entity_set: str, record_id: str) -> dict[str, Any] | None:
+    def _record_where(self, ts: TableStore, record_id: str) -> dict[str, Any]:
         """``record_id`` is the key segment, e.g. "dataAreaId='usmf',WarehouseId='11'"."""
-        ts = self.store.table(entity_set)
-        found = self.store.get(ts, self._key_where(ts, parse_key(record_id)))
-        return found[0] if found else None
-
-    def dump(self) -> dict[str, list[dict[str, Any]]]:
-        return self.store.dump()
-
-    def reset(self) -> None:
-        self.store.clear()
-        self.write_log.clear()
-        self.seed_defaults()
+        return self._key_where(ts, parse_key(record_id))
 
     def exists(self, entity_set: str, where: Mapping[str, Any]) -> bool:
         return self.store.exists(self.store.table(entity_set), where)
@@ -232,26 +171,19 @@ class FnoService:
         if ts.table.company_column and not cross and AREA not in opts.filtered_columns:
             company = self.default_company.replace("'", "''")
             where = f"\"{AREA}\" = '{company}'" + (f" AND ({where})" if where else "")
-        size, applied = page_size(ctx.prefer, MAX_PAGE, MAX_PAGE)
         fingerprint = "|".join(
             (ts.sql_name, where, opts.order_sql, str(opts.select), str(opts.top), str(opts.skip))
         )
-        offset = decode_skiptoken(op.query["$skiptoken"], fingerprint) if "$skiptoken" in op.query else 0
-        n = size if opts.top is None else max(0, min(size, opts.top - offset))
-        rows = self.store.select(
-            ts, where_sql=where, order_sql=opts.order_sql, limit=n + 1, offset=opts.skip + offset
+        return self._page(
+            op,
+            ctx,
+            ts,
+            opts,
+            where_sql=where,
+            fingerprint=fingerprint,
+            context=f"{ctx.base_url}$metadata#{ts.sql_name}",
+            render=lambda r, v: self._render(ts, r, v, opts.select),
         )
-        more = len(rows) > n and (opts.top is None or offset + n < opts.top)
-        body: dict[str, Any] = {"@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}"}
-        if opts.count:
-            body["@odata.count"] = self.store.count(ts, where_sql=where)
-        body["value"] = [self._render(ts, r, v, opts.select) for r, v in rows[:n]]
-        if more:
-            query = {k: v for k, v in op.query.items() if k != "$skiptoken"}
-            query["$skiptoken"] = encode_skiptoken(offset + n, fingerprint)
-            body["@odata.nextLink"] = f"{ctx.base_url}{ts.sql_name}?{urlencode(query, quote_via=quote)}"
-        headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if applied else {}
-        return OpResponse.json(200, body, headers)
 
     # ------------------------------------------------------------------ writes
     async def _write(
@@ -351,43 +283,15 @@ class FnoService:
         await self._notify(unit, ctx, ts, "Delete", existing, None, {})
         return OpResponse(204, {"OData-Version": "4.0"})
 
-    async def _notify(
-        self,
-        unit: Unit,
-        ctx: CallContext,
-        ts: TableStore,
-        message: str,
-        pre: dict[str, Any] | None,
-        post: dict[str, Any] | None,
-        changed: dict[str, Any],
-    ) -> None:
-        row = post or pre or {}
+    def _identity(self, ts: TableStore, row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         keys = {k: row[k] for k in ts.key}
-        rid = format_key(keys)
-        now = datetime.now(UTC)
-        unit.writes.append(WriteRecord(ts.sql_name, message, rid, ctx.principal.client_id, now))
-        if not ts.table.notifies:
-            return
-        change = RecordChange(
-            system="fno",
-            entity_set=ts.sql_name,
-            logical_name=ts.table.logical_name,
-            message=message,  # type: ignore[arg-type]
-            record_id=rid,
-            keys=keys,
-            pre_image=dict(pre) if pre is not None else None,
-            post_image=dict(post) if post is not None else None,
-            changed=changed,
-            principal=ctx.principal,
-            correlation_id=ctx.correlation_id,
-            request_id=str(uuid.uuid4()),
-            occurred_at=now,
-        )
-        try:
-            await self.tx.hooks.before_commit(change)
-        except HookFailed as exc:
-            raise FnoError(exc.status, exc.message) from exc
-        unit.changes.append(change)
+        return format_key(keys), keys
+
+    def _image(self, ts: TableStore, row: dict[str, Any]) -> dict[str, Any]:
+        return dict(row)
+
+    def _hook_error(self, exc: HookFailed) -> Exception:
+        return FnoError(exc.status, exc.message)
 
 
 _SAFE = "=',"
