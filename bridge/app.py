@@ -58,8 +58,13 @@ class Bridge:
             settings.auth.authority, settings.auth.client_id, secret, settings.scm.scope, ca_file=ca_file
         )
         timeout = settings.sync.request_timeout_s
-        self.cds = DataverseClient(settings.cds.url, self.cds_tokens, ca_file=ca_file, timeout=timeout)
-        self.scm = FnoClient(settings.scm.url, self.scm_tokens, ca_file=ca_file, timeout=timeout)
+        coalesce = settings.sync.coalesce_writes
+        self.cds = DataverseClient(
+            settings.cds.url, self.cds_tokens, ca_file=ca_file, timeout=timeout, coalesce=coalesce
+        )
+        self.scm = FnoClient(
+            settings.scm.url, self.scm_tokens, ca_file=ca_file, timeout=timeout, coalesce=coalesce
+        )
         data_dir = settings.storage.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.queue = SqliteQueue(data_dir / "queue.db", synchronous=settings.storage.synchronous)

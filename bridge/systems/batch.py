@@ -36,6 +36,23 @@ class BatchResult:
     text: str = ""
 
 
+def _render(base_url: str, op: BatchOperation, content_id: int) -> list[str]:
+    """One request of a batch, as MIME part lines (without its boundary line)."""
+    lines = [
+        "Content-Type: application/http",
+        "Content-Transfer-Encoding: binary",
+        f"Content-ID: {content_id}",
+        "",
+        f"{op.method.upper()} {base_url.rstrip('/')}/{op.path.lstrip('/')} HTTP/1.1",
+    ]
+    headers = dict(op.headers)
+    if op.body is not None:
+        headers.setdefault("Content-Type", "application/json; type=entry")
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines += ["", json.dumps(op.body) if op.body is not None else ""]
+    return lines
+
+
 def build_changeset(base_url: str, operations: Sequence[BatchOperation]) -> tuple[str, bytes]:
     """(Content-Type, body) of a batch holding ``operations`` in one change set."""
     if not operations:
@@ -43,20 +60,21 @@ def build_changeset(base_url: str, operations: Sequence[BatchOperation]) -> tupl
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
     lines = [f"--{batch}", f"Content-Type: multipart/mixed; boundary={changeset}", ""]
     for number, op in enumerate(operations, start=1):
-        lines += [
-            f"--{changeset}",
-            "Content-Type: application/http",
-            "Content-Transfer-Encoding: binary",
-            f"Content-ID: {number}",
-            "",
-            f"{op.method.upper()} {base_url.rstrip('/')}/{op.path.lstrip('/')} HTTP/1.1",
-        ]
-        headers = dict(op.headers)
-        if op.body is not None:
-            headers.setdefault("Content-Type", "application/json; type=entry")
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        lines += ["", json.dumps(op.body) if op.body is not None else ""]
+        lines += [f"--{changeset}", *_render(base_url, op, number)]
     lines += [f"--{changeset}--", f"--{batch}--", ""]
+    return f"multipart/mixed; boundary={batch}", "\r\n".join(lines).encode()
+
+
+def build_independent(base_url: str, operations: Sequence[BatchOperation]) -> tuple[str, bytes]:
+    """(Content-Type, body) of a batch of independent requests: each succeeds or fails on its own
+    (send it with ``Prefer: odata.continue-on-error``)."""
+    if not operations:
+        raise ValueError("a batch needs at least one operation")
+    batch = f"batch_{uuid.uuid4()}"
+    lines: list[str] = []
+    for number, op in enumerate(operations, start=1):
+        lines += [f"--{batch}", *_render(base_url, op, number)]
+    lines += [f"--{batch}--", ""]
     return f"multipart/mixed; boundary={batch}", "\r\n".join(lines).encode()
 
 

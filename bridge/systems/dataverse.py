@@ -78,9 +78,12 @@ class DataverseClient:
         ca_file: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        coalesce: bool = False,
         cache_size: int = 4096,
     ) -> None:
-        self.http = HttpClient("cds", base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry)
+        self.http = HttpClient(
+            "cds", base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry, coalesce=coalesce
+        )
         self._ids = _Lru(cache_size)  # (entity_set, company_code, key_column, key) -> GUID
         self._keys = _Lru(cache_size)  # (entity_set, GUID, key_column) -> natural key
         self._companies: dict[str, str] = {}  # code (upper) -> GUID

@@ -31,8 +31,11 @@ class FnoClient:
         ca_file: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        coalesce: bool = False,
     ) -> None:
-        self.http = HttpClient("scm", base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry)
+        self.http = HttpClient(
+            "scm", base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry, coalesce=coalesce
+        )
 
     async def close(self) -> None:
         await self.http.close()

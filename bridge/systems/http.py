@@ -28,7 +28,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlencode
 
 import aiohttp
 from opentelemetry import trace
@@ -49,6 +50,9 @@ ODATA_HEADERS = {
 _DUPLICATE_500 = re.compile(r"already exists|duplicate", re.IGNORECASE)
 
 # Absolute deadline (time.monotonic()) for every request made in the current task, if any.
+if TYPE_CHECKING:
+    from bridge.systems.coalesce import WriteCoalescer
+
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("dualwrite_deadline", default=None)
 
 
@@ -201,6 +205,7 @@ class HttpClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        coalesce: bool = False,
     ) -> None:
         self.system = system
         self.base_url = base_url.rstrip("/") + "/"
@@ -211,6 +216,19 @@ class HttpClient:
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
         self.requests_sent = 0  # attempts on the wire, for tests and metrics
+        # Concurrent writes with no deadline travel together as one $batch (bridge/systems/coalesce.py).
+        self.coalescer: WriteCoalescer | None = None
+        if coalesce:
+            # Imported here: the coalescer builds on batch.py, which uses this module's classify().
+            from bridge.systems.coalesce import WriteCoalescer
+
+            self.coalescer = WriteCoalescer(
+                base_url=self.base_url,
+                send_one=self._send_one,
+                send_batch=self._send_batch,
+                classify=lambda status, hdrs, body, text: classify(self.system, status, hdrs, body, text),
+                make_response=lambda status, hdrs, body, text: Response(status, dict(hdrs), body, text),
+            )
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -248,6 +266,66 @@ class HttpClient:
         """Send with retries; 2xx (and any status in ``accept``) is returned, the rest raised.
 
         ``raw_body``/``content_type`` send a non-JSON body (``$batch``)."""
+        # One span per logical call (retries included), inside the change's trace.
+        name = telemetry.SPAN_READ if method == "GET" else telemetry.SPAN_WRITE
+        with telemetry.tracer().start_as_current_span(
+            name,
+            kind=trace.SpanKind.CLIENT,
+            attributes={"dualwrite.system": self.system, "http.request.method": method, "url.path": path},
+        ) as span:
+            try:
+                if (
+                    self.coalescer is not None
+                    and method in ("POST", "PATCH")
+                    and raw_body is None
+                    and not accept
+                    and current_deadline() is None  # a synchronous change is never held back
+                ):
+                    target = path + ("?" + urlencode(params) if params else "")
+                    response: Response = await self.coalescer.write(method, target, json_body, headers or {})
+                else:
+                    response = await self._send_with_retries(
+                        method,
+                        path,
+                        params=params,
+                        json_body=json_body,
+                        headers=headers,
+                        accept=accept,
+                        raw_body=raw_body,
+                        content_type=content_type,
+                    )
+                span.set_attribute("http.response.status_code", response.status)
+                return response
+            except SyncError as exc:
+                span.set_attribute("http.response.status_code", exc.status or 0)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, exc.message[:200]))
+                raise
+
+    async def _send_one(self, method: str, path: str, body: Any, headers: Mapping[str, str]) -> Response:
+        return await self._send_with_retries(method, path, json_body=body, headers=headers)
+
+    async def _send_batch(self, content_type: str, body: bytes) -> tuple[int, Mapping[str, str], str]:
+        response = await self._send_with_retries(
+            "POST",
+            "$batch",
+            raw_body=body,
+            content_type=content_type,
+            headers={"Prefer": "odata.continue-on-error"},
+        )
+        return response.status, response.headers, response.text
+
+    async def _send_with_retries(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        accept: tuple[int, ...] = (),
+        raw_body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> Response:
         if raw_body is not None:
             headers = {**(headers or {}), "Content-Type": content_type or "application/octet-stream"}
             body: bytes | None = raw_body
@@ -264,23 +342,9 @@ class HttpClient:
             reraise=True,
         )
         request = _Request(method, path, params, body, headers or {})
-        # One span per logical call (retries included), inside the change's trace.
-        name = telemetry.SPAN_READ if method == "GET" else telemetry.SPAN_WRITE
-        with telemetry.tracer().start_as_current_span(
-            name,
-            kind=trace.SpanKind.CLIENT,
-            attributes={"dualwrite.system": self.system, "http.request.method": method, "url.path": path},
-        ) as span:
-            try:
-                async for tried in retrying:
-                    with tried:
-                        response = await self._once(request, accept, deadline, attempt)
-                        span.set_attribute("http.response.status_code", response.status)
-                        return response
-            except SyncError as exc:
-                span.set_attribute("http.response.status_code", exc.status or 0)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, exc.message[:200]))
-                raise
+        async for tried in retrying:
+            with tried:
+                return await self._once(request, accept, deadline, attempt)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _once(

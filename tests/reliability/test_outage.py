@@ -70,6 +70,16 @@ def sync_settings() -> SyncSettings:
 @forms(short=1, long=5)
 async def test_sync_saves_fail_and_roll_back_while_the_target_is_down(rig: Rig, size: int) -> None:
     faults = rig.sandbox.faults["fno"]
+    # The long form fails more saves than the default alert rule allows (10 in 15 min); the rule would
+    # then pause the map, and a paused map queues saves instead of refusing them (docs/operations.md).
+    # That is tested in tests/ops; here the rule is raised so the synchronous failure path is what runs.
+    token = rig.bridge.settings.admin_token.get_secret_value()
+    async with rig.http.put(
+        f"{rig.bridge.url}/api/alerts/ship_via",
+        json={"failures": 100_000, "minutes": 1},
+        headers={"Authorization": f"Bearer {token}"},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
 
     async def saves(tag: str) -> list[int]:
         return list(

@@ -21,6 +21,7 @@ from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
 from bridge.systems.http import HttpClient, RetryPolicy, classify, deadline_scope, parse_retry_after
 from bridge.systems.odata import key_segment, literal
+from tests.systems.helpers import tokens_for
 
 FAST = RetryPolicy(attempts=4, initial=0.01, maximum=0.05, jitter=0.1)
 
@@ -289,13 +290,7 @@ async def test_msal_service_error_is_retryable_after_msals_replay_window() -> No
 
 # ---------------------------------------------------------------- against the sandbox
 async def test_tokens_and_own_ids_from_the_sandbox_authority(sandbox_info: Any) -> None:
-    provider = TokenProvider(
-        sandbox_info.authority,
-        sandbox_info.client_id,
-        sandbox_info.client_secret,
-        sandbox_info.cds_scope,
-        ca_file=sandbox_info.ca_file,
-    )
+    provider = tokens_for(sandbox_info, sandbox_info.cds_scope)
     token = await provider.token()
     assert await provider.token() == token  # msal's cache
     assert decode_claims(token)["appid"] == sandbox_info.client_id
@@ -313,13 +308,7 @@ async def test_tokens_and_own_ids_from_the_sandbox_authority(sandbox_info: Any) 
 
 @pytest.fixture
 async def cds(sandbox_info: Any) -> AsyncIterator[DataverseClient]:
-    tokens = TokenProvider(
-        sandbox_info.authority,
-        sandbox_info.client_id,
-        sandbox_info.client_secret,
-        sandbox_info.cds_scope,
-        ca_file=sandbox_info.ca_file,
-    )
+    tokens = tokens_for(sandbox_info, sandbox_info.cds_scope)
     async with DataverseClient(
         sandbox_info.cds_url, tokens, ca_file=sandbox_info.ca_file, retry=FAST
     ) as client:
@@ -382,13 +371,7 @@ async def test_dataverse_changeset_applies_all_or_nothing(cds: DataverseClient) 
 
 @pytest.fixture
 async def fno(sandbox_info: Any) -> AsyncIterator[FnoClient]:
-    tokens = TokenProvider(
-        sandbox_info.authority,
-        sandbox_info.client_id,
-        sandbox_info.client_secret,
-        sandbox_info.scm_scope,
-        ca_file=sandbox_info.ca_file,
-    )
+    tokens = tokens_for(sandbox_info, sandbox_info.scm_scope)
     async with FnoClient(sandbox_info.scm_url, tokens, ca_file=sandbox_info.ca_file, retry=FAST) as client:
         yield client
 

@@ -1,0 +1,92 @@
+"""Concurrent writes travel together as one $batch; each caller still gets its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bridge.core.errors import RejectedError
+from bridge.systems.dataverse import DataverseClient
+from bridge.systems.fno import FnoClient
+from bridge.systems.http import RetryPolicy, deadline_scope
+from tests.systems.helpers import tokens_for
+
+FAST = RetryPolicy(attempts=2, initial=0.01, maximum=0.05)
+
+
+@pytest.fixture
+async def fno(sandbox_info: Any) -> AsyncIterator[FnoClient]:
+    tokens = tokens_for(sandbox_info, sandbox_info.scm_scope)
+    async with FnoClient(
+        sandbox_info.scm_url, tokens, ca_file=sandbox_info.ca_file, retry=FAST, coalesce=True
+    ) as client:
+        yield client
+
+
+def _mode(code: str) -> dict[str, str]:
+    return {"dataAreaId": "usmf", "ModeCode": code, "ModeDescription": f"mode {code}"}
+
+
+async def test_concurrent_writes_go_in_fewer_requests_and_all_apply(fno: FnoClient) -> None:
+    await fno.get("DeliveryModesV2", {"dataAreaId": "usmf", "ModeCode": "none"})  # token and connection
+    before = fno.http.requests_sent
+    rows = await asyncio.gather(*(fno.create("DeliveryModesV2", _mode(f"B{n:02d}")) for n in range(30)))
+    assert [r["ModeCode"] for r in rows] == [f"B{n:02d}" for n in range(30)]  # each its own answer
+    assert all(r.get("@odata.etag") for r in rows)
+    assert fno.http.coalescer is not None and fno.http.coalescer.batches_sent >= 1
+    assert fno.http.requests_sent - before < 30
+    etags = await asyncio.gather(
+        *(
+            fno.update(
+                "DeliveryModesV2",
+                {"dataAreaId": "usmf", "ModeCode": f"B{n:02d}"},
+                {"ModeDescription": "changed"},
+            )
+            for n in range(30)
+        )
+    )
+    assert all(etags)  # the ETag of each part's answer reaches its caller
+    stored = await fno.query("DeliveryModesV2", filter="ModeDescription eq 'changed'")
+    assert len(stored) == 30
+
+
+async def test_a_rejected_write_in_a_batch_fails_alone_with_its_own_message(fno: FnoClient) -> None:
+    codes = ["OK1", "MUCH-TOO-LONG-CODE", "OK2"]  # ModeCode takes 10 characters on F&O
+    results = await asyncio.gather(
+        *(fno.create("DeliveryModesV2", _mode(code)) for code in codes), return_exceptions=True
+    )
+    assert isinstance(results[1], RejectedError) and "10" in results[1].message
+    assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
+    assert fno.http.coalescer is not None and fno.http.coalescer.batches_sent == 1
+
+
+async def test_writes_under_a_deadline_are_never_held_back(fno: FnoClient) -> None:
+    await fno.get("DeliveryModesV2", {"dataAreaId": "usmf", "ModeCode": "none"})
+    before = fno.http.requests_sent
+    with deadline_scope(5.0):  # a synchronous change's writes go straight out
+        await asyncio.gather(*(fno.create("DeliveryModesV2", _mode(f"S{n}")) for n in range(5)))
+    assert fno.http.requests_sent - before == 5
+    assert fno.http.coalescer is not None and fno.http.coalescer.batches_sent == 0
+
+
+async def test_dataverse_writes_coalesce_too(sandbox_info: Any) -> None:
+    tokens = tokens_for(sandbox_info, sandbox_info.cds_scope)
+    async with DataverseClient(
+        sandbox_info.cds_url, tokens, ca_file=sandbox_info.ca_file, retry=FAST, coalesce=True
+    ) as cds:
+        company = await cds.company_id("USMF")
+        made = await asyncio.gather(
+            *(
+                cds.create_with_etag(
+                    "msdyn_shipvias",
+                    {"msdyn_name": f"V{n}", "msdyn_company@odata.bind": f"/cdm_companies({company})"},
+                    primary_id="msdyn_shipviaid",
+                )
+                for n in range(10)
+            )
+        )
+        assert len({record_id for record_id, _ in made}) == 10 and all(etag for _, etag in made)
+        assert cds.http.coalescer is not None and cds.http.coalescer.batches_sent >= 1
