@@ -100,7 +100,9 @@ class Bridge:
             fetch_cds_record=self.cds.get,
             max_body_bytes=settings.listen.max_body_bytes,
         )
-        self.admin_auth = AdminAuth(_secret(settings, "admin_token"))
+        self.admin_auth = AdminAuth(
+            _secret(settings, "admin_token"), password=settings.admin_password.get_secret_value() or None
+        )
         self.app = web.Application(client_max_size=settings.listen.max_body_bytes + 1024)
         self.listener.add_to(self.app)
         self.watcher = setup_ops(

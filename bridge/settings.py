@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from bridge.core.errors import ConfigError
 from bridge.telemetry import TelemetrySettings
 
-SECRET_KEYS = ("client_secret", "cds_webhook_key", "scm_webhook_key", "admin_token")
+SECRET_KEYS = ("client_secret", "cds_webhook_key", "scm_webhook_key", "admin_token", "admin_password")
 
 
 class SystemSettings(BaseModel):
@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     cds_webhook_key: SecretStr = SecretStr("")
     scm_webhook_key: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
+    admin_password: SecretStr = SecretStr("")  # the dashboard login; the admin token when empty
 
     @classmethod
     def settings_customise_sources(

@@ -41,7 +41,9 @@ def test_the_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.sync.concurrency == 8
 
 
-@pytest.mark.parametrize("secret", ["client_secret", "admin_token", "cds_webhook_key", "scm_webhook_key"])
+@pytest.mark.parametrize(
+    "secret", ["client_secret", "admin_token", "admin_password", "cds_webhook_key", "scm_webhook_key"]
+)
 def test_a_secret_in_the_file_is_refused(tmp_path: Path, secret: str) -> None:
     config = tmp_path / "c.toml"
     config.write_text(EXAMPLE.read_text().replace("mappings_dir", f'{secret} = "x"\nmappings_dir', 1))
