@@ -1,16 +1,16 @@
-"""Apply one change to the other system: the rules in order, the write, the ledger, and what to do
-when the other system says no.
+"""Apply one change to the other system: the rules in order, the write, the ledger.
 
     echo? -> skip                 (our own write coming back)
-    stale? -> skip                (an older change than the last one applied: reordered delivery)
+    stale? superseded? -> skip    (older than the last change applied, or than our last write there)
     delete -> delete on target    (tombstone in the ledger)
     no mapped change? -> skip     (projection equals the ledger: duplicates, unknown-principal echoes)
-    conflict? -> policy           (target changed since the last sync: newer-wins / cds-wins / scm-wins)
-    write -> ledger               (a write carries every mapped field)
+    write -> ledger               (a write carries every mapped field; one If-Match call when the
+                                   ledger knows the target's ETag; on 412/404/duplicate: read, then
+                                   conflict policy newer-wins / cds-wins / scm-wins)
 
 A rejection (``RejectedError``) is returned to the caller: the worker answers a synchronous webhook
-with it, or compensates the originator for an asynchronous change (``compensate``). Every successful
-write returns an ``Undo`` so a write whose synchronous originator gave up can be reverted.
+with it, or compensates the originator for an asynchronous change (``bridge.engine.recovery``). Every
+successful write returns an ``Undo`` so a write whose synchronous originator gave up can be reverted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ from bridge.core import rules
 from bridge.core.errors import ConflictError, RejectedError, RetryableError
 from bridge.core.events import DEFERRED_KEY_PREFIX, ChangeEvent, Operation, SyncMode, System
 from bridge.core.mapping import EntityMap, MappingSet
+from bridge.engine.records import (
+    cds_id_for_create,
+    etag_of,
+    last_written,
+    replace_ledger,
+    source_etag,
+    target_cds_id,
+)
+from bridge.engine.recovery import Recovery, Undo
 from bridge.engine.sides import CdsSide, Row, ScmSide, Side
 from bridge.state.base import LedgerEntry, StatePort
 
@@ -35,19 +44,6 @@ class Result(StrEnum):
     APPLIED = "applied"
     SKIPPED = "skipped"
     CONFLICT_LOST = "conflict-lost"  # the target's newer change won; the source was brought in line
-
-
-@dataclass(frozen=True, slots=True)
-class Undo:
-    """What a write changed on the target, to put it back."""
-
-    target: System
-    emap: EntityMap
-    company: str
-    key: str
-    before: Row | None  # None: the write created the record
-    deleted: bool  # the write was a delete
-    ledger_before: LedgerEntry | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +67,7 @@ class Applier:
         self.cds = cds
         self.scm = scm
         self.own_ids = own_ids  # our Dataverse user id and our Entra object id
+        self.recovery = Recovery(mappings=mappings, state=state, side=self.side)
 
     def side(self, system: System) -> Side:
         return self.cds if system is System.CDS else self.scm
@@ -132,12 +129,12 @@ class Applier:
         payload = emap.to_target(
             event.source, image, await self._resolve(emap, event.source, image, event.company)
         )
-        write = _Write(event, emap, ledger, target, payload, projected, _source_etag(event, image))
+        write = _Write(event, emap, ledger, target, payload, projected, source_etag(event, image))
         # One call to the target, no read first, when the ledger says what the target held (its ETag)
         # or that it never had the record; the target's answer says if that is no longer so.
-        known = _etag(ledger, target.system) if synced else None
+        known = etag_of(ledger, target.system) if synced else None
         if (known is not None and (target.system is System.SCM or (ledger and ledger.cds_id))) or not synced:
-            journalled = await self._journal(
+            journalled = await self.recovery.journal(
                 event, target.system, write.ledger_row(known), ledger, deleted=False
             )
             try:
@@ -163,7 +160,7 @@ class Applier:
             )
         started = datetime.now(UTC)
         created_id, new_etag = await target.create(
-            emap, event.company, event.key, w.payload, record_id=_cds_id_for_create(event, w.ledger)
+            emap, event.company, event.key, w.payload, record_id=cds_id_for_create(event, w.ledger)
         )
         await self._remember(
             w, emap.synced_projection(target.system, w.payload), created_id, new_etag, started
@@ -178,7 +175,7 @@ class Applier:
         """The target changed since the last sync (or we do not know its state): read it, apply the
         conflict rules, then write against the ETag just read."""
         event, emap, ledger, target = w.event, w.emap, w.ledger, w.target
-        current = await target.read(emap, event.company, event.key, record_id=_target_id(event, ledger))
+        current = await target.read(emap, event.company, event.key, record_id=target_cds_id(event, ledger))
         if current is not None:
             before = emap.project(target.system, current.image)
             if emap.synced_projection(target.system, w.payload, before) == before:
@@ -195,12 +192,12 @@ class Applier:
                 )
                 if winner is target.system:
                     return await self._conflict_lost(event, emap, ledger, current, image)
-        await self._journal(event, target.system, current, ledger, deleted=False)
+        await self.recovery.journal(event, target.system, current, ledger, deleted=False)
         started = datetime.now(UTC)
         try:
             if current is None:
                 created_id, new_etag = await target.create(
-                    emap, event.company, event.key, w.payload, record_id=_cds_id_for_create(event, ledger)
+                    emap, event.company, event.key, w.payload, record_id=cds_id_for_create(event, ledger)
                 )
                 await self._remember(
                     w, emap.synced_projection(target.system, w.payload), created_id, new_etag, started
@@ -273,11 +270,11 @@ class Applier:
     # ------------------------------------------------------------------ delete
     async def _delete(self, event: ChangeEvent, emap: EntityMap, ledger: LedgerEntry | None) -> Applied:
         target = self.side(event.source.other)
-        current = await target.read(emap, event.company, event.key, record_id=_target_id(event, ledger))
+        current = await target.read(emap, event.company, event.key, record_id=target_cds_id(event, ledger))
         if current is None:
             await self._tombstone(event, emap, ledger)
             return Applied(Result.SKIPPED, "already absent")
-        await self._journal(event, target.system, current, ledger, deleted=True)
+        await self.recovery.journal(event, target.system, current, ledger, deleted=True)
         await target.delete(emap, event.company, event.key, current)
         await self._tombstone(event, emap, ledger)
         return Applied(
@@ -287,124 +284,6 @@ class Applier:
         )
 
     # ------------------------------------------------------------------ compensation and undo
-    async def compensate(self, event: ChangeEvent, ledger: LedgerEntry | None) -> str:
-        """Put the originator back as it was before a change the other side rejected."""
-        try:
-            return await self._compensate(event, ledger)
-        except ConflictError as exc:
-            # The originator changed again meanwhile: look again on the next attempt.
-            raise RetryableError(
-                f"record changed while compensating: {exc.message}", system=exc.system
-            ) from exc
-
-    async def _compensate(self, event: ChangeEvent, ledger: LedgerEntry | None) -> str:
-        emap = self.mappings.maps[event.entity]
-        source = self.side(event.source)
-        synced = ledger is not None and not ledger.deleted
-        current = await source.read(emap, event.company, event.key, record_id=event.record_id)
-        if event.operation is Operation.DELETE:
-            if ledger is None or current is not None:
-                return "nothing to restore: no synced image of the deleted record"
-            image = ledger.cds_image if event.source is System.CDS else ledger.scm_image
-            started = datetime.now(UTC)
-            await source.create(
-                emap, event.company, event.key, emap.write_form(event.source, image), record_id=ledger.cds_id
-            )
-            await self._mark_written(_replace(ledger, deleted=False), event.source, started)
-            return f"restored the deleted record on {event.source.value}"
-        if not synced or event.operation is Operation.CREATE:
-            if current is None:
-                return "nothing to remove: the record is already gone"
-            await source.delete(emap, event.company, event.key, current)
-            return f"removed the rejected new record from {event.source.value}"
-        assert ledger is not None
-        if current is None:
-            return "nothing to restore: the record is gone at the source"
-        image = ledger.cds_image if event.source is System.CDS else ledger.scm_image
-        started = datetime.now(UTC)
-        await source.update(emap, event.company, event.key, current, emap.write_form(event.source, image))
-        # Later notifications of the rejected change (duplicates, reorders) must not travel now.
-        await self._mark_written(ledger, event.source, started)
-        return f"restored the last synced values on {event.source.value}"
-
-    async def undo(self, undo: Undo) -> None:
-        """Revert a write whose synchronous originator gave up (its transaction rolled back)."""
-        side = self.side(undo.target)
-        now = await side.read(undo.emap, undo.company, undo.key)
-        started = datetime.now(UTC)
-        if undo.deleted:
-            if now is None and undo.before is not None:
-                projection = undo.emap.project(undo.target, undo.before.image)
-                await side.create(
-                    undo.emap,
-                    undo.company,
-                    undo.key,
-                    undo.emap.write_form(undo.target, projection),
-                    record_id=undo.before.record_id,
-                )
-        elif undo.before is None:
-            if now is not None:
-                await side.delete(undo.emap, undo.company, undo.key, now)
-        elif now is not None:
-            projection = undo.emap.project(undo.target, undo.before.image)
-            await side.update(
-                undo.emap, undo.company, undo.key, now, undo.emap.write_form(undo.target, projection)
-            )
-        await self._mark_written(undo.ledger_before or _empty_ledger(undo), undo.target, started)
-
-    async def revert_if_applied(self, event: ChangeEvent) -> bool:
-        """After a crash: undo a synchronous write whose originator never got our answer."""
-        entry = await self.state.get_journal(event.event_id)
-        if entry is None:
-            return False  # journalled before every write: no entry, no write
-        emap = self.mappings.maps[event.entity]
-        before = entry["before"]
-        ledger_before = entry["ledger_before"]
-        await self.undo(
-            Undo(
-                target=System(entry["target"]),
-                emap=emap,
-                company=event.company,
-                key=event.key,
-                before=None if before is None else _row_from_json(before),
-                deleted=bool(entry["deleted"]),
-                ledger_before=None if ledger_before is None else _ledger_from_json(ledger_before),
-            )
-        )
-        await self.state.drop_journal(event.event_id)
-        return True
-
-    async def settle(self, event: ChangeEvent) -> None:
-        """The synchronous originator has its answer: the undo journal entry is no longer needed."""
-        if event.mode is SyncMode.SYNC:
-            await self.state.drop_journal(event.event_id)
-
-    # ------------------------------------------------------------------ helpers
-    async def _journal(
-        self,
-        event: ChangeEvent,
-        target: System,
-        before: Row | None,
-        ledger: LedgerEntry | None,
-        *,
-        deleted: bool,
-    ) -> bool:
-        """Write the undo journal entry of a synchronous change; True if this call wrote it."""
-        if event.mode is not SyncMode.SYNC:
-            return False
-        if await self.state.get_journal(event.event_id) is not None:
-            return False  # an earlier attempt may have written (timeout): its "before" is the true one
-        await self.state.put_journal(
-            event.event_id,
-            {
-                "target": target.value,
-                "before": None if before is None else _row_to_json(before),
-                "ledger_before": None if ledger is None else _ledger_to_json(ledger),
-                "deleted": deleted,
-            },
-        )
-        return True
-
     async def _resolve(
         self, emap: EntityMap, source: System, image: dict[str, Any], company: str
     ) -> dict[str, str | None]:
@@ -462,7 +341,7 @@ class Applier:
         written: dict[System, datetime | None],
     ) -> None:
         def written_at(side: System) -> datetime | None:
-            earlier = None if previous is None else _written(previous, side)
+            earlier = None if previous is None else last_written(previous, side)
             return written.get(side) or earlier
 
         await self.state.put_ledger(
@@ -485,12 +364,6 @@ class Applier:
             )
         )
 
-    async def _mark_written(self, ledger: LedgerEntry | None, side: System, at: datetime) -> None:
-        """Record a write to ``side`` made outside the normal path (compensation, undo)."""
-        if ledger is not None:
-            field = "cds_written_at" if side is System.CDS else "scm_written_at"
-            await self.state.put_ledger(_replace(ledger, **{field: at}))
-
     async def _tombstone(self, event: ChangeEvent, emap: EntityMap, ledger: LedgerEntry | None) -> None:
         base = ledger or LedgerEntry(
             record_key=event.record_key,
@@ -502,7 +375,7 @@ class Applier:
             scm_image={},
         )
         await self.state.put_ledger(
-            _replace(
+            replace_ledger(
                 base, deleted=True, last_event_id=event.event_id, last_source_timestamp=event.source_timestamp
             )
         )
@@ -527,90 +400,3 @@ class _Write:
         image = rules.ledger_image(self.ledger, self.target.system)
         record_id = self.ledger.cds_id if self.target.system is System.CDS else None
         return Row(dict(image), record_id, etag, None)
-
-
-def _etag(ledger: LedgerEntry | None, side: System) -> str | None:
-    if ledger is None:
-        return None
-    return ledger.cds_etag if side is System.CDS else ledger.scm_etag
-
-
-def _source_etag(event: ChangeEvent, image: dict[str, Any]) -> str | None:
-    """The source row's ETag after this change, when the image tells it (Dataverse: W/"versionnumber")."""
-    etag = image.get("@odata.etag")
-    if isinstance(etag, str):
-        return etag
-    version = image.get("versionnumber")
-    return f'W/"{version}"' if event.source is System.CDS and version is not None else None
-
-
-def _target_id(event: ChangeEvent, ledger: LedgerEntry | None) -> str | None:
-    """The Dataverse row id when Dataverse is the target and we know it."""
-    return ledger.cds_id if event.source is System.SCM and ledger is not None else None
-
-
-def _cds_id_for_create(event: ChangeEvent, ledger: LedgerEntry | None) -> str | None:
-    # Re-creating a record we knew keeps its Dataverse id, so references to it stay valid.
-    return ledger.cds_id if event.source is System.SCM and ledger is not None and ledger.deleted else None
-
-
-def _row_to_json(row: Row) -> dict[str, Any]:
-    return {
-        "image": row.image,
-        "record_id": row.record_id,
-        "etag": row.etag,
-        "modified_at": row.modified_at.isoformat() if row.modified_at else None,
-    }
-
-
-def _row_from_json(data: dict[str, Any]) -> Row:
-    modified = data.get("modified_at")
-    return Row(
-        data["image"],
-        data.get("record_id"),
-        data.get("etag"),
-        datetime.fromisoformat(modified) if modified else None,
-    )
-
-
-_LEDGER_TIMES = ("cds_written_at", "scm_written_at", "last_source_timestamp", "updated_at")
-
-
-def _written(ledger: LedgerEntry, side: System) -> datetime | None:
-    return ledger.cds_written_at if side is System.CDS else ledger.scm_written_at
-
-
-def _ledger_to_json(entry: LedgerEntry) -> dict[str, Any]:
-    values = {name: getattr(entry, name) for name in LedgerEntry.__slots__}
-    for name in _LEDGER_TIMES:
-        values[name] = values[name].isoformat() if values[name] else None
-    return values
-
-
-def _ledger_from_json(data: dict[str, Any]) -> LedgerEntry:
-    values = dict(data)
-    for name in _LEDGER_TIMES:
-        values[name] = datetime.fromisoformat(values[name]) if values.get(name) else None
-    return LedgerEntry(**values)
-
-
-def _replace(entry: LedgerEntry, **changes: Any) -> LedgerEntry:
-    values = {name: getattr(entry, name) for name in LedgerEntry.__slots__}
-    values.update(changes, updated_at=datetime.now(UTC))
-    return LedgerEntry(**values)
-
-
-def _empty_ledger(undo: Undo) -> LedgerEntry:
-    from bridge.core.events import record_key
-
-    return LedgerEntry(
-        record_key=record_key(undo.emap.name, undo.company, undo.key),
-        entity=undo.emap.name,
-        company=undo.company,
-        key=undo.key,
-        cds_id=None,
-        cds_image={},
-        scm_image={},
-        deleted=True,
-        updated_at=datetime.now(UTC),
-    )

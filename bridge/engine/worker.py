@@ -22,7 +22,8 @@ from opentelemetry import trace
 from bridge.core import rules
 from bridge.core.errors import RejectedError, RetryableError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode
-from bridge.engine.apply import Applied, Applier, Result, Undo, direction
+from bridge.engine.apply import Applied, Applier, Result, direction
+from bridge.engine.recovery import Undo
 from bridge.listeners.sink import SinkResult
 from bridge.metrics import Metrics
 from bridge.queue.base import QueuedEvent, QueuePort
@@ -249,7 +250,7 @@ class Engine:
                 item, applied.undo, "the originator gave up after the write (timeout or disconnect)"
             )
             return
-        await self.applier.settle(event)
+        await self.applier.recovery.settle(event)
         await self.queue.complete(item)
         if applied.result is Result.SKIPPED:
             self.metrics.skipped(event.entity, dir_, applied.reason)
@@ -267,7 +268,7 @@ class Engine:
         if self._is_sync(event):
             # The webhook answer fails the originator's transaction: nothing to compensate.
             await self._record(item, "conflict" if exc.code == "conflict" else "rejected", None, exc.message)
-            await self.applier.settle(event)
+            await self.applier.recovery.settle(event)
             if exc.code == "conflict":
                 # The other side's newer values win: bring the originator in line once its transaction
                 # has rolled back (queued behind this event, so per-record order holds).
@@ -280,7 +281,7 @@ class Engine:
             return
         try:
             ledger = await self.state.get_ledger(event.record_key)
-            source_message = await self.applier.compensate(event, ledger)
+            source_message = await self.applier.recovery.compensate(event, ledger)
             compensated = True
         except RetryableError as comp_exc:
             await self._retry(item, f"compensation pending: {comp_exc.message}", comp_exc.retry_after)
@@ -300,7 +301,7 @@ class Engine:
             await self._record(item, "retry-exhausted", None, message)
             self.metrics.failed(event.entity, direction(event.source), "retry-exhausted", message)
             # An attempt that timed out may still have written: take it back.
-            await self.applier.revert_if_applied(event)
+            await self.applier.recovery.revert_if_applied(event)
             await self.queue.complete(item)
             self._resolve(event, Outcome(False, 503, f"{_target_name(event)} unavailable: {message}"))
             return
@@ -313,19 +314,19 @@ class Engine:
 
     async def _drop_abandoned(self, item: QueuedEvent) -> None:
         event = item.event
-        await self.applier.revert_if_applied(event)
+        await self.applier.recovery.revert_if_applied(event)
         await self._record(item, "timeout", None, "the originator gave up before the change was applied")
         await self.queue.complete(item)
         self._resolve(event, Outcome(False, 504, "the originator gave up before the change was applied"))
 
     async def _undo(self, item: QueuedEvent, undo: Undo, why: str) -> None:
         try:
-            await self.applier.undo(undo)
+            await self.applier.recovery.undo(undo)
             note = "reverted on the target"
         except SyncError as exc:
             note = f"revert failed: {exc.message}"
         await self._record(item, "timeout", note, why, compensated=note.startswith("reverted"))
-        await self.applier.settle(item.event)
+        await self.applier.recovery.settle(item.event)
         await self.queue.complete(item)
         self._resolve(item.event, Outcome(False, 504, f"{why}; {note}"))
 

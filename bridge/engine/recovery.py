@@ -1,0 +1,179 @@
+"""Putting things back: compensation at the originator of a rejected change, undo of a synchronous
+write whose originator gave up, and the undo journal that makes that possible across a crash."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bridge.core.errors import ConflictError, RetryableError
+from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key
+from bridge.core.mapping import EntityMap, MappingSet
+from bridge.engine.records import (
+    ledger_from_json,
+    ledger_to_json,
+    replace_ledger,
+    row_from_json,
+    row_to_json,
+)
+from bridge.engine.sides import Row, Side
+from bridge.state.base import LedgerEntry, StatePort
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """What a write changed on the target, to put it back."""
+
+    target: System
+    emap: EntityMap
+    company: str
+    key: str
+    before: Row | None  # None: the write created the record
+    deleted: bool  # the write was a delete
+    ledger_before: LedgerEntry | None
+
+
+class Recovery:
+    def __init__(self, *, mappings: MappingSet, state: StatePort, side: Callable[[System], Side]) -> None:
+        self.mappings = mappings
+        self.state = state
+        self.side = side
+
+    async def compensate(self, event: ChangeEvent, ledger: LedgerEntry | None) -> str:
+        """Put the originator back as it was before a change the other side rejected."""
+        try:
+            return await self._compensate(event, ledger)
+        except ConflictError as exc:
+            # The originator changed again meanwhile: look again on the next attempt.
+            raise RetryableError(
+                f"record changed while compensating: {exc.message}", system=exc.system
+            ) from exc
+
+    async def _compensate(self, event: ChangeEvent, ledger: LedgerEntry | None) -> str:
+        emap = self.mappings.maps[event.entity]
+        source = self.side(event.source)
+        synced = ledger is not None and not ledger.deleted
+        current = await source.read(emap, event.company, event.key, record_id=event.record_id)
+        if event.operation is Operation.DELETE:
+            if ledger is None or current is not None:
+                return "nothing to restore: no synced image of the deleted record"
+            image = ledger.cds_image if event.source is System.CDS else ledger.scm_image
+            started = datetime.now(UTC)
+            await source.create(
+                emap, event.company, event.key, emap.write_form(event.source, image), record_id=ledger.cds_id
+            )
+            await self.mark_written(replace_ledger(ledger, deleted=False), event.source, started)
+            return f"restored the deleted record on {event.source.value}"
+        if not synced or event.operation is Operation.CREATE:
+            if current is None:
+                return "nothing to remove: the record is already gone"
+            await source.delete(emap, event.company, event.key, current)
+            return f"removed the rejected new record from {event.source.value}"
+        assert ledger is not None
+        if current is None:
+            return "nothing to restore: the record is gone at the source"
+        image = ledger.cds_image if event.source is System.CDS else ledger.scm_image
+        started = datetime.now(UTC)
+        await source.update(emap, event.company, event.key, current, emap.write_form(event.source, image))
+        # Later notifications of the rejected change (duplicates, reorders) must not travel now.
+        await self.mark_written(ledger, event.source, started)
+        return f"restored the last synced values on {event.source.value}"
+
+    async def undo(self, undo: Undo) -> None:
+        """Revert a write whose synchronous originator gave up (its transaction rolled back)."""
+        side = self.side(undo.target)
+        now = await side.read(undo.emap, undo.company, undo.key)
+        started = datetime.now(UTC)
+        if undo.deleted:
+            if now is None and undo.before is not None:
+                projection = undo.emap.project(undo.target, undo.before.image)
+                await side.create(
+                    undo.emap,
+                    undo.company,
+                    undo.key,
+                    undo.emap.write_form(undo.target, projection),
+                    record_id=undo.before.record_id,
+                )
+        elif undo.before is None:
+            if now is not None:
+                await side.delete(undo.emap, undo.company, undo.key, now)
+        elif now is not None:
+            projection = undo.emap.project(undo.target, undo.before.image)
+            await side.update(
+                undo.emap, undo.company, undo.key, now, undo.emap.write_form(undo.target, projection)
+            )
+        await self.mark_written(undo.ledger_before or _empty_ledger(undo), undo.target, started)
+
+    async def revert_if_applied(self, event: ChangeEvent) -> bool:
+        """After a crash: undo a synchronous write whose originator never got our answer."""
+        entry = await self.state.get_journal(event.event_id)
+        if entry is None:
+            return False  # journalled before every write: no entry, no write
+        emap = self.mappings.maps[event.entity]
+        before = entry["before"]
+        ledger_before = entry["ledger_before"]
+        await self.undo(
+            Undo(
+                target=System(entry["target"]),
+                emap=emap,
+                company=event.company,
+                key=event.key,
+                before=None if before is None else row_from_json(before),
+                deleted=bool(entry["deleted"]),
+                ledger_before=None if ledger_before is None else ledger_from_json(ledger_before),
+            )
+        )
+        await self.state.drop_journal(event.event_id)
+        return True
+
+    async def settle(self, event: ChangeEvent) -> None:
+        """The synchronous originator has its answer: the undo journal entry is no longer needed."""
+        if event.mode is SyncMode.SYNC:
+            await self.state.drop_journal(event.event_id)
+
+    # ------------------------------------------------------------------ helpers
+    async def journal(
+        self,
+        event: ChangeEvent,
+        target: System,
+        before: Row | None,
+        ledger: LedgerEntry | None,
+        *,
+        deleted: bool,
+    ) -> bool:
+        """Write the undo journal entry of a synchronous change; True if this call wrote it."""
+        if event.mode is not SyncMode.SYNC:
+            return False
+        if await self.state.get_journal(event.event_id) is not None:
+            return False  # an earlier attempt may have written (timeout): its "before" is the true one
+        await self.state.put_journal(
+            event.event_id,
+            {
+                "target": target.value,
+                "before": None if before is None else row_to_json(before),
+                "ledger_before": None if ledger is None else ledger_to_json(ledger),
+                "deleted": deleted,
+            },
+        )
+        return True
+
+    async def mark_written(self, ledger: LedgerEntry | None, side: System, at: datetime) -> None:
+        """Record a write to ``side`` made outside the normal path (compensation, undo)."""
+        if ledger is not None:
+            field = "cds_written_at" if side is System.CDS else "scm_written_at"
+            await self.state.put_ledger(replace_ledger(ledger, **{field: at}))
+
+
+def _empty_ledger(undo: Undo) -> LedgerEntry:
+    return LedgerEntry(
+        record_key=record_key(undo.emap.name, undo.company, undo.key),
+        entity=undo.emap.name,
+        company=undo.company,
+        key=undo.key,
+        cds_id=None,
+        cds_image={},
+        scm_image={},
+        deleted=True,
+        updated_at=datetime.now(UTC),
+    )
