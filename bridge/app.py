@@ -99,6 +99,7 @@ class Bridge:
             companies=self.cds,
             fetch_cds_record=self.cds.get,
             max_body_bytes=settings.listen.max_body_bytes,
+            on_ignored=self.metrics.ignored,
         )
         self.admin_auth = AdminAuth(
             _secret(settings, "admin_token"), password=settings.admin_password.get_secret_value() or None

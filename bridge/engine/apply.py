@@ -116,12 +116,7 @@ class Applier:
                 return Applied(Result.SKIPPED, "gone at source")  # its delete notification follows
             image = row.image
         synced = ledger is not None and not ledger.deleted
-        if (
-            synced
-            and event.operation is Operation.UPDATE
-            and event.changed
-            and not emap.touches_mapped(event.source, event.changed)
-        ):
+        if synced and not rules.mapped_change(emap, event):
             return Applied(Result.SKIPPED, "no mapped field changed")
         projected = emap.project(event.source, image)
         if ledger is not None and synced and rules.is_noop(emap, event.source, projected, ledger):

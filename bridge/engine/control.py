@@ -12,7 +12,7 @@ from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_
 from bridge.engine.worker import Engine, failure_record
 from bridge.ops.contracts import Readiness, ResumeMode, ResyncResult
 from bridge.queue.base import QueuePort
-from bridge.state.base import Failure, LedgerEntry, MapState, MapStatus, StatePort
+from bridge.state.base import LedgerEntry, MapState, MapStatus, StatePort
 
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000
@@ -72,7 +72,7 @@ class EngineController:
         return moved
 
     async def retry_failure(self, failure_id: int) -> bool:
-        failure = await self._failure(failure_id)
+        failure = await self.state.get_failure(failure_id)
         if failure is None or "event" not in failure.details:
             return False
         original = ChangeEvent.model_validate(failure.details["event"])
@@ -88,15 +88,6 @@ class EngineController:
         await self.queue.enqueue(retry)
         self.engine.kick()
         return True
-
-    async def _failure(self, failure_id: int) -> Failure | None:
-        offset = 0
-        while page := await self.state.failures(offset=offset, limit=500):
-            for failure in page:
-                if failure.id == failure_id:
-                    return failure
-            offset += len(page)
-        return None
 
     async def resync(self, entity: str, company: str, key: str, from_side: System) -> ResyncResult:
         applier = self.engine.applier

@@ -55,6 +55,7 @@ class WebhookListener:
         companies: CompanyDirectory,
         fetch_cds_record: FetchCdsRecord,
         max_body_bytes: int = DEFAULT_MAX_BODY,
+        on_ignored: Callable[[str], None] | None = None,
     ) -> None:
         self.mappings = mappings
         self.sink = sink
@@ -64,6 +65,7 @@ class WebhookListener:
         self.fetch_cds_record = fetch_cds_record
         self.max_body_bytes = max_body_bytes
         self.stats: Counter[str] = Counter()
+        self.on_ignored = on_ignored  # told the table of each notification no map covers (metrics)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/webhooks/cds", self.handle_cds), web.post("/webhooks/scm", self.handle_scm)]
@@ -192,6 +194,10 @@ class WebhookListener:
         events = [e for e in parsed if e is not None]
         if len(events) < len(parsed):
             self.stats["scm.unmapped"] += len(parsed) - len(events)
+            items = body if isinstance(body, list) else [body]
+            for item, event in zip(items, parsed, strict=True):
+                if event is None and self.on_ignored is not None:
+                    self.on_ignored(str(item.get("PrimaryEntityName") or "?"))
             log.info("scm webhook: %d event(s) of unmapped entities ignored", len(parsed) - len(events))
         if not events:
             return _json(200, {"accepted": 0, "ignored": len(parsed), "message": "no mapped entity"})
@@ -206,6 +212,8 @@ class WebhookListener:
         message = body.get("MessageName") if isinstance(body, dict) else None
         log.info("%s webhook: %s of %s ignored: no map", system, message, name)
         self.stats[f"{system}.unmapped"] += 1
+        if self.on_ignored is not None:
+            self.on_ignored(str(name or "?"))
         return _json(200, {"accepted": 0, "ignored": 1, "message": f"no map for {name} {message}"})
 
     def _ignored(self, system: str, why: str) -> web.Response:

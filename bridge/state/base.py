@@ -101,6 +101,8 @@ class StatePort(Protocol):
 
     async def find_failures(self, *, correlation_id: str) -> list[Failure]: ...
 
+    async def get_failure(self, failure_id: int) -> Failure | None: ...
+
     # map states
     async def get_map_state(self, entity: str) -> MapState: ...  # default RUNNING when never set
 

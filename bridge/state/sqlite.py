@@ -297,6 +297,12 @@ class SqliteState:
         rows = await self._db.run(lambda c: c.execute(sql, (correlation_id,)).fetchall())
         return [_failure(r) for r in rows]
 
+    async def get_failure(self, failure_id: int) -> Failure | None:
+        """One failure by its id, or None."""
+        sql = f"SELECT id, {_FAILURE_COLS} FROM failures WHERE id = ?"
+        row = await self._db.run(lambda c: c.execute(sql, (failure_id,)).fetchone())
+        return None if row is None else _failure(row)
+
     # ---- map states ----------------------------------------------------------------------------
 
     async def get_map_state(self, entity: str) -> MapState:

@@ -170,6 +170,14 @@ class StateContract:
         assert [f.key for f in await state.find_failures(correlation_id="corr-A")] == ["WH-3", "WH-1"]
         assert await state.find_failures(correlation_id="corr-Z") == []
 
+    async def test_get_failure_by_id(self, state: StatePort) -> None:
+        first = await state.add_failure(make_failure(1))
+        await state.add_failure(make_failure(2))
+        found = await state.get_failure(first)
+        assert found is not None and (found.id, found.key) == (first, "WH-1")
+        assert found.details == make_failure(1).details
+        assert await state.get_failure(first + 1000) is None
+
     # ---- map states ----------------------------------------------------------------------------
 
     async def test_map_state_defaults_to_running(self, state: StatePort) -> None:

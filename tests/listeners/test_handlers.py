@@ -162,10 +162,13 @@ async def test_oversize_body_is_413_by_length_and_when_chunked(client: Any, sink
 async def test_unmapped_entity_is_acknowledged_counted_and_not_submitted(
     client: Any, sink: FakeSink, listener: WebhookListener
 ) -> None:
+    ignored: list[str] = []
+    listener.on_ignored = ignored.append  # the bridge wires Metrics.ignored here
     resp = await post_cds(client, cds_context(logical="account", target={"name": "x"}))
     assert resp.status == 200
     assert (await resp.json())["ignored"] == 1
     assert listener.stats["cds.unmapped"] == 1 and sink.events == []
+    assert ignored == ["account"]
 
 
 async def test_sync_rejection_is_propagated_with_the_target_message(client: Any, sink: FakeSink) -> None:
@@ -223,11 +226,14 @@ async def test_failing_sink_gives_503_and_the_listener_keeps_serving(client: Any
 async def test_scm_array_submits_mapped_events_in_order(
     client: Any, sink: FakeSink, listener: WebhookListener
 ) -> None:
+    ignored: list[str] = []
+    listener.on_ignored = ignored.append
     body = [data_event(event_id="A"), data_event(entity_name="mserp_custtable"), data_event(event_id="B")]
     resp = await post_scm(client, body)
     assert resp.status == 202
     assert [e.event_id for e in sink.events] == ["scm:A", "scm:B"]
     assert listener.stats["scm.unmapped"] == 1
+    assert ignored == ["mserp_custtable"]
 
 
 async def test_scm_array_stops_at_the_first_failure(client: Any, sink: FakeSink) -> None:
