@@ -39,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", action="append", choices=SECTIONS, help="run only these sections (repeatable)"
     )
+    parser.add_argument(
+        "--sync",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [sync] setting for every bridge run, value in JSON (e.g. coalesce_writes=true)",
+    )
     parser.add_argument("--lanes", type=int, default=32, help="concurrent senders for live runs (default 32)")
     return parser
 
@@ -63,6 +70,19 @@ def _sizes(quick: bool) -> dict[str, Any]:
     }
 
 
+def _sync_settings(pairs: list[str]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--sync wants KEY=VALUE, not {pair!r}")
+        try:
+            settings[key.strip()] = json.loads(value)
+        except ValueError:
+            settings[key.strip()] = value  # a bare string
+    return settings
+
+
 def _machine() -> dict[str, Any]:
     cpu = "unknown"
     try:
@@ -84,7 +104,9 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
     if args.quick and not args.only:
         only.discard("profile")
     state_dir = workdir / "sandbox-state"
-    keys = Keys(cds=secrets.token_urlsafe(18), scm=secrets.token_urlsafe(18))
+    keys = Keys(
+        cds=secrets.token_urlsafe(18), scm=secrets.token_urlsafe(18), bridge_sync=_sync_settings(args.sync)
+    )
     out: dict[str, Any] = {
         "quick": args.quick,
         "machine": _machine(),

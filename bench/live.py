@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,12 @@ class Rates:
 
 @dataclass
 class Keys:
+    """What every bridge and relay run of one benchmark shares: the webhook keys, and the bridge's
+    ``[sync]`` settings (``--sync KEY=VALUE``)."""
+
     cds: str
     scm: str
+    bridge_sync: dict[str, Any] = field(default_factory=dict)
 
 
 def _target(sandbox: Any, recording: Recording) -> Any:
@@ -97,7 +101,14 @@ async def run_process(
         info = sandbox.info
         proc: ServedProcess
         if kind == "bridge":
-            proc = BridgeProcess(info, workdir, cds_key=keys.cds, scm_key=keys.scm, profile_to=profile_to)
+            proc = BridgeProcess(
+                info,
+                workdir,
+                cds_key=keys.cds,
+                scm_key=keys.scm,
+                sync=keys.bridge_sync,
+                profile_to=profile_to,
+            )
         else:
             proc = RelayProcess(info, workdir, cds_key=keys.cds, scm_key=keys.scm)
         await proc.start()

@@ -60,13 +60,13 @@ class SyncSettings(BaseModel):
     max_attempts: int = Field(default=8, ge=1, description="Async attempts before dead-lettering")
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
-    concurrency: int = Field(default=64, ge=1, le=1024, description="Records applied in parallel")
+    concurrency: int = Field(default=128, ge=1, le=1024, description="Records applied in parallel")
     lease_s: float = Field(default=60.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
     coalesce_writes: bool = Field(
-        default=False,
-        description="Send concurrent asynchronous writes to one system as one $batch (fewer round trips; "
-        "no gain measured against the local emulators, see docs/performance.md)",
+        default=True,
+        description="Send asynchronous writes that queue up behind requests in flight to one system as one "
+        "$batch of independent requests (no delay when idle; see docs/performance.md)",
     )
 
 

@@ -51,6 +51,25 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(INSTRUMENTATION_NAME)
 
 
+def tracing_enabled() -> bool:
+    """An SDK tracer provider is installed. Without one every span is a no-op, and the hot path
+    skips making them (a no-op span still costs context switching per change)."""
+    return not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
+
+class _NoSpan:
+    """``with NO_SPAN as span``: what a no-op tracer gives, without its per-call cost."""
+
+    def __enter__(self) -> trace.Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+NO_SPAN = _NoSpan()
+
+
 def meter() -> metrics.Meter:
     return metrics.get_meter(INSTRUMENTATION_NAME)
 

@@ -173,10 +173,14 @@ class EntityMap(_Model):
     fields: list[FieldMap] = Field(min_length=1)
 
     _maps: list[ValueMap | None] = PrivateAttr(default_factory=list)
+    _scm_by_lower: dict[str, str] = PrivateAttr(default_factory=dict)  # data-event attribute lookup
 
     def model_post_init(self, context: Any, /) -> None:
         self._check_value_maps()
         self._maps = [self._value_map(i, f) for i, f in enumerate(self.fields)]
+        names = {f.scm for f in self.fields} | {self.scm.key_field, self.scm.company_field}
+        for name in sorted(names, reverse=True):  # on a case-only clash the first in order wins
+            self._scm_by_lower[name.lower()] = name
         self._check_columns()
         for i, f in enumerate(self.fields):
             self._check_default(i, f)
@@ -377,9 +381,7 @@ class EntityMap(_Model):
     def scm_property(self, event_attribute: str) -> str | None:
         """The F&O property behind a data-event attribute ('mserp_warehouseid' -> 'WarehouseId'),
         for the columns this map knows (fields, key and company)."""
-        names = {f.scm for f in self.fields} | {self.scm.key_field, self.scm.company_field}
-        wanted = event_attribute.lower().removeprefix("mserp_")
-        return next((n for n in sorted(names) if n.lower() == wanted), None)
+        return self._scm_by_lower.get(event_attribute.lower().removeprefix("mserp_"))
 
 
 def _read(image: Mapping[str, Any], side: System, f: FieldMap) -> Any:

@@ -30,7 +30,7 @@ from bridge.queue.base import QueuedEvent, QueuePort
 from bridge.settings import SyncSettings
 from bridge.state.base import Failure, MapStatus, StatePort
 from bridge.systems.http import deadline_scope
-from bridge.telemetry import extract_context, inject_context
+from bridge.telemetry import NO_SPAN, extract_context, inject_context, tracing_enabled
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("dualwrite.engine")
@@ -91,10 +91,13 @@ class Engine:
 
     # ------------------------------------------------------------------ intake (EventSink)
     async def submit(self, event: ChangeEvent) -> SinkResult:
-        with tracer.start_as_current_span(
-            "dualwrite.receive",
-            kind=trace.SpanKind.SERVER,
-            attributes=_span_attributes(event),
+        tracing = tracing_enabled()
+        with (
+            tracer.start_as_current_span(
+                "dualwrite.receive", kind=trace.SpanKind.SERVER, attributes=_span_attributes(event)
+            )
+            if tracing
+            else NO_SPAN
         ):
             self.metrics.received(event.entity, direction(event.source))
             if rules.is_echo(event, self.applier.own_ids):
@@ -102,11 +105,13 @@ class Engine:
                 # holds the record's lease for that very write, so queueing it would wait on ourselves.
                 self.metrics.skipped(event.entity, direction(event.source), "echo")
                 return SinkResult(accepted=True, status=200, message="echo")
-            event = event.model_copy(update={"trace_context": inject_context()})
+            update: dict[str, object] = {"trace_context": inject_context()} if tracing else {}
             if event.mode is SyncMode.SYNC and event.entity in self.paused:
                 # A paused map queues changes: acknowledge once durable and apply on resume, as an
                 # asynchronous change (a rejection then is compensated).
-                event = event.model_copy(update={"mode": SyncMode.ASYNC})
+                update["mode"] = SyncMode.ASYNC
+            if update:
+                event = event.model_copy(update=update)
             if not self._is_sync(event):
                 fresh = await self.queue.enqueue(event)
                 self._wake.set()
@@ -186,9 +191,14 @@ class Engine:
 
     async def _handle(self, item: QueuedEvent) -> None:
         event = item.event
-        ctx = extract_context(event.trace_context)
-        with tracer.start_as_current_span(
-            "dualwrite.apply", context=ctx, attributes=_span_attributes(event)
+        with (
+            tracer.start_as_current_span(
+                "dualwrite.apply",
+                context=extract_context(event.trace_context),
+                attributes=_span_attributes(event),
+            )
+            if tracing_enabled()
+            else NO_SPAN
         ) as span:
             sync = self._is_sync(event)
             if sync and self._originator_gone(event):
@@ -202,7 +212,7 @@ class Engine:
                 remaining = (self._deadline(event) - datetime.now(UTC)).total_seconds()
                 budget = max(min(budget, remaining), 0.05)
             try:
-                with deadline_scope(budget):
+                with deadline_scope(budget, urgent=sync):
                     async with asyncio.timeout(budget + 0.5):
                         await self._process(item, span)
             except TimeoutError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,9 @@ class FaultEvent:
     kind: FaultKind
     request: str
     detail: str = ""
+    # For a $batch: its requests ("PATCH /api/data/v9.2/msdyn_shipvias(…)"), so a test can follow one
+    # write from a refused batch to the batch that carried it again.
+    parts: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,9 +97,9 @@ class Faults:
         self.log.clear()
 
     # ------------------------------------------------------------------ decisions
-    def record(self, kind: FaultKind, request: str, detail: str = "") -> None:
+    def record(self, kind: FaultKind, request: str, detail: str = "", parts: tuple[str, ...] = ()) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        self.log.append(FaultEvent(now, time.monotonic(), self.system, kind, request, detail))
+        self.log.append(FaultEvent(now, time.monotonic(), self.system, kind, request, detail, parts))
 
     def _take(self, kind: str) -> bool:
         s = self.settings
@@ -106,12 +110,14 @@ class Faults:
         rate: float = getattr(s, f"{kind}_rate")
         return rate > 0 and self.rng.random() < rate
 
-    def request_fault(self, request: str) -> Literal["throttle", "unavailable"] | None:
+    def request_fault(
+        self, request: str, parts: tuple[str, ...] = ()
+    ) -> Literal["throttle", "unavailable"] | None:
         if self._take("throttle"):
-            self.record("throttle", request, f"429 Retry-After: {self.settings.retry_after}")
+            self.record("throttle", request, f"429 Retry-After: {self.settings.retry_after}", parts)
             return "throttle"
         if self._take("unavailable"):
-            self.record("unavailable", request, "503")
+            self.record("unavailable", request, "503", parts)
             return "unavailable"
         return None
 
@@ -135,10 +141,15 @@ class Faults:
             if request.path.startswith(skip_prefixes):
                 return await handler(request)
             described = f"{request.method} {request.path_qs}"
+            s = self.settings
+            faulty = (
+                s.latency_ms or s.throttle_next or s.throttle_rate or s.unavailable_next or s.unavailable_rate
+            )
+            parts = await batch_parts(request) if faulty else ()
             if self.settings.latency_ms:
-                self.record("latency", described, f"{self.settings.latency_ms} ms")
+                self.record("latency", described, f"{self.settings.latency_ms} ms", parts)
                 await asyncio.sleep(self.settings.latency_ms / 1000)
-            fault = self.request_fault(described)
+            fault = self.request_fault(described, parts)
             if fault == "throttle":
                 return throttled(self.system, self.settings.retry_after)
             if fault == "unavailable":
@@ -146,6 +157,18 @@ class Faults:
             return await handler(request)
 
         return faults_middleware
+
+
+_BATCH_REQUEST_LINE = re.compile(r"^([A-Z]+) (?:https?://[^/\s]+)?(/\S*) HTTP/1\.[01]\r?$", re.MULTILINE)
+
+
+async def batch_parts(request: web.Request) -> tuple[str, ...]:
+    """The requests inside a ``$batch`` body ("METHOD /path"); () for any other request. The body
+    stays readable for the handler (aiohttp keeps what was read)."""
+    if request.method != "POST" or not request.path.endswith("/$batch"):
+        return ()
+    text = await request.text()
+    return tuple(f"{m.group(1)} {m.group(2)}" for m in _BATCH_REQUEST_LINE.finditer(text))
 
 
 def throttled(system: SystemName, retry_after: int) -> web.Response:

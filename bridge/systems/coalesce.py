@@ -1,22 +1,29 @@
 """Coalesce concurrent single writes to one system into one ``$batch`` of independent requests.
 
 The worker applies many records in parallel; each write is one small HTTP request, and the per-request
-cost (building, TLS, the service's own per-request work) dominates. Writes issued in the same event
-loop tick are sent together as one ``$batch`` with ``Prefer: odata.continue-on-error``: every request
-still succeeds or fails on its own and its caller gets exactly its own answer, so nothing above this
-module knows. A lone write goes out as a plain request. Writes made under a deadline (a synchronous
-change) are never held back: see ``HttpClient.request``.
+cost (building, TLS, the service's own per-request work) dominates. Writes are sent together as one
+``$batch`` with ``Prefer: odata.continue-on-error``: every request still succeeds or fails on its own
+and its caller gets exactly its own answer, so nothing above this module knows.
+
+Self-clocking, no timer: while fewer than ``max_in_flight`` requests are out, what was issued in the
+current event-loop turn goes at once (a lone write as a plain request); otherwise writes wait for the
+next request to come back and then all go together. An idle link adds no delay; a busy one sends
+bigger batches exactly when they pay. Writes made under a deadline (a synchronous change) are never
+held back: see ``HttpClient.request``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.core.errors import RejectedError, SyncError
+from bridge.core.errors import RejectedError, RetryableError, SyncError
 from bridge.systems.batch import BatchOperation, build_independent, parse_batch_response
+
+log = logging.getLogger(__name__)
 
 # (method, path, json body, headers) -> the single request's answer; raises the error hierarchy.
 SendOne = Callable[[str, str, Any, Mapping[str, str]], Awaitable[Any]]
@@ -44,7 +51,7 @@ class WriteCoalescer:
         classify: Classify,
         make_response: MakeResponse,
         max_operations: int = 100,
-        window_s: float = 0.002,
+        max_in_flight: int = 2,
     ) -> None:
         self.base_url = base_url
         self._send_one = send_one
@@ -52,32 +59,37 @@ class WriteCoalescer:
         self._classify = classify
         self._make_response = make_response
         self.max_operations = max_operations
-        self.window_s = window_s
+        self.max_in_flight = max_in_flight
         self._pending: list[_Pending] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches_sent = 0  # observability (and tests)
+        self.operations_batched = 0
+        self.fallbacks = 0  # batches refused as a whole, then sent one by one
 
     async def write(self, method: str, path: str, body: Any, headers: Mapping[str, str]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append(_Pending(BatchOperation(method, path, body, dict(headers)), future))
-        if len(self._pending) >= self.max_operations:
-            self._flush()
-        elif not self._scheduled:
-            # Collect the writes issued within a short window (asynchronous changes only), then send
-            # them together.
+        if len(self._tasks) < self.max_in_flight and not self._scheduled:
+            # Let the writes issued in this loop turn join, then send.
             self._scheduled = True
-            loop.call_later(self.window_s, self._flush)
+            loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
         self._scheduled = False
-        batch, self._pending = self._pending, []
-        if batch:
+        while self._pending and len(self._tasks) < self.max_in_flight:
+            batch = self._pending[: self.max_operations]
+            del self._pending[: self.max_operations]
             task = asyncio.get_running_loop().create_task(self._send(batch))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._pending:
+            self._flush()  # what waited meanwhile goes now, together
 
     async def _send(self, batch: list[_Pending]) -> None:
         if len(batch) == 1:
@@ -89,21 +101,36 @@ class WriteCoalescer:
         try:
             content_type, body = build_independent(self.base_url, [p.op for p in batch])
             self.batches_sent += 1
+            self.operations_batched += len(batch)
             status, headers, text = await self._send_batch(content_type, body)
             kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
             results = parse_batch_response(kind, text)
-        except Exception as exc:  # the whole batch failed: every caller gets that error
+            if len(results) != len(batch):
+                raise RejectedError(
+                    f"$batch answered {len(results)} of {len(batch)} requests (status {status})"
+                )
+        except RetryableError as exc:  # still throttled or down after the client's retries: all wait
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        if len(results) != len(batch):
-            error = RejectedError(
-                f"$batch answered {len(results)} of {len(batch)} requests (status {status})"
+        except Exception as exc:
+            # The batch itself was refused or its answer unreadable (not one write's own failure): send
+            # each write on its own so each change gets its own, real answer. Safe to resend: every
+            # write is conditional (If-Match, or a create the target refuses as a duplicate).
+            log.warning(
+                "$batch of %d writes failed as a whole (%s); sending them one by one", len(batch), exc
             )
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(error)
+            self.fallbacks += 1
+            await asyncio.gather(
+                *(
+                    _settle(
+                        item.future,
+                        self._send_one(item.op.method, item.op.path, item.op.body, item.op.headers),
+                    )
+                    for item in batch
+                )
+            )
             return
         for item, result in zip(batch, results, strict=True):
             if item.future.done():

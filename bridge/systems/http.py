@@ -54,26 +54,36 @@ if TYPE_CHECKING:
     from bridge.systems.coalesce import WriteCoalescer
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("dualwrite_deadline", default=None)
+_urgent: contextvars.ContextVar[bool] = contextvars.ContextVar("dualwrite_urgent", default=False)
 
 
 @contextmanager
-def deadline_scope(seconds: float | None) -> Iterator[float | None]:
+def deadline_scope(seconds: float | None, *, urgent: bool = True) -> Iterator[float | None]:
     """Bound every request (and its retries) in this block to ``seconds`` from now.
 
     Nested scopes keep the earlier deadline. Used by the synchronous webhook path, whose answer must
-    come well within Dataverse's 60 s timeout."""
+    come well within Dataverse's 60 s timeout, and by the worker for every change (a lease's budget).
+    ``urgent``: somebody waits for these requests (a synchronous change), so they are never held back
+    to travel in a ``$batch``; an urgent outer scope stays urgent."""
     outer = _deadline.get()
     mine = None if seconds is None else time.monotonic() + seconds
     effective = mine if outer is None else (outer if mine is None else min(outer, mine))
     token = _deadline.set(effective)
+    urgent_token = _urgent.set(urgent or _urgent.get())
     try:
         yield effective
     finally:
+        _urgent.reset(urgent_token)
         _deadline.reset(token)
 
 
 def current_deadline() -> float | None:
     return _deadline.get()
+
+
+def is_urgent() -> bool:
+    """A caller waits for the requests made here (see ``deadline_scope``)."""
+    return _urgent.get()
 
 
 class TokenSource(Protocol):
@@ -216,7 +226,7 @@ class HttpClient:
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
         self.requests_sent = 0  # attempts on the wire, for tests and metrics
-        # Concurrent writes with no deadline travel together as one $batch (bridge/systems/coalesce.py).
+        # Concurrent writes nobody waits for travel together as one $batch (bridge/systems/coalesce.py).
         self.coalescer: WriteCoalescer | None = None
         if coalesce:
             # Imported here: the coalescer builds on batch.py, which uses this module's classify().
@@ -268,10 +278,14 @@ class HttpClient:
         ``raw_body``/``content_type`` send a non-JSON body (``$batch``)."""
         # One span per logical call (retries included), inside the change's trace.
         name = telemetry.SPAN_READ if method == "GET" else telemetry.SPAN_WRITE
-        with telemetry.tracer().start_as_current_span(
-            name,
-            kind=trace.SpanKind.CLIENT,
-            attributes={"dualwrite.system": self.system, "http.request.method": method, "url.path": path},
+        with (
+            telemetry.tracer().start_as_current_span(
+                name,
+                kind=trace.SpanKind.CLIENT,
+                attributes={"dualwrite.system": self.system, "http.request.method": method, "url.path": path},
+            )
+            if telemetry.tracing_enabled()
+            else telemetry.NO_SPAN
         ) as span:
             try:
                 if (
@@ -279,7 +293,7 @@ class HttpClient:
                     and method in ("POST", "PATCH")
                     and raw_body is None
                     and not accept
-                    and current_deadline() is None  # a synchronous change is never held back
+                    and not is_urgent()  # a synchronous change is never held back
                 ):
                     target = path + ("?" + urlencode(params) if params else "")
                     response: Response = await self.coalescer.write(method, target, json_body, headers or {})

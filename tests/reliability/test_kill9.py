@@ -19,7 +19,7 @@ from tests.reliability.conftest import forms
 from tests.reliability.helpers import Person, assert_once_and_in_order, attach_commit_logs, converge, stream
 
 
-@forms(short=(40, 1500, 3), long=(300, 8000, 12))
+@forms(short=(40, 3000, 3), long=(300, 8000, 12))
 async def test_kill_9_at_random_moments_loses_nothing_and_applies_nothing_twice(
     sandbox: Any, tmp_path: Path, size: tuple[int, int, int]
 ) -> None:

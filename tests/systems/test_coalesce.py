@@ -90,3 +90,57 @@ async def test_dataverse_writes_coalesce_too(sandbox_info: Any) -> None:
         )
         assert len({record_id for record_id, _ in made}) == 10 and all(etag for _, etag in made)
         assert cds.http.coalescer is not None and cds.http.coalescer.batches_sent >= 1
+
+
+async def test_a_lone_write_goes_at_once_as_a_plain_request(fno: FnoClient) -> None:
+    await fno.get("DeliveryModesV2", {"dataAreaId": "usmf", "ModeCode": "none"})
+    before = fno.http.requests_sent
+    await fno.create("DeliveryModesV2", _mode("ALONE"))
+    assert fno.http.requests_sent - before == 1
+    assert fno.http.coalescer is not None and fno.http.coalescer.batches_sent == 0
+
+
+async def test_writes_issued_while_requests_are_in_flight_wait_and_go_together(
+    fno: FnoClient, sandbox: Any
+) -> None:
+    """Self-clocking: no timer; what queues up behind the requests in flight leaves as one batch when
+    one of them comes back, however many event-loop turns it took to queue up."""
+    coalescer = fno.http.coalescer
+    assert coalescer is not None
+    await fno.get("DeliveryModesV2", {"dataAreaId": "usmf", "ModeCode": "none"})
+    coalescer.max_in_flight = 1
+    sandbox.faults["fno"].update(latency_ms=200)  # the first write stays in flight a while
+    before = fno.http.requests_sent
+    first = asyncio.ensure_future(fno.create("DeliveryModesV2", _mode("FIRST")))
+    await asyncio.sleep(0.02)  # it left alone
+    later = []
+    for wave in range(3):  # three separate loop turns while it is in flight
+        later += [
+            asyncio.ensure_future(fno.create("DeliveryModesV2", _mode(f"W{wave}{n}"))) for n in range(4)
+        ]
+        await asyncio.sleep(0.01)
+    assert coalescer.batches_sent == 0  # nothing else left yet
+    await asyncio.gather(first, *later)
+    assert fno.http.requests_sent - before == 2  # the lone first write, then one $batch of 12
+    assert coalescer.batches_sent == 1 and coalescer.operations_batched == 12
+
+
+async def test_a_batch_refused_as_a_whole_is_sent_one_by_one(fno: FnoClient) -> None:
+    """A 4xx for the $batch itself says nothing about each write: each goes again alone and its caller
+    gets its own answer (here: all applied, and the too-long code refused on its own)."""
+    coalescer = fno.http.coalescer
+    assert coalescer is not None
+
+    async def refused(content_type: str, body: bytes) -> tuple[int, dict[str, str], str]:
+        raise RejectedError("The batch body has no closing delimiter", system="scm", status=400)
+
+    coalescer._send_batch = refused  # type: ignore[method-assign]
+    codes = ["ONE", "TWO", "MUCH-TOO-LONG-CODE", "THREE"]
+    results = await asyncio.gather(
+        *(fno.create("DeliveryModesV2", _mode(code)) for code in codes), return_exceptions=True
+    )
+    assert coalescer.fallbacks == 1
+    assert isinstance(results[2], RejectedError) and "10" in results[2].message
+    assert [r["ModeCode"] for i, r in enumerate(results) if i != 2] == ["ONE", "TWO", "THREE"]  # type: ignore[index]
+    stored = await fno.query("DeliveryModesV2", filter="startswith(ModeDescription, 'mode ')")
+    assert {r["ModeCode"] for r in stored} >= {"ONE", "TWO", "THREE"}

@@ -62,7 +62,7 @@ class ODataHttp:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return to_web(self._too_large())
         try:
-            body = await request.read() if request.can_read_body else b""
+            body = await request.read()  # cached: a middleware (faults) may have read it first
         except web.HTTPRequestEntityTooLarge:
             return to_web(self._too_large())
         if len(body) > self.max_body_bytes:
