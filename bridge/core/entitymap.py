@@ -383,6 +383,10 @@ class EntityMap(_Model):
         for the columns this map knows (fields, key and company)."""
         return self._scm_by_lower.get(event_attribute.lower().removeprefix("mserp_"))
 
+    def scm_properties_by_attribute(self) -> dict[str, str]:
+        """``{"mserp_warehouseid": "WarehouseId", …}``: ``scm_property`` for a whole event at once."""
+        return {"mserp_" + lower: name for lower, name in self._scm_by_lower.items()}
+
 
 def _read(image: Mapping[str, Any], side: System, f: FieldMap) -> Any:
     column = f.column(side)

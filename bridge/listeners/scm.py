@@ -36,8 +36,10 @@ MAX_EVENTS = 1000  # one body; F&O's own bursts are far smaller
 def scm_attributes(emap: EntityMap, attrs: Mapping[str, Any]) -> dict[str, Any]:
     """``{"mserp_warehouseid": "11"}`` -> ``{"WarehouseId": "11"}`` for the columns the map knows."""
     out: dict[str, Any] = {}
+    known = emap.scm_properties_by_attribute()
+    known["mserp_" + MODIFIED.lower()] = MODIFIED
     for name, value in attrs.items():
-        prop = MODIFIED if name.lower() == "mserp_" + MODIFIED.lower() else emap.scm_property(name)
+        prop = known.get(name) or known.get(name.lower())
         if prop is None:
             continue
         if isinstance(value, str) and (moment := wcf_date(value)) is not None:

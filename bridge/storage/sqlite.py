@@ -8,10 +8,11 @@ Measured on the 2-core CI machine (enqueue + lease + complete, batch 1): ~2,650 
 against ~710 cycles/s for the same transactions written with aiosqlite (docs/queue-and-state.md).
 
 Group commit: at most one job is in the thread at a time. Operations submitted while it runs wait,
-and the next job runs all of them inside one ``BEGIN IMMEDIATE`` … ``COMMIT``, each in a savepoint
-of its own (so one failing operation rolls back only itself), and hands every result back in one
-call into the event loop. A lone operation runs as before. Under load that turns dozens of thread
-hops and commits into one; no operation's result is delivered before its data is committed.
+and the next job runs all of them inside one ``BEGIN IMMEDIATE`` … ``COMMIT`` (an operation's own
+``transaction()`` becomes a savepoint, so one failing operation rolls back only itself, and a lone
+statement is atomic as in autocommit), and hands every result back in one call into the event
+loop. A lone operation runs as before. Under load that turns dozens of thread hops and commits into
+one; no operation's result is delivered before its data is committed.
 
 The connection runs in autocommit mode (``isolation_level=None``); writers open ``BEGIN IMMEDIATE``
 through :func:`transaction` (a savepoint when a group is already open), so the write lock is taken up
@@ -90,9 +91,10 @@ def _run_group(conn: sqlite3.Connection, ops: list[_Op]) -> None:
             op.error = exc
         return
     for op in ops:
+        # No savepoint of our own: an operation's ``transaction()`` is its savepoint, and a lone
+        # statement is atomic by itself, exactly as in autocommit mode.
         try:
-            with _savepoint(conn, "op"):
-                op.result = op.fn(conn)
+            op.result = op.fn(conn)
         except BaseException as exc:
             op.error = exc
     try:
