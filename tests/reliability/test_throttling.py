@@ -18,7 +18,8 @@ async def test_a_429_storm_is_waited_out_as_told_and_loses_nothing(rig: Rig, siz
     faults.configure(FaultSettings(throttle_rate=0.4, retry_after=1, latency_ms=1, seed=3))
     faults.clear_log()
     last = await stream(keys, updates, None, rig.person.scm_update, tag="u", start=records)
-    final = await converge(rig.sandbox)
+    # Not a speed test: a 40% storm stretches the long form's catch-up past the default minute.
+    final = await converge(rig.sandbox, timeout=180)
     assert final == {**created, **last}
 
     calls = [e for e in faults.log if e.kind == "latency"]
