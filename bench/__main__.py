@@ -22,11 +22,12 @@ from typing import Any
 
 from bench.backlog import run_backlog
 from bench.common import Figure, ratio, table
+from bench.cost import run_cost
 from bench.live import Direction, Keys, run_direction, run_scaling
 from bench.profile import run_profile
 from bench.syncpath import run_sync
 
-SECTIONS = ("sync", "live", "backlog", "scaling", "profile")
+SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "profile")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +56,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
         return {
             "sync": {"creates": 20, "updates": 60, "latency_changes": 15},
             "live": {"records": 200, "updates": 1000},
+            "cost": {"records": 200, "updates": 2000},
             "backlog": [10_000, 100_000],
             "catchup_window_s": 5.0,
             "scaling": {1: 60, 10: 200, 100: 400, 1000: 1000},
@@ -63,6 +65,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
     return {
         "sync": {"creates": 100, "updates": 400, "latency_changes": 60},
         "live": {"records": 1000, "updates": 10_000},
+        "cost": {"records": 1000, "updates": 10_000},
         "backlog": [10_000, 100_000, 1_000_000],
         "catchup_window_s": 60.0,
         "scaling": {1: 300, 10: 1000, 100: 3000, 10_000: 10_000},
@@ -173,6 +176,9 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                 "relay_creates_per_s": d.relay.creates_per_s,
                 "ratio_to_raw": ratio(d.bridge.updates_per_s, d.raw.updates_per_s),
                 "ratio_to_relay": ratio(d.bridge.updates_per_s, d.relay.updates_per_s),
+                "relay_ratio_to_raw": ratio(d.relay.updates_per_s, d.raw.updates_per_s),
+                "cpu_us_per_change": d.bridge.cpu_us_per_change,
+                "relay_cpu_us_per_change": d.relay.cpu_us_per_change,
                 "mismatched_records": d.bridge.mismatched,
             }
             figures += [
@@ -189,8 +195,20 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                     "/s",
                     f"raw {d.raw.creates_per_s:,.0f}/s, relay {d.relay.creates_per_s:,.0f}/s",
                 ),
-                Figure(f"live {d.name}: ratio to raw", per[key]["ratio_to_raw"], "x", "", ">= 0.5"),
+                Figure(
+                    f"live {d.name}: ratio to raw",
+                    per[key]["ratio_to_raw"],
+                    "x",
+                    f"relay to raw {per[key]['relay_ratio_to_raw']:.2f}",
+                    ">= 0.5",
+                ),
                 Figure(f"live {d.name}: ratio to relay", per[key]["ratio_to_relay"], "x", "", ">= 0.7"),
+                Figure(
+                    f"live {d.name}: CPU per change",
+                    d.bridge.cpu_us_per_change,
+                    "us",
+                    f"relay {d.relay.cpu_us_per_change:,.0f} us",
+                ),
             ]
         # The headline keys take the slower direction.
         out.update(
@@ -202,6 +220,31 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
             live_updates=sizes["live"]["updates"],
             live_lanes=args.lanes,
         )
+
+    if "cost" in only:
+        print("cost per change (intake, then apply) ...", flush=True)
+        c = await run_cost(state_dir, workdir, lanes=args.lanes, keys=keys, **sizes["cost"])
+        out.update(
+            cost_intake_us_per_change=c.intake_us_per_change,
+            cost_apply_us_per_change=c.apply_us_per_change,
+            cost_intake_per_s=c.intake_per_s,
+            cost_apply_per_s=c.apply_per_s,
+            cost_changes=c.changes,
+        )
+        figures += [
+            Figure(
+                "cost: bridge CPU per change, intake",
+                c.intake_us_per_change,
+                "us",
+                f"map paused: {c.intake_per_s:,.0f} changes/s queued",
+            ),
+            Figure(
+                "cost: bridge CPU per change, apply",
+                c.apply_us_per_change,
+                "us",
+                f"backlog of {c.changes:,}: {c.apply_per_s:,.0f} changes/s applied",
+            ),
+        ]
 
     if "backlog" in only:
         print("backlog ...", flush=True)

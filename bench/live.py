@@ -31,6 +31,7 @@ class Rates:
     creates_per_s: float
     updates_per_s: float
     mismatched: int = 0  # records whose final value on the target is not the source's
+    cpu_us_per_change: float = float("nan")  # CPU of the bridge or relay process per change (both phases)
 
 
 @dataclass
@@ -113,18 +114,22 @@ async def run_process(
             proc = RelayProcess(info, workdir, cds_key=keys.cds, scm_key=keys.scm)
         await proc.start()
         try:
+            cpu_before = proc.cpu()
             creates = await _phase(
                 sandbox, recording, [(n.record, n.call(proc.url)) for n in recording.creates], lanes
             )
             updates = await _phase(
                 sandbox, recording, [(n.record, n.call(proc.url)) for n in recording.updates], lanes
             )
+            cpu = proc.cpu() - cpu_before
         finally:
             proc.stop()
+        changes = len(recording.creates) + len(recording.updates)
         return Rates(
             len(recording.creates) / creates,
             len(recording.updates) / updates,
             _mismatches(sandbox, recording),
+            cpu / changes * 1e6,
         )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import MAPPINGS, ROOT, free_port, rss_mb
+from bench.common import MAPPINGS, ROOT, cpu_seconds, free_port, rss_mb
 
 
 class ServedProcess:
@@ -64,6 +64,10 @@ class ServedProcess:
 
     def rss(self) -> tuple[float, float]:
         return rss_mb(self.pid)
+
+    def cpu(self) -> float:
+        """CPU seconds the process has used so far."""
+        return cpu_seconds(self.pid)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> None:
         """SIGINT: a graceful stop (the profiler writes its report then)."""

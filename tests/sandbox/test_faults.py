@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -115,6 +116,33 @@ async def test_log_shows_a_client_honouring_retry_after(client: Client) -> None:
     log = await client.log("dataverse")
     assert [e["kind"] for e in log] == ["latency", "throttle", "latency"]
     assert log[2]["monotonic"] - log[1]["monotonic"] >= 1.0
+
+
+async def test_a_slowed_batch_is_logged_with_its_requests_and_still_applied(client: Client) -> None:
+    """The log names each request inside a $batch; reading the body for that leaves it to the handler."""
+    await client.faults("fno", latency_ms=1)
+    boundary = "batch_t1"
+    parts = []
+    for n, ident in enumerate(("LB1", "LB2"), start=1):
+        body = {"dataAreaId": "usmf", "WarehouseId": ident, "WarehouseName": ident, "OperationalSiteId": "1"}
+        parts.append(
+            f"--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+            f"Content-ID: {n}\r\n\r\nPOST {client.sb.info.scm_url}/Warehouses HTTP/1.1\r\n"
+            f"Content-Type: application/json\r\n\r\n{json.dumps(body)}\r\n"
+        )
+    payload = "".join(parts) + f"--{boundary}--\r\n"
+    headers = {
+        **bearer(client.sb.token("user", "fno")),
+        "Content-Type": f"multipart/mixed; boundary={boundary}",
+        "Prefer": "odata.continue-on-error",
+    }
+    async with client.http.post(f"{client.sb.info.scm_url}/$batch", data=payload, headers=headers) as resp:
+        text = await resp.text()
+        assert resp.status == 200, text
+    assert text.count("HTTP/1.1 201") == 2  # both writes applied: the handler saw the whole body
+    entry = next(e for e in await client.log("fno") if e["request"].endswith("/$batch"))
+    assert [p.split("/")[-1] for p in entry["parts"]] == ["Warehouses", "Warehouses"]
+    assert all(p.startswith("POST /") for p in entry["parts"])
 
 
 async def test_throttle_rate_is_repeatable_with_a_seed(client: Client) -> None:

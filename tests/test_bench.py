@@ -1,0 +1,50 @@
+"""The benchmark harness itself: its options, and one smoke run of a section (figures, not timings)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import _sync_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sync_settings_take_json_values_and_bare_strings() -> None:
+    assert _sync_settings(["coalesce_writes=false", "concurrency=32", "note=plain"]) == {
+        "coalesce_writes": False,
+        "concurrency": 32,
+        "note": "plain",
+    }
+
+
+@pytest.mark.parametrize("bad", ["coalesce_writes", "=1", " =true"])
+def test_sync_settings_refuse_what_is_not_key_value(bad: str) -> None:
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        _sync_settings([bad])
+
+
+def test_quick_cost_section_writes_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "cost", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert figures["cost_changes"] == 2200  # 200 creates + 2,000 updates, every one through the bridge
+    for key in (
+        "cost_intake_us_per_change",
+        "cost_apply_us_per_change",
+        "cost_intake_per_s",
+        "cost_apply_per_s",
+    ):
+        assert figures[key] > 0, key
+    assert "cost: bridge CPU per change, apply" in done.stdout
