@@ -109,28 +109,18 @@ class WriteCoalescer:
                 raise RejectedError(
                     f"$batch answered {len(results)} of {len(batch)} requests (status {status})"
                 )
-        except RetryableError as exc:  # still throttled or down after the client's retries: all wait
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
+        except RetryableError as exc:
+            if exc.status is None or exc.status in WAIT_ALL:
+                # Throttled, down or unreachable after the client's own retries: every write waits
+                # (one by one would only add load where the service asked for less).
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                return
+            await self._one_by_one(batch, exc)  # another server error: it may be one write's doing
             return
-        except Exception as exc:
-            # The batch itself was refused or its answer unreadable (not one write's own failure): send
-            # each write on its own so each change gets its own, real answer. Safe to resend: every
-            # write is conditional (If-Match, or a create the target refuses as a duplicate).
-            log.warning(
-                "$batch of %d writes failed as a whole (%s); sending them one by one", len(batch), exc
-            )
-            self.fallbacks += 1
-            await asyncio.gather(
-                *(
-                    _settle(
-                        item.future,
-                        self._send_one(item.op.method, item.op.path, item.op.body, item.op.headers),
-                    )
-                    for item in batch
-                )
-            )
+        except Exception as exc:  # refused as a whole, or an unreadable answer
+            await self._one_by_one(batch, exc)
             return
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
@@ -143,6 +133,26 @@ class WriteCoalescer:
                 item.future.set_exception(
                     self._classify(result.status, result.headers, result.body, result.text)
                 )
+
+    async def _one_by_one(self, batch: list[_Pending], why: Exception) -> None:
+        """The batch failed as a whole, not as one write's own answer: send each write on its own so
+        each change gets its own, real answer. Safe to resend: every write is conditional (If-Match,
+        or a create the target refuses as a duplicate)."""
+        log.warning("$batch of %d writes failed as a whole (%s); sending them one by one", len(batch), why)
+        self.fallbacks += 1
+        await asyncio.gather(
+            *(
+                _settle(
+                    item.future,
+                    self._send_one(item.op.method, item.op.path, item.op.body, item.op.headers),
+                )
+                for item in batch
+            )
+        )
+
+
+# Whole-batch answers that say "wait" (about the service, not about any one request).
+WAIT_ALL = (429, 502, 503, 504)
 
 
 async def _settle(future: asyncio.Future[Any], call: Awaitable[Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bridge.core.errors import RejectedError
+from bridge.core.errors import RejectedError, RetryableError
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
 from bridge.systems.http import RetryPolicy, deadline_scope
@@ -144,3 +144,39 @@ async def test_a_batch_refused_as_a_whole_is_sent_one_by_one(fno: FnoClient) -> 
     assert [r["ModeCode"] for i, r in enumerate(results) if i != 2] == ["ONE", "TWO", "THREE"]  # type: ignore[index]
     stored = await fno.query("DeliveryModesV2", filter="startswith(ModeDescription, 'mode ')")
     assert {r["ModeCode"] for r in stored} >= {"ONE", "TWO", "THREE"}
+
+
+async def test_a_batch_failing_with_a_server_error_is_sent_one_by_one(fno: FnoClient) -> None:
+    """A 500 for the whole batch (after the client's own retries) may be one write's doing: each
+    write goes alone, so the others are not held back by it."""
+    coalescer = fno.http.coalescer
+    assert coalescer is not None
+
+    async def broken(content_type: str, body: bytes) -> tuple[int, dict[str, str], str]:
+        raise RetryableError("scm 500: An error has occurred.", system="scm", status=500)
+
+    coalescer._send_batch = broken  # type: ignore[method-assign]
+    rows = await asyncio.gather(*(fno.create("DeliveryModesV2", _mode(f"E{n}")) for n in range(3)))
+    assert [r["ModeCode"] for r in rows] == ["E0", "E1", "E2"]
+    assert coalescer.fallbacks == 1
+
+
+@pytest.mark.parametrize("status", [429, 503, None])
+async def test_a_throttled_or_unreachable_batch_makes_every_write_wait(
+    fno: FnoClient, status: int | None
+) -> None:
+    """429/503 (or no answer at all) after the client's retries: the service asked for less, so no
+    write is sent alone; each caller gets the retryable error, Retry-After included."""
+    coalescer = fno.http.coalescer
+    assert coalescer is not None
+
+    async def wait(content_type: str, body: bytes) -> tuple[int, dict[str, str], str]:
+        raise RetryableError("scm busy", system="scm", status=status, retry_after=7.0)
+
+    coalescer._send_batch = wait  # type: ignore[method-assign]
+    before = fno.http.requests_sent
+    results = await asyncio.gather(
+        *(fno.create("DeliveryModesV2", _mode(f"T{n}")) for n in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, RetryableError) and r.retry_after == 7.0 for r in results)
+    assert coalescer.fallbacks == 0 and fno.http.requests_sent == before  # nothing went one by one
