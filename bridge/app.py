@@ -23,7 +23,7 @@ from bridge.engine.sides import CdsSide, ScmSide
 from bridge.engine.worker import Engine
 from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.handlers import WebhookListener
-from bridge.metrics import Metrics
+from bridge.metrics import Metrics, RequestCounts
 from bridge.ops.auth import AdminAuth
 from bridge.ops.server import setup_ops
 from bridge.queue.sqlite import SqliteQueue
@@ -70,6 +70,7 @@ class Bridge:
         self.queue = SqliteQueue(data_dir / "queue.db", synchronous=settings.storage.synchronous)
         self.state = SqliteState(data_dir / "state.db", synchronous=settings.storage.synchronous)
         self.metrics = Metrics(maps=self.mappings.maps)
+        self.metrics.watch_requests(self._request_counts)
         self.own_ids: set[str] = set()
         self.applier = Applier(
             mappings=self.mappings,
@@ -121,6 +122,18 @@ class Bridge:
     @property
     def url(self) -> str:
         return f"http://{self.settings.listen.host}:{self.port}"
+
+    def _request_counts(self) -> dict[str, RequestCounts]:
+        out: dict[str, RequestCounts] = {}
+        for system, http in (("cds", self.cds.http), ("scm", self.scm.http)):
+            co = http.coalescer
+            out[system] = RequestCounts(
+                requests=http.requests_sent,
+                batches=co.batches_sent if co else 0,
+                batched_writes=co.operations_batched if co else 0,
+                batch_fallbacks=co.fallbacks if co else 0,
+            )
+        return out
 
     async def _probe_scm(self) -> None:
         await self.scm.query("LegalEntities", select=["LegalEntityId"], top=1)

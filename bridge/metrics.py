@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import metrics as otel_metrics
@@ -93,6 +93,18 @@ class LastError:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestCounts:
+    """What one system's HTTP client has sent since start: requests on the wire (retries
+    included), the ``$batch`` requests among them, the writes those carried, and batches sent again
+    one write at a time."""
+
+    requests: int
+    batches: int
+    batched_writes: int
+    batch_fallbacks: int
+
+
+@dataclass(frozen=True, slots=True)
 class DirectionFigures:
     direction: str
     received: int
@@ -164,7 +176,8 @@ class Metrics:
         self._lock = threading.Lock()
         for name in maps:
             self._map(name)
-        m = meter or telemetry.meter()
+        m = self._meter = meter or telemetry.meter()
+        self._request_source: Callable[[], Mapping[str, RequestCounts]] | None = None
         self._received = m.create_counter(
             "dualwrite.changes.received", unit="{change}", description="Change notifications accepted"
         )
@@ -198,6 +211,40 @@ class Metrics:
             unit="s",
             description="Age of the oldest queued change per map",
         )
+
+    def watch_requests(self, source: Callable[[], Mapping[str, RequestCounts]]) -> None:
+        """Mirror the HTTP clients' counts (``source()``: system -> counts) as observable counters."""
+        self._request_source = source
+        m = self._meter
+        for name, unit, description in (
+            ("dualwrite.http.requests", "{request}", "Requests sent to each system, retries included"),
+            ("dualwrite.batch.requests", "{request}", "$batch requests among them"),
+            ("dualwrite.batch.writes", "{write}", "Writes carried in $batch requests"),
+            ("dualwrite.batch.fallbacks", "{batch}", "Batches that failed as a whole, sent one by one"),
+        ):
+            m.create_observable_counter(
+                name, callbacks=[self._request_callback(name)], unit=unit, description=description
+            )
+
+    def request_counts(self) -> dict[str, RequestCounts]:
+        source = self._request_source
+        return {} if source is None else dict(source())
+
+    def _request_callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        field_name = {
+            "dualwrite.http.requests": "requests",
+            "dualwrite.batch.requests": "batches",
+            "dualwrite.batch.writes": "batched_writes",
+            "dualwrite.batch.fallbacks": "batch_fallbacks",
+        }[name]
+
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(getattr(counts, field_name), {"system": system})
+                for system, counts in self.request_counts().items()
+            ]
+
+        return observe
 
     # ------------------------------------------------------------ writer-facing
 

@@ -7,6 +7,7 @@ write form (lookups as ``<nav>@odata.bind``), as ``bridge.core.mapping`` produce
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class DataverseClient:
         self._keys = _Lru(cache_size)  # (entity_set, GUID, key_column) -> natural key
         self._companies: dict[str, str] = {}  # code (upper) -> GUID
         self._company_codes: dict[str, str] = {}  # GUID -> code (upper)
+        self._companies_loading: asyncio.Future[None] | None = None
 
     async def close(self) -> None:
         await self.http.close()
@@ -193,6 +195,20 @@ class DataverseClient:
 
     # ------------------------------------------------------------------ companies
     async def _load_companies(self) -> None:
+        """Reload the company table; callers arriving while a reload runs share it (a cold cache
+        under load would otherwise send one identical query per change)."""
+        if self._companies_loading is None:
+            loading = asyncio.ensure_future(self._fetch_companies())
+            self._companies_loading = loading
+            loading.add_done_callback(self._companies_loaded)
+        await asyncio.shield(self._companies_loading)
+
+    def _companies_loaded(self, loading: asyncio.Future[None]) -> None:
+        self._companies_loading = None
+        if not loading.cancelled():
+            loading.exception()  # retrieved here too: every waiter may have been cancelled
+
+    async def _fetch_companies(self) -> None:
         rows = await self.query(COMPANY_SET, select=[COMPANY_ID, COMPANY_CODE])
         for row in rows:
             code, guid = row.get(COMPANY_CODE), row.get(COMPANY_ID)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bridge.sandbox.faults import FaultSettings
 from tests.e2e.harness import Harness, eventually
 
@@ -57,3 +59,24 @@ async def test_a_stale_etag_makes_the_bridge_read_and_decide(env: Harness) -> No
     await eventually(synced, what="F&O's change in Dataverse")
     await env.settle()
     assert env.bridge.cds.http.requests_sent - calls == 3  # PATCH (412), GET, PATCH
+
+
+async def test_many_asynchronous_changes_travel_in_batches_and_are_counted(env: Harness) -> None:
+    """F&O changes arrive as asynchronous data events: their Dataverse writes queue up behind the
+    requests in flight and leave as $batch requests, which the metrics count per system."""
+    before = env.bridge.metrics.request_counts()["cds"]
+    codes = [f"B{n:02d}" for n in range(40)]
+    made = await asyncio.gather(
+        *(env.scm_create("DeliveryModesV2", {"ModeCode": c, "ModeDescription": "batched"}) for c in codes)
+    )
+    assert {r.status for r in made} == {201}
+
+    async def all_synced() -> bool:
+        resp = await env.request("cds", "GET", "msdyn_shipvias?$filter=msdyn_description eq 'batched'")
+        return len(resp.body["value"]) == len(codes)
+
+    await eventually(all_synced, what="40 F&O creates in Dataverse")
+    after = env.bridge.metrics.request_counts()["cds"]
+    assert after.batches > before.batches  # some went together
+    assert after.batched_writes - before.batched_writes >= 2
+    assert after.requests - before.requests < len(codes)  # fewer requests than writes

@@ -7,7 +7,15 @@ from typing import Any
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from bridge.metrics import LATENCY_WINDOW, MAX_IGNORED_NAMES, MAX_MESSAGE, OTHER, Metrics, percentile
+from bridge.metrics import (
+    LATENCY_WINDOW,
+    MAX_IGNORED_NAMES,
+    MAX_MESSAGE,
+    OTHER,
+    Metrics,
+    RequestCounts,
+    percentile,
+)
 
 T0 = 1_800_000_000.0  # a whole minute (divisible by 60)
 
@@ -184,3 +192,25 @@ def test_figures_are_mirrored_as_opentelemetry_instruments() -> None:
         (7, {"entity": "warehouse"})
     ]
     assert [p.value for p in points["dualwrite.queue.lag"]] == [42.0]
+
+
+def test_request_counts_are_mirrored_per_system() -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = Metrics(meter=provider.get_meter("dualwrite"))
+    assert metrics.request_counts() == {}  # nothing watched yet
+    counts = {
+        "cds": RequestCounts(requests=12, batches=2, batched_writes=40, batch_fallbacks=0),
+        "scm": RequestCounts(requests=3, batches=0, batched_writes=0, batch_fallbacks=1),
+    }
+    metrics.watch_requests(lambda: counts)
+
+    points = _points(reader)
+
+    def by_system(name: str) -> dict[str, int]:
+        return {p.attributes["system"]: p.value for p in points[name]}
+
+    assert by_system("dualwrite.http.requests") == {"cds": 12, "scm": 3}
+    assert by_system("dualwrite.batch.requests") == {"cds": 2, "scm": 0}
+    assert by_system("dualwrite.batch.writes") == {"cds": 40, "scm": 0}
+    assert by_system("dualwrite.batch.fallbacks") == {"cds": 0, "scm": 1}

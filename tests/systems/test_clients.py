@@ -315,6 +315,18 @@ async def cds(sandbox_info: Any) -> AsyncIterator[DataverseClient]:
         yield client
 
 
+async def test_a_cold_company_cache_is_loaded_once_for_concurrent_callers(cds: DataverseClient) -> None:
+    """Many changes at once after a start (a backlog, a burst) share one reload of the company table."""
+    before = cds.http.requests_sent
+    found = await asyncio.gather(*(cds.company_id(code) for code in ["USMF", "usmf", "DEMF", "NOPE"] * 10))
+    assert cds.http.requests_sent - before == 1
+    assert found[0] == found[1] and found[0] is not None and found[3] is None
+    # A miss reloads (a company may have been added), again once for everyone who missed together.
+    before = cds.http.requests_sent
+    assert await asyncio.gather(*(cds.company_id("NOPE") for _ in range(10))) == [None] * 10
+    assert cds.http.requests_sent - before == 1
+
+
 async def test_dataverse_crud_by_id_and_alternate_key(cds: DataverseClient, sandbox_info: Any) -> None:
     assert (await cds.who_am_i()).user_id == sandbox_info.bridge_user_id
     usmf = await cds.company_id("usmf")
