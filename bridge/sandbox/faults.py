@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.sandbox.contracts import SystemName
+from bridge.sandbox.odata.batch import BatchSyntaxError, ChangeSet, parse_batch
 
 FaultKind = Literal["latency", "throttle", "unavailable", "drop", "duplicate", "reorder", "webhook_timeout"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -159,16 +160,23 @@ class Faults:
         return faults_middleware
 
 
-_BATCH_REQUEST_LINE = re.compile(r"^([A-Z]+) (?:https?://[^/\s]+)?(/\S*) HTTP/1\.[01]\r?$", re.MULTILINE)
-
-
 async def batch_parts(request: web.Request) -> tuple[str, ...]:
-    """The requests inside a ``$batch`` body ("METHOD /path"); () for any other request. The body
-    stays readable for the handler (aiohttp keeps what was read)."""
+    """The requests inside a ``$batch`` body ("METHOD /path"); () for any other request, or for a
+    body the batch handler will refuse. The body stays readable for the handler (aiohttp keeps what
+    was read)."""
     if request.method != "POST" or not request.path.endswith("/$batch"):
         return ()
-    text = await request.text()
-    return tuple(f"{m.group(1)} {m.group(2)}" for m in _BATCH_REQUEST_LINE.finditer(text))
+    try:
+        parsed = parse_batch(await request.read(), request.headers.get("Content-Type", ""))
+    except BatchSyntaxError:
+        return ()
+    requests = [r for p in parsed for r in (p.requests if isinstance(p, ChangeSet) else [p])]
+    return tuple(f"{r.method} {_path_of(r.url)}" for r in requests)
+
+
+def _path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def throttled(system: SystemName, retry_after: int) -> web.Response:
