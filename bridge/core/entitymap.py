@@ -173,14 +173,14 @@ class EntityMap(_Model):
     fields: list[FieldMap] = Field(min_length=1)
 
     _maps: list[ValueMap | None] = PrivateAttr(default_factory=list)
-    _scm_by_lower: dict[str, str] = PrivateAttr(default_factory=dict)  # data-event attribute lookup
+    _scm_by_attribute: dict[str, str] = PrivateAttr(default_factory=dict)  # "mserp_<lower>" -> property
 
     def model_post_init(self, context: Any, /) -> None:
         self._check_value_maps()
         self._maps = [self._value_map(i, f) for i, f in enumerate(self.fields)]
         names = {f.scm for f in self.fields} | {self.scm.key_field, self.scm.company_field}
         for name in sorted(names, reverse=True):  # on a case-only clash the first in order wins
-            self._scm_by_lower[name.lower()] = name
+            self._scm_by_attribute["mserp_" + name.lower()] = name
         self._check_columns()
         for i, f in enumerate(self.fields):
             self._check_default(i, f)
@@ -381,11 +381,12 @@ class EntityMap(_Model):
     def scm_property(self, event_attribute: str) -> str | None:
         """The F&O property behind a data-event attribute ('mserp_warehouseid' -> 'WarehouseId'),
         for the columns this map knows (fields, key and company)."""
-        return self._scm_by_lower.get(event_attribute.lower().removeprefix("mserp_"))
+        return self.scm_attribute_names().get(event_attribute.lower())
 
-    def scm_properties_by_attribute(self) -> dict[str, str]:
-        """``{"mserp_warehouseid": "WarehouseId", …}``: ``scm_property`` for a whole event at once."""
-        return {"mserp_" + lower: name for lower, name in self._scm_by_lower.items()}
+    def scm_attribute_names(self) -> Mapping[str, str]:
+        """``{"mserp_warehouseid": "WarehouseId", …}`` (read-only, built once): ``scm_property`` for a
+        whole event without a lookup of the map per attribute."""
+        return self._scm_by_attribute
 
 
 def _read(image: Mapping[str, Any], side: System, f: FieldMap) -> Any:

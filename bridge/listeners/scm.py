@@ -21,6 +21,7 @@ from bridge.listeners.values import MappingLookup, iso_z, parse_timestamp, wcf_d
 from bridge.listeners.wire import Context, DataEventContext, WireEntity, validate
 
 MODIFIED = "ModifiedDateTime"
+MODIFIED_ATTRIBUTE = "mserp_" + MODIFIED.lower()
 # Through the Power Platform integration the same events arrive as OnExternal* messages.
 MESSAGES = {
     "Create": Operation.CREATE,
@@ -36,10 +37,10 @@ MAX_EVENTS = 1000  # one body; F&O's own bursts are far smaller
 def scm_attributes(emap: EntityMap, attrs: Mapping[str, Any]) -> dict[str, Any]:
     """``{"mserp_warehouseid": "11"}`` -> ``{"WarehouseId": "11"}`` for the columns the map knows."""
     out: dict[str, Any] = {}
-    known = emap.scm_properties_by_attribute()
-    known["mserp_" + MODIFIED.lower()] = MODIFIED
+    known = emap.scm_attribute_names()
     for name, value in attrs.items():
-        prop = known.get(name) or known.get(name.lower())
+        attribute = name.lower()
+        prop = MODIFIED if attribute == MODIFIED_ATTRIBUTE else known.get(attribute)
         if prop is None:
             continue
         if isinstance(value, str) and (moment := wcf_date(value)) is not None:
