@@ -215,32 +215,24 @@ class Metrics:
     def watch_requests(self, source: Callable[[], Mapping[str, RequestCounts]]) -> None:
         """Mirror the HTTP clients' counts (``source()``: system -> counts) as observable counters."""
         self._request_source = source
-        m = self._meter
-        for name, unit, description in (
-            ("dualwrite.http.requests", "{request}", "Requests sent to each system, retries included"),
-            ("dualwrite.batch.requests", "{request}", "$batch requests among them"),
-            ("dualwrite.batch.writes", "{write}", "Writes carried in $batch requests"),
-            ("dualwrite.batch.fallbacks", "{batch}", "Batches that failed as a whole, sent one by one"),
+        for name, count, unit, description in (
+            ("dualwrite.http.requests", "requests", "{request}", "Requests sent, retries included"),
+            ("dualwrite.batch.requests", "batches", "{request}", "$batch requests among them"),
+            ("dualwrite.batch.writes", "batched_writes", "{write}", "Writes carried in $batch requests"),
+            ("dualwrite.batch.fallbacks", "batch_fallbacks", "{batch}", "Batches sent again one by one"),
         ):
-            m.create_observable_counter(
-                name, callbacks=[self._request_callback(name)], unit=unit, description=description
+            self._meter.create_observable_counter(
+                name, callbacks=[self._observe_requests(count)], unit=unit, description=description
             )
 
     def request_counts(self) -> dict[str, RequestCounts]:
         source = self._request_source
         return {} if source is None else dict(source())
 
-    def _request_callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        field_name = {
-            "dualwrite.http.requests": "requests",
-            "dualwrite.batch.requests": "batches",
-            "dualwrite.batch.writes": "batched_writes",
-            "dualwrite.batch.fallbacks": "batch_fallbacks",
-        }[name]
-
+    def _observe_requests(self, count: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             return [
-                Observation(getattr(counts, field_name), {"system": system})
+                Observation(getattr(counts, count), {"system": system})
                 for system, counts in self.request_counts().items()
             ]
 
