@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bridge.core.errors import RejectedError
-from bridge.systems.batch import (
-    BatchOperation,
-    BatchResult,
-    build_changeset,
-    parse_batch_response,
-    raise_for_batch,
-)
-from bridge.systems.http import HttpClient, RetryPolicy, TokenSource, header
+from bridge.systems.client import ServiceClient
+from bridge.systems.http import RetryPolicy, TokenSource, header
 from bridge.systems.odata import get_one, id_from_entity_url, id_segment, key_segment, literal, query_all
 
 COMPANY_SET = "cdm_companies"
@@ -68,8 +62,10 @@ class _Lru:
         return len(self._data)
 
 
-class DataverseClient:
+class DataverseClient(ServiceClient):
     """``base_url`` is the Web API root, e.g. ``https://org.crm.dynamics.com/api/data/v9.2/``."""
+
+    system = "cds"
 
     def __init__(
         self,
@@ -82,23 +78,12 @@ class DataverseClient:
         coalesce: bool = False,
         cache_size: int = 4096,
     ) -> None:
-        self.http = HttpClient(
-            "cds", base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry, coalesce=coalesce
-        )
+        super().__init__(base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry, coalesce=coalesce)
         self._ids = _Lru(cache_size)  # (entity_set, company_code, key_column, key) -> GUID
         self._keys = _Lru(cache_size)  # (entity_set, GUID, key_column) -> natural key
         self._companies: dict[str, str] = {}  # code (upper) -> GUID
         self._company_codes: dict[str, str] = {}  # GUID -> code (upper)
         self._companies_loading: asyncio.Future[None] | None = None
-
-    async def close(self) -> None:
-        await self.http.close()
-
-    async def __aenter__(self) -> DataverseClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------ reads
     async def who_am_i(self) -> WhoAmI:
@@ -274,11 +259,3 @@ class DataverseClient:
         record_id = record_id.lower()
         self._ids.drop_where(lambda k, v: k[0] == entity_set and v == record_id)
         self._keys.drop_where(lambda k, _v: k[0] == entity_set and k[1] == record_id)
-
-    async def batch(self, operations: Sequence[BatchOperation]) -> list[BatchResult]:
-        """Run ``operations`` as one change set: all apply or none. Raises the first failure."""
-        content_type, body = build_changeset(self.http.base_url, operations)
-        resp = await self.http.request("POST", "$batch", raw_body=body, content_type=content_type)
-        results = parse_batch_response(header(resp.headers, "Content-Type") or "", resp.text)
-        raise_for_batch("cds", results, len(operations))
-        return results

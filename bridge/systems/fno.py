@@ -3,48 +3,21 @@ queries with paging, create / update / delete. Values travel in F&O's OData JSON
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from bridge.systems.batch import (
-    BatchOperation,
-    BatchResult,
-    build_changeset,
-    parse_batch_response,
-    raise_for_batch,
-)
-from bridge.systems.http import HttpClient, RetryPolicy, TokenSource, header
+from bridge.systems.client import ServiceClient
+from bridge.systems.http import header
 from bridge.systems.odata import get_one, key_segment, query_all
 
 # Without it F&O answers with the caller's default company only (protocols.md).
 CROSS_COMPANY = {"cross-company": "true"}
 
 
-class FnoClient:
+class FnoClient(ServiceClient):
     """``base_url`` is the OData root, e.g. ``https://host.operations.dynamics.com/data/``."""
 
-    def __init__(
-        self,
-        base_url: str,
-        tokens: TokenSource,
-        *,
-        ca_file: str | None = None,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        coalesce: bool = False,
-    ) -> None:
-        self.http = HttpClient(
-            "scm", base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry, coalesce=coalesce
-        )
-
-    async def close(self) -> None:
-        await self.http.close()
-
-    async def __aenter__(self) -> FnoClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    system = "scm"
 
     async def get(
         self, entity_set: str, keys: Mapping[str, Any], select: list[str] | None = None
@@ -98,11 +71,3 @@ class FnoClient:
             "DELETE", entity_set + key_segment(keys), params=CROSS_COMPANY, accept=(404,)
         )
         return resp.status != 404
-
-    async def batch(self, operations: Sequence[BatchOperation]) -> list[BatchResult]:
-        """Run ``operations`` as one change set: all apply or none. Raises the first failure."""
-        content_type, body = build_changeset(self.http.base_url, operations)
-        resp = await self.http.request("POST", "$batch", raw_body=body, content_type=content_type)
-        results = parse_batch_response(header(resp.headers, "Content-Type") or "", resp.text)
-        raise_for_batch("scm", results, len(operations))
-        return results
