@@ -65,7 +65,7 @@ class WriteCoalescer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches_sent = 0  # observability (and tests)
         self.operations_batched = 0
-        self.fallbacks = 0  # batches refused as a whole, then sent one by one
+        self.fallbacks = 0  # batches that failed as a whole, then sent one by one
 
     async def write(self, method: str, path: str, body: Any, headers: Mapping[str, str]) -> Any:
         loop = asyncio.get_running_loop()
@@ -93,10 +93,7 @@ class WriteCoalescer:
 
     async def _send(self, batch: list[_Pending]) -> None:
         if len(batch) == 1:
-            item = batch[0]
-            await _settle(
-                item.future, self._send_one(item.op.method, item.op.path, item.op.body, item.op.headers)
-            )
+            await self._alone(batch[0])
             return
         try:
             content_type, body = build_independent(self.base_url, [p.op for p in batch])
@@ -140,15 +137,12 @@ class WriteCoalescer:
         or a create the target refuses as a duplicate)."""
         log.warning("$batch of %d writes failed as a whole (%s); sending them one by one", len(batch), why)
         self.fallbacks += 1
-        await asyncio.gather(
-            *(
-                _settle(
-                    item.future,
-                    self._send_one(item.op.method, item.op.path, item.op.body, item.op.headers),
-                )
-                for item in batch
-            )
-        )
+        await asyncio.gather(*(self._alone(item) for item in batch))
+
+    async def _alone(self, item: _Pending) -> None:
+        """One write as a plain request; its caller gets that request's answer or error."""
+        op = item.op
+        await _settle(item.future, self._send_one(op.method, op.path, op.body, op.headers))
 
 
 # Whole-batch answers that say "wait" (about the service, not about any one request).
