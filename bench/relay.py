@@ -29,6 +29,7 @@ from bridge.core.mapping import EntityMap, MappingSet, load_mappings
 from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.cds import parse_cds_notification
 from bridge.listeners.scm import parse_scm_notification
+from bridge.runtime import run
 from bridge.systems.auth import TokenProvider
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
@@ -138,7 +139,8 @@ async def serve(config: dict[str, Any], secret: str) -> None:
 
 def main(argv: list[str]) -> int:
     config = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    asyncio.run(serve(config, os.environ["RELAY_CLIENT_SECRET"]))
+    # The same event loop as ``dualwrite serve``, so the ratio to the relay prices only the guarantees.
+    run(serve(config, os.environ["RELAY_CLIENT_SECRET"]), config.get("event_loop", "uvloop"))
     return 0
 
 

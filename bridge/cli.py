@@ -88,8 +88,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0 if ok else 1
     if args.command == "serve":
         from bridge.app import serve
+        from bridge.runtime import run
+        from bridge.settings import load_settings
 
-        return asyncio.run(serve(args.config))
+        # Read before the loop starts: the file chooses the loop.
+        settings = load_settings(args.config)
+        return run(serve(args.config, settings), settings.event_loop)
     if args.command == "register":
         from bridge.app import register
 

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     mappings_dir: Path = Path("mappings")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="Event loop of dualwrite serve (bridge.runtime)"
+    )
     # Secrets: environment only (DUALWRITE_CLIENT_SECRET, …).
     client_secret: SecretStr = SecretStr("")
     cds_webhook_key: SecretStr = SecretStr("")
