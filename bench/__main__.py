@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a [sync] setting for every bridge run, value in JSON (e.g. coalesce_writes=true)",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of every bridge and relay run (default uvloop, the bridge's default)",
+    )
     parser.add_argument("--lanes", type=int, default=32, help="concurrent senders for live runs (default 32)")
     return parser
 
@@ -108,10 +114,14 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
         only.discard("profile")
     state_dir = workdir / "sandbox-state"
     keys = Keys(
-        cds=secrets.token_urlsafe(18), scm=secrets.token_urlsafe(18), bridge_sync=_sync_settings(args.sync)
+        cds=secrets.token_urlsafe(18),
+        scm=secrets.token_urlsafe(18),
+        bridge_sync=_sync_settings(args.sync),
+        event_loop=args.event_loop,
     )
     out: dict[str, Any] = {
         "quick": args.quick,
+        "event_loop": args.event_loop,
         "machine": _machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

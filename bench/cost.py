@@ -36,7 +36,12 @@ async def run_cost(
     recording = await record(state_dir, "scm", records, updates, "CO", keys)
     async with Sandbox(sandbox_config(state_dir)) as sandbox:
         bridge = BridgeProcess(
-            sandbox.info, workdir / "cost-bridge", cds_key=keys.cds, scm_key=keys.scm, sync=keys.bridge_sync
+            sandbox.info,
+            workdir / "cost-bridge",
+            cds_key=keys.cds,
+            scm_key=keys.scm,
+            sync=keys.bridge_sync,
+            event_loop=keys.event_loop,
         )
         await bridge.start()
         try:

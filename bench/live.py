@@ -36,12 +36,13 @@ class Rates:
 
 @dataclass
 class Keys:
-    """What every bridge and relay run of one benchmark shares: the webhook keys, and the bridge's
-    ``[sync]`` settings (``--sync KEY=VALUE``)."""
+    """What every bridge and relay run of one benchmark shares: the webhook keys, the bridge's
+    ``[sync]`` settings (``--sync KEY=VALUE``) and the event loop of both (``--event-loop``)."""
 
     cds: str
     scm: str
     bridge_sync: dict[str, Any] = field(default_factory=dict)
+    event_loop: str = "uvloop"
 
 
 def _target(sandbox: Any, recording: Recording) -> Any:
@@ -109,9 +110,10 @@ async def run_process(
                 scm_key=keys.scm,
                 sync=keys.bridge_sync,
                 profile_to=profile_to,
+                event_loop=keys.event_loop,
             )
         else:
-            proc = RelayProcess(info, workdir, cds_key=keys.cds, scm_key=keys.scm)
+            proc = RelayProcess(info, workdir, cds_key=keys.cds, scm_key=keys.scm, event_loop=keys.event_loop)
         await proc.start()
         try:
             cpu_before = proc.cpu()

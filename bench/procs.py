@@ -98,6 +98,7 @@ class BridgeProcess(ServedProcess):
         scm_key: str,
         sync: dict[str, Any] | None = None,
         profile_to: Path | None = None,
+        event_loop: str = "uvloop",
     ) -> None:
         super().__init__(workdir, "bridge")
         self.info = info
@@ -109,6 +110,7 @@ class BridgeProcess(ServedProcess):
         self.config = workdir / "bridge.toml"
         self.config.write_text(
             f"""mappings_dir = "{MAPPINGS}"
+event_loop = "{event_loop}"
 [cds]
 url = "{info.cds_url}"
 scope = "{info.cds_scope}"
@@ -161,7 +163,9 @@ data_dir = "{workdir / "data"}"
 class RelayProcess(ServedProcess):
     """``python -m bench.relay CONFIG``: receive, map, write; nothing else."""
 
-    def __init__(self, info: Any, workdir: Path, *, cds_key: str, scm_key: str) -> None:
+    def __init__(
+        self, info: Any, workdir: Path, *, cds_key: str, scm_key: str, event_loop: str = "uvloop"
+    ) -> None:
         super().__init__(workdir, "relay")
         self.config = workdir / "relay.json"
         self.config.write_text(
@@ -178,6 +182,7 @@ class RelayProcess(ServedProcess):
                     "mappings_dir": str(MAPPINGS),
                     "cds_key": cds_key,
                     "scm_key": scm_key,
+                    "event_loop": event_loop,
                 }
             ),
             encoding="utf-8",
