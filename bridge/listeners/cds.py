@@ -16,11 +16,14 @@ system job's id (empty for synchronous steps), so it is only the fallback.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from bridge.core.errors import PayloadError
 from bridge.core.events import (
@@ -33,10 +36,11 @@ from bridge.core.events import (
     utcnow,
 )
 from bridge.core.mapping import EntityMap
-from bridge.listeners.values import MappingLookup, is_empty_guid, iso_z, parse_timestamp, wcf_date
+from bridge.listeners.values import MappingLookup, is_empty_guid, parse_timestamp, wcf_iso
 from bridge.listeners.wire import Context, WireEntity, WireReference, validate
 
 SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
+CORRELATION_HEADER = "x-ms-correlation-request-id"
 MESSAGES = {"Create": Operation.CREATE, "Update": Operation.UPDATE, "Delete": Operation.DELETE}
 MODES = {0: SyncMode.SYNC, 1: SyncMode.ASYNC}
 # Columns every row carries that say who/when, not what: never part of ``changed``.
@@ -52,6 +56,9 @@ SYSTEM_COLUMNS = frozenset(
     }
 )
 ALWAYS_LOOKUPS = frozenset({"modifiedby", "createdby", "modifiedonbehalfby", "createdonbehalfby", "ownerid"})
+# The form Dataverse sends every GUID in; such text needs no uuid.UUID round trip, only lower case.
+_CANONICAL_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_NUMBER = (int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,19 +159,20 @@ def normalise_attributes(attrs: Mapping[str, Any], lookups: Collection[str], whe
     """Serialised SDK attribute values -> Web API read form (see module docstring)."""
     out: dict[str, Any] = {}
     for name, value in attrs.items():
-        at = f"{where}.{name}"
-        if isinstance(value, dict) and isinstance(value.get("__type"), str):
-            kind = value["__type"].split(":", 1)[0]
+        if isinstance(value, str):  # the commonest case first
+            iso = wcf_iso(value)
+            out[name] = value if iso is None else iso
+        elif isinstance(value, dict) and isinstance(value.get("__type"), str):
+            at = f"{where}.{name}"
+            kind = value["__type"].partition(":")[0]
             if kind == "EntityReference":
                 out[f"_{name}_value"] = _guid(value.get("Id"), f"{at}.Id")
             elif kind == "OptionSetValue":
                 out[name] = _typed(value.get("Value"), int, f"{at}.Value", "an integer")
             elif kind == "Money":
-                out[name] = _typed(value.get("Value"), int | float, f"{at}.Value", "a number")
+                out[name] = _typed(value.get("Value"), _NUMBER, f"{at}.Value", "a number")
             else:
                 out[name] = value  # a type no mapping uses: keep it as sent
-        elif isinstance(value, str) and (moment := wcf_date(value)) is not None:
-            out[name] = iso_z(moment)
         elif value is None and name in lookups:
             out[f"_{name}_value"] = None
         else:
@@ -179,17 +187,32 @@ def _typed(value: Any, kind: Any, where: str, what: str) -> Any:
 
 
 def _guid(value: Any, where: str) -> str:
-    try:
+    """A GUID in canonical lower-case form (what ``str(uuid.UUID(...))`` gives)."""
+    if isinstance(value, str) and _CANONICAL_GUID.fullmatch(value):
+        return value.lower()
+    try:  # the other spellings uuid.UUID accepts: braces, no hyphens, "urn:uuid:"
         return str(uuid.UUID(str(value)))
     except ValueError:
         raise PayloadError(f"{where}: not a GUID: {value!r}") from None
 
 
 def _guid_or_none(value: Any) -> str | None:
+    if not value:
+        return None
+    if isinstance(value, str) and _CANONICAL_GUID.fullmatch(value):
+        return value.lower()
     try:
-        return str(uuid.UUID(str(value))) if value else None
+        return str(uuid.UUID(str(value)))
     except ValueError:
         return None
+
+
+def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of header ``name`` (given in lower case), matched case-insensitively, in order."""
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        # aiohttp's request headers look up case-insensitively themselves: no need to lower each name.
+        return headers.getall(name, [])
+    return [value for key, value in headers.items() if key.lower() == name]
 
 
 def _key_or_none(value: Any) -> str | None:
@@ -227,7 +250,6 @@ def parse_cds_notification(
 
     Raises ``PayloadError`` naming the problem for a body of the wrong shape or types."""
     ctx = validate(Context, body)
-    lowered = {k.lower(): v for k, v in headers.items()}
     operation = MESSAGES.get(ctx.MessageName)
     emap = mappings.by_cds_logical_name(ctx.PrimaryEntityName)
     if operation is None or emap is None:
@@ -261,7 +283,8 @@ def parse_cds_notification(
     post = _normalised_image(post_raw, logical, lookups, "PostEntityImages.0.value")
     pre = _normalised_image(pre_raw, logical, lookups, "PreEntityImages.0.value")
 
-    needs_fetch = SIZE_EXCEEDED_HEADER in lowered or (target is None and operation is not Operation.DELETE)
+    size_exceeded = bool(_header_values(headers, SIZE_EXCEEDED_HEADER))
+    needs_fetch = size_exceeded or (target is None and operation is not Operation.DELETE)
     image = _post_image(operation, target, post, pre)
     changed = {} if target is None else {k: v for k, v in target.items() if k not in SYSTEM_COLUMNS}
     changed.pop(emap.cds.primary_id, None)
@@ -293,9 +316,13 @@ def parse_cds_notification(
         needs_fetch=needs_fetch,
         source_timestamp=timestamp or utcnow(),
         initiated_by=None if is_empty_guid(initiated) else str(initiated).lower(),
-        correlation_id=ctx.CorrelationId or lowered.get("x-ms-correlation-request-id"),
+        correlation_id=ctx.CorrelationId or _last(_header_values(headers, CORRELATION_HEADER)),
         trace_context=dict(trace_context or {}),
     )
+
+
+def _last(values: list[str]) -> str | None:
+    return values[-1] if values else None  # a repeated header: the last one, as a dict would keep
 
 
 def _target_id(raw_target: Any) -> str | None:

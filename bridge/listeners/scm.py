@@ -17,7 +17,7 @@ from typing import Any
 from bridge.core.errors import PayloadError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, utcnow
 from bridge.core.mapping import EntityMap
-from bridge.listeners.values import MappingLookup, iso_z, parse_timestamp, wcf_date
+from bridge.listeners.values import MappingLookup, parse_timestamp, wcf_iso
 from bridge.listeners.wire import Context, DataEventContext, WireEntity, validate
 
 MODIFIED = "ModifiedDateTime"
@@ -43,8 +43,8 @@ def scm_attributes(emap: EntityMap, attrs: Mapping[str, Any]) -> dict[str, Any]:
         prop = MODIFIED if attribute == MODIFIED_ATTRIBUTE else known.get(attribute)
         if prop is None:
             continue
-        if isinstance(value, str) and (moment := wcf_date(value)) is not None:
-            value = iso_z(moment)
+        if isinstance(value, str) and (iso := wcf_iso(value)) is not None:
+            value = iso
         out[prop] = value
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -37,6 +38,20 @@ def wcf_date(value: str) -> datetime | None:
 def iso_z(moment: datetime) -> str:
     """The Web API read form of a datetime: 'YYYY-MM-DDTHH:MM:SSZ' (UTC, whole seconds)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def wcf_iso(value: str) -> str | None:
+    """``iso_z(wcf_date(value))``; None when ``value`` is not a WCF date."""
+    # Most strings are not dates: reject them before the cache so they do not crowd it out.
+    return _wcf_iso(value) if value.startswith("/Date(") else None
+
+
+# The same modifiedon/createdon text repeats across Target, images and changes, and the
+# conversion (regex, fromtimestamp, strftime) is a pure function of it: remember recent ones.
+@functools.lru_cache(maxsize=1024)
+def _wcf_iso(value: str) -> str | None:
+    moment = wcf_date(value)
+    return None if moment is None else iso_z(moment)
 
 
 def parse_timestamp(value: Any, where: str) -> datetime | None:

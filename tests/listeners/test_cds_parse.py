@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from bridge.core.errors import PayloadError
 from bridge.core.events import Operation, SyncMode, System
 from bridge.core.mapping import MappingSet, load_mappings
-from bridge.listeners.cds import CdsChange, normalise_attributes, parse_cds_notification
+from bridge.listeners.cds import CdsChange, _guid, _guid_or_none, normalise_attributes, parse_cds_notification
+from bridge.listeners.values import iso_z, wcf_date, wcf_iso
 from tests.listeners.payloads import (
     SITE_ID,
     USER_ID,
@@ -266,3 +270,85 @@ def test_payload_built_by_the_sandbox_notifier_parses(mappings: MappingSet) -> N
     assert parsed.image is not None and parsed.image["_msdyn_company_value"] == USMF_ID
     assert parsed.image["modifiedon"] == "2026-11-20T10:05:00Z"
     assert parsed.key == "11" and parsed.source_timestamp == datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
+
+
+CANONICAL = "8286946c-4c3c-531a-9ff8-4b8e86fc8584"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        CANONICAL,
+        CANONICAL.upper(),  # the fast path must still lower-case
+        "{" + CANONICAL.upper() + "}",
+        CANONICAL.replace("-", ""),
+        "urn:uuid:" + CANONICAL,
+        "8286946c4c3c-531a-9ff8-4b8e-86fc8584",  # hyphens out of place: uuid.UUID still accepts it
+        uuid.UUID(CANONICAL),  # not text at all
+    ],
+)
+def test_every_accepted_guid_spelling_gives_the_canonical_form(spelling: object) -> None:
+    assert _guid(spelling, "X") == str(uuid.UUID(str(spelling))) == CANONICAL
+    assert _guid_or_none(spelling) == CANONICAL
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [CANONICAL + "\n", CANONICAL[:-1], CANONICAL[:-1] + "g", CANONICAL.replace("-", "_"), 42],
+)
+def test_near_guids_are_still_rejected(bad: object) -> None:
+    with pytest.raises(PayloadError, match=rf"^X\.Id: not a GUID: {re.escape(repr(bad))}$"):
+        _guid(bad, "X.Id")
+    assert _guid_or_none(bad) is None
+
+
+def test_guid_or_none_of_nothing_is_none() -> None:
+    assert _guid_or_none(None) is None and _guid_or_none("") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/Date(1506409448000-0700)/", "2017-09-26T07:04:08Z"),  # the offset does not move the instant
+        ("/Date(1506409448000+0130)/", "2017-09-26T07:04:08Z"),
+        ("/Date(-1)/", "1969-12-31T23:59:59Z"),
+        ("/Date(-62135596800000)/", "1-01-01T00:00:00Z"),  # strftime's unpadded year, as before
+        ("/Date(253402300799999)/", "9999-12-31T23:59:59Z"),
+        ("/Date(253402300800000)/", None),  # past year 9999
+        ("/Date(-62135596800001)/", None),  # before year 1
+        ("/Date(99999999999999999999999)/", None),
+        ("/Date(12x)/", None),
+        ("/Date()/", None),
+        ("Date(1506409448000)", None),
+        ("u0000059", None),
+    ],
+)
+def test_wcf_iso_is_iso_z_of_wcf_date_also_when_cached(text: str, expected: str | None) -> None:
+    moment = wcf_date(text)
+    assert (None if moment is None else iso_z(moment)) == expected
+    assert wcf_iso(text) == expected
+    assert wcf_iso(text) == expected  # a second time, from the cache
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-MS-Dynamics-Msg-Size-Exceeded": "true", "X-Ms-Correlation-Request-Id": "c-2"},
+        CIMultiDictProxy(
+            CIMultiDict(
+                [
+                    ("X-MS-Dynamics-Msg-Size-Exceeded", "true"),
+                    ("x-ms-correlation-request-id", "c-1"),
+                    ("X-Ms-Correlation-Request-Id", "c-2"),  # repeated: the last wins, as before
+                ]
+            )
+        ),
+    ],
+)
+def test_headers_are_read_case_insensitively(headers: Mapping[str, str], mappings: MappingSet) -> None:
+    body = cds_context()
+    body["CorrelationId"] = None
+    change = parse_cds_notification(body, headers, mappings)
+    assert change is not None and change.needs_fetch is True and change.correlation_id == "c-2"
+    plain = parse_cds_notification(body, {"x-ms-dynamics-msg-size-exceeded-not": "1"}, mappings)
+    assert plain is not None and plain.needs_fetch is False and plain.correlation_id is None
