@@ -63,7 +63,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "sync": {"creates": 20, "updates": 60, "latency_changes": 15},
             "live": {"records": 200, "updates": 1000},
             "cost": {"records": 200, "updates": 2000},
-            "backlog": [10_000, 100_000],
+            "backlog": [10_000, 30_000],
             "catchup_window_s": 5.0,
             "scaling": {1: 60, 10: 200, 100: 400, 1000: 1000},
             "profile": None,
