@@ -197,13 +197,12 @@ def _guid(value: Any, where: str) -> str:
 
 
 def _guid_or_none(value: Any) -> str | None:
+    """``_guid`` for values that may be absent or not a GUID: None instead of a 400."""
     if not value:
         return None
-    if isinstance(value, str) and _CANONICAL_GUID.fullmatch(value):
-        return value.lower()
     try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
+        return _guid(value, "")
+    except PayloadError:
         return None
 
 
