@@ -211,8 +211,7 @@ async def run_until_stopped(duration: float | None = None) -> None:
         await asyncio.wait_for(stop.wait(), timeout=duration)
 
 
-async def serve(config: Path, settings: Settings | None = None) -> int:
-    settings = settings or load_settings(config)
+async def serve(settings: Settings) -> int:
     configure_export(settings.telemetry)
     async with Bridge(settings) as bridge:
         print(

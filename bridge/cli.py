@@ -93,7 +93,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         # Read before the loop starts: the file chooses the loop.
         settings = load_settings(args.config)
-        return run(serve(args.config, settings), settings.event_loop)
+        return run(serve(settings), settings.event_loop)
     if args.command == "register":
         from bridge.app import register
 
