@@ -85,13 +85,7 @@ async def run_backlog(
     sample = await record(state_dir, "scm", 1, 0, "BT", keys)
     template = _template(sample.creates[0])
     async with Sandbox(sandbox_config(state_dir)) as sandbox:
-        bridge = BridgeProcess(
-            sandbox.info,
-            workdir / "backlog-bridge",
-            cds_key=keys.cds,
-            scm_key=keys.scm,
-            event_loop=keys.event_loop,
-        )
+        bridge = keys.bridge(sandbox.info, workdir / "backlog-bridge")
         await bridge.start()
         try:
             result = BacklogResult(idle_rss_mb=bridge.rss()[0], feed_per_s=0.0)

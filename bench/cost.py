@@ -17,7 +17,6 @@ from pathlib import Path
 from bench.common import ENTITY, sandbox_config
 from bench.driver import Driver, lanes_by_record
 from bench.live import TIMEOUT, Keys, record
-from bench.procs import BridgeProcess
 from bridge.sandbox.runtime import Sandbox
 
 
@@ -35,14 +34,7 @@ async def run_cost(
 ) -> Cost:
     recording = await record(state_dir, "scm", records, updates, "CO", keys)
     async with Sandbox(sandbox_config(state_dir)) as sandbox:
-        bridge = BridgeProcess(
-            sandbox.info,
-            workdir / "cost-bridge",
-            cds_key=keys.cds,
-            scm_key=keys.scm,
-            sync=keys.bridge_sync,
-            event_loop=keys.event_loop,
-        )
+        bridge = keys.bridge(sandbox.info, workdir / "cost-bridge")
         await bridge.start()
         try:
             await bridge.ops("POST", f"/api/maps/{ENTITY}/pause", {"reason": "cost benchmark"})

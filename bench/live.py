@@ -44,6 +44,20 @@ class Keys:
     bridge_sync: dict[str, Any] = field(default_factory=dict)
     event_loop: str = "uvloop"
 
+    def bridge(self, info: Any, workdir: Path, *, profile_to: Path | None = None) -> BridgeProcess:
+        return BridgeProcess(
+            info,
+            workdir,
+            cds_key=self.cds,
+            scm_key=self.scm,
+            sync=self.bridge_sync,
+            profile_to=profile_to,
+            event_loop=self.event_loop,
+        )
+
+    def relay(self, info: Any, workdir: Path) -> RelayProcess:
+        return RelayProcess(info, workdir, cds_key=self.cds, scm_key=self.scm, event_loop=self.event_loop)
+
 
 def _target(sandbox: Any, recording: Recording) -> Any:
     return sandbox.dataverse if recording.source == "scm" else sandbox.fno
@@ -101,19 +115,11 @@ async def run_process(
     """Replay ``recording`` into the bridge or the relay; creates first, then updates."""
     async with Sandbox(sandbox_config(state_dir)) as sandbox:
         info = sandbox.info
-        proc: ServedProcess
-        if kind == "bridge":
-            proc = BridgeProcess(
-                info,
-                workdir,
-                cds_key=keys.cds,
-                scm_key=keys.scm,
-                sync=keys.bridge_sync,
-                profile_to=profile_to,
-                event_loop=keys.event_loop,
-            )
-        else:
-            proc = RelayProcess(info, workdir, cds_key=keys.cds, scm_key=keys.scm, event_loop=keys.event_loop)
+        proc: ServedProcess = (
+            keys.bridge(info, workdir, profile_to=profile_to)
+            if kind == "bridge"
+            else keys.relay(info, workdir)
+        )
         await proc.start()
         try:
             cpu_before = proc.cpu()
