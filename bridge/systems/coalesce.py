@@ -22,6 +22,7 @@ from typing import Any
 
 from bridge.core.errors import RejectedError, RetryableError, SyncError
 from bridge.systems.batch import BatchOperation, build_independent, parse_batch_response
+from bridge.systems.http import header
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,7 @@ class WriteCoalescer:
             self.batches_sent += 1
             self.operations_batched += len(batch)
             status, headers, text = await self._send_batch(content_type, body)
-            kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-            results = parse_batch_response(kind, text)
+            results = parse_batch_response(header(headers, "Content-Type") or "", text)
             if len(results) != len(batch):
                 raise RejectedError(
                     f"$batch answered {len(results)} of {len(batch)} requests (status {status})"
