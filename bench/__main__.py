@@ -24,6 +24,7 @@ from bench.backlog import run_backlog
 from bench.common import Figure, ratio, table
 from bench.cost import run_cost
 from bench.live import Direction, Keys, run_direction, run_scaling
+from bench.procs import DEFAULT_GC_GEN0_THRESHOLD
 from bench.profile import run_profile
 from bench.syncpath import run_sync
 
@@ -52,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=("uvloop", "asyncio"),
         default="uvloop",
         help="event loop of every bridge and relay run (default uvloop, the bridge's default)",
+    )
+    parser.add_argument(
+        "--gc-gen0-threshold",
+        type=int,
+        default=DEFAULT_GC_GEN0_THRESHOLD,
+        metavar="N",
+        help="gc_gen0_threshold of every bridge and relay run (default: the bridge's,"
+        f" {DEFAULT_GC_GEN0_THRESHOLD}; Python's own is 700)",
     )
     parser.add_argument("--lanes", type=int, default=32, help="concurrent senders for live runs (default 32)")
     return parser
@@ -118,10 +127,12 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
         scm=secrets.token_urlsafe(18),
         bridge_sync=_sync_settings(args.sync),
         event_loop=args.event_loop,
+        gc_gen0_threshold=args.gc_gen0_threshold,
     )
     out: dict[str, Any] = {
         "quick": args.quick,
         "event_loop": args.event_loop,
+        "gc_gen0_threshold": args.gc_gen0_threshold,
         "machine": _machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.common import CDS_FIELD, CDS_KEY, CDS_SET, SCM_FIELD, SCM_KEY, SCM_SET, sandbox_config, wait_until
 from bench.driver import Call, Driver, lanes_by_record
-from bench.procs import BridgeProcess, RelayProcess, ServedProcess
+from bench.procs import DEFAULT_GC_GEN0_THRESHOLD, BridgeProcess, RelayProcess, ServedProcess
 from bench.record import Recording, record_changes, value_text
 from bridge.sandbox.runtime import Sandbox
 from bridge.systems.odata import key_segment
@@ -37,12 +37,14 @@ class Rates:
 @dataclass
 class Keys:
     """What every bridge and relay run of one benchmark shares: the webhook keys, the bridge's
-    ``[sync]`` settings (``--sync KEY=VALUE``) and the event loop of both (``--event-loop``)."""
+    ``[sync]`` settings (``--sync KEY=VALUE``), and the event loop and young-collection threshold of
+    both (``--event-loop``, ``--gc-gen0-threshold``)."""
 
     cds: str
     scm: str
     bridge_sync: dict[str, Any] = field(default_factory=dict)
     event_loop: str = "uvloop"
+    gc_gen0_threshold: int = DEFAULT_GC_GEN0_THRESHOLD
 
     def bridge(self, info: Any, workdir: Path, *, profile_to: Path | None = None) -> BridgeProcess:
         return BridgeProcess(
@@ -53,10 +55,18 @@ class Keys:
             sync=self.bridge_sync,
             profile_to=profile_to,
             event_loop=self.event_loop,
+            gc_gen0_threshold=self.gc_gen0_threshold,
         )
 
     def relay(self, info: Any, workdir: Path) -> RelayProcess:
-        return RelayProcess(info, workdir, cds_key=self.cds, scm_key=self.scm, event_loop=self.event_loop)
+        return RelayProcess(
+            info,
+            workdir,
+            cds_key=self.cds,
+            scm_key=self.scm,
+            event_loop=self.event_loop,
+            gc_gen0_threshold=self.gc_gen0_threshold,
+        )
 
 
 def _target(sandbox: Any, recording: Recording) -> Any:

@@ -19,6 +19,9 @@ from typing import Any
 import aiohttp
 
 from bench.common import MAPPINGS, ROOT, cpu_seconds, free_port, rss_mb
+from bridge.settings import Settings
+
+DEFAULT_GC_GEN0_THRESHOLD: int = Settings.model_fields["gc_gen0_threshold"].default
 
 
 class ServedProcess:
@@ -99,6 +102,7 @@ class BridgeProcess(ServedProcess):
         sync: dict[str, Any] | None = None,
         profile_to: Path | None = None,
         event_loop: str = "uvloop",
+        gc_gen0_threshold: int = DEFAULT_GC_GEN0_THRESHOLD,
     ) -> None:
         super().__init__(workdir, "bridge")
         self.info = info
@@ -111,6 +115,7 @@ class BridgeProcess(ServedProcess):
         self.config.write_text(
             f"""mappings_dir = "{MAPPINGS}"
 event_loop = "{event_loop}"
+gc_gen0_threshold = {gc_gen0_threshold}
 [cds]
 url = "{info.cds_url}"
 scope = "{info.cds_scope}"
@@ -164,7 +169,14 @@ class RelayProcess(ServedProcess):
     """``python -m bench.relay CONFIG``: receive, map, write; nothing else."""
 
     def __init__(
-        self, info: Any, workdir: Path, *, cds_key: str, scm_key: str, event_loop: str = "uvloop"
+        self,
+        info: Any,
+        workdir: Path,
+        *,
+        cds_key: str,
+        scm_key: str,
+        event_loop: str = "uvloop",
+        gc_gen0_threshold: int = DEFAULT_GC_GEN0_THRESHOLD,
     ) -> None:
         super().__init__(workdir, "relay")
         self.config = workdir / "relay.json"
@@ -183,6 +195,7 @@ class RelayProcess(ServedProcess):
                     "cds_key": cds_key,
                     "scm_key": scm_key,
                     "event_loop": event_loop,
+                    "gc_gen0_threshold": gc_gen0_threshold,
                 }
             ),
             encoding="utf-8",

@@ -29,7 +29,7 @@ from bridge.core.mapping import EntityMap, MappingSet, load_mappings
 from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.cds import parse_cds_notification
 from bridge.listeners.scm import parse_scm_notification
-from bridge.runtime import run
+from bridge.runtime import run, settle_heap
 from bridge.systems.auth import TokenProvider
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
@@ -126,6 +126,7 @@ async def serve(config: dict[str, Any], secret: str) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", int(config["port"])).start()
+    settle_heap(int(config["gc_gen0_threshold"]))  # as dualwrite serve does
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

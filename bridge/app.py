@@ -28,6 +28,7 @@ from bridge.ops.auth import AdminAuth
 from bridge.ops.server import setup_ops
 from bridge.queue.sqlite import SqliteQueue
 from bridge.register import register_webhooks, scm_endpoint_instructions
+from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
 from bridge.state.sqlite import SqliteState
 from bridge.systems.auth import TokenProvider
@@ -218,6 +219,7 @@ async def serve(settings: Settings) -> int:
             f"dualwrite bridge on {bridge.url} (dashboard {bridge.url}/,"
             f" webhooks {bridge.url}/webhooks/cds and /webhooks/scm)"
         )
+        settle_heap(settings.gc_gen0_threshold)
         await run_until_stopped()
     return 0
 

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop", description="Event loop of dualwrite serve (bridge.runtime)"
     )
+    gc_gen0_threshold: int = Field(
+        default=50_000,
+        ge=100,
+        description="Net allocations between young garbage collections in dualwrite serve, after "
+        "startup's objects are frozen (bridge.runtime; Python's default is 700)",
+    )
     # Secrets: environment only (DUALWRITE_CLIENT_SECRET, …).
     client_secret: SecretStr = SecretStr("")
     cds_webhook_key: SecretStr = SecretStr("")
