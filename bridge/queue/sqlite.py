@@ -25,9 +25,10 @@ because every lease goes through one writer.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 import sqlite3
 import time
-import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +118,10 @@ class SqliteQueue:
         self._retention = dedupe_retention_s
         self._since_prune = 0
         self._wake = asyncio.Event()
+        # Lease tokens: unique per lease, and across restarts by the random prefix (cheaper than a
+        # uuid4 per lease, which reads the OS's random source each time).
+        self._token_prefix = secrets.token_hex(8) + "-"
+        self._token_seq = itertools.count(1)
 
     @property
     def path(self) -> Path:
@@ -219,7 +224,7 @@ class SqliteQueue:
             out: list[tuple[int, str, int, float, str | None, str]] = []
             until = now + lease_seconds
             for _, seq, key in candidates[:limit]:
-                token = uuid.uuid4().hex
+                token = f"{self._token_prefix}{next(self._token_seq):x}"
                 conn.execute(
                     "UPDATE heads SET ready_at = ?, lease_token = ? WHERE record_key = ?", (until, token, key)
                 )

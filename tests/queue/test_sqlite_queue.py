@@ -144,6 +144,27 @@ async def test_seq_is_never_reused_after_the_queue_empties(queue: SqliteQueue) -
     assert second.seq > first.seq
 
 
+async def test_a_lease_from_before_a_restart_cannot_complete_the_new_lease(tmp_path: Path) -> None:
+    """Lease tokens are a counter behind a random prefix: a restarted queue counts from the start
+    again, so without the prefix its first lease would repeat the first lease before the restart."""
+    path = tmp_path / "q.db"
+    before = SqliteQueue(path)
+    await before.open()
+    await before.enqueue(make_event(1))
+    [stale] = await before.lease(1, 0.05)
+    await before.close()
+    await asyncio.sleep(0.1)  # the lease expires; the record's head is leasable again
+    after = SqliteQueue(path)
+    await after.open()
+    try:
+        [fresh] = await after.lease(1, 30)
+        assert fresh.seq == stale.seq and fresh.lease_token != stale.lease_token
+        assert await after.complete(stale) is False
+        assert await after.complete(fresh) is True
+    finally:
+        await after.close()
+
+
 # ---- dedupe window -----------------------------------------------------------------------------
 
 
