@@ -24,7 +24,7 @@ from bench.backlog import run_backlog
 from bench.common import Figure, ratio, table
 from bench.cost import run_cost
 from bench.live import Direction, Keys, run_direction, run_scaling
-from bench.procs import DEFAULT_GC_GEN0_THRESHOLD
+from bench.procs import DEFAULT_EVENT_LOOP, DEFAULT_GC_GEN0_THRESHOLD
 from bench.profile import run_profile
 from bench.syncpath import run_sync
 
@@ -51,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
-        default="uvloop",
-        help="event loop of every bridge and relay run (default uvloop, the bridge's default)",
+        default=DEFAULT_EVENT_LOOP,
+        help=f"event loop of every bridge and relay run (default: the bridge's, {DEFAULT_EVENT_LOOP})",
     )
     parser.add_argument(
         "--gc-gen0-threshold",

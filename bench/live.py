@@ -18,7 +18,13 @@ from typing import Any
 
 from bench.common import CDS_FIELD, CDS_KEY, CDS_SET, SCM_FIELD, SCM_KEY, SCM_SET, sandbox_config, wait_until
 from bench.driver import Call, Driver, lanes_by_record
-from bench.procs import DEFAULT_GC_GEN0_THRESHOLD, BridgeProcess, RelayProcess, ServedProcess
+from bench.procs import (
+    DEFAULT_EVENT_LOOP,
+    DEFAULT_GC_GEN0_THRESHOLD,
+    BridgeProcess,
+    RelayProcess,
+    ServedProcess,
+)
 from bench.record import Recording, record_changes, value_text
 from bridge.sandbox.runtime import Sandbox
 from bridge.systems.odata import key_segment
@@ -43,7 +49,7 @@ class Keys:
     cds: str
     scm: str
     bridge_sync: dict[str, Any] = field(default_factory=dict)
-    event_loop: str = "uvloop"
+    event_loop: str = DEFAULT_EVENT_LOOP
     gc_gen0_threshold: int = DEFAULT_GC_GEN0_THRESHOLD
 
     def bridge(self, info: Any, workdir: Path, *, profile_to: Path | None = None) -> BridgeProcess:

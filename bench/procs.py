@@ -21,6 +21,8 @@ import aiohttp
 from bench.common import MAPPINGS, ROOT, cpu_seconds, free_port, rss_mb
 from bridge.settings import Settings
 
+# The bridge's own defaults: every bridge and relay run gets them unless a flag says otherwise.
+DEFAULT_EVENT_LOOP: str = Settings.model_fields["event_loop"].default
 DEFAULT_GC_GEN0_THRESHOLD: int = Settings.model_fields["gc_gen0_threshold"].default
 
 
@@ -101,7 +103,7 @@ class BridgeProcess(ServedProcess):
         scm_key: str,
         sync: dict[str, Any] | None = None,
         profile_to: Path | None = None,
-        event_loop: str = "uvloop",
+        event_loop: str = DEFAULT_EVENT_LOOP,
         gc_gen0_threshold: int = DEFAULT_GC_GEN0_THRESHOLD,
     ) -> None:
         super().__init__(workdir, "bridge")
@@ -175,7 +177,7 @@ class RelayProcess(ServedProcess):
         *,
         cds_key: str,
         scm_key: str,
-        event_loop: str = "uvloop",
+        event_loop: str = DEFAULT_EVENT_LOOP,
         gc_gen0_threshold: int = DEFAULT_GC_GEN0_THRESHOLD,
     ) -> None:
         super().__init__(workdir, "relay")

@@ -141,7 +141,7 @@ async def serve(config: dict[str, Any], secret: str) -> None:
 def main(argv: list[str]) -> int:
     config = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     # The same event loop as ``dualwrite serve``, so the ratio to the relay prices only the guarantees.
-    run(serve(config, os.environ["RELAY_CLIENT_SECRET"]), config.get("event_loop", "uvloop"))
+    run(serve(config, os.environ["RELAY_CLIENT_SECRET"]), config["event_loop"])
     return 0
 
 
