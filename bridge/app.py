@@ -19,7 +19,7 @@ from bridge.core.errors import ConfigError
 from bridge.core.mapping import MappingSet, load_mappings
 from bridge.engine.apply import Applier
 from bridge.engine.control import EngineController
-from bridge.engine.sides import CdsSide, ScmSide
+from bridge.engine.pool import COUNT_KEYS, ApplyPool
 from bridge.engine.worker import Engine
 from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.handlers import WebhookListener
@@ -32,8 +32,8 @@ from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
 from bridge.state.sqlite import SqliteState
 from bridge.systems.auth import TokenProvider
+from bridge.systems.connect import connect_systems
 from bridge.systems.dataverse import DataverseClient
-from bridge.systems.fno import FnoClient
 from bridge.telemetry import configure_export
 
 log = logging.getLogger(__name__)
@@ -50,22 +50,9 @@ class Bridge:
     def __init__(self, settings: Settings, *, mappings: MappingSet | None = None) -> None:
         self.settings = settings
         self.mappings = mappings or load_mappings(settings.mappings_dir)
-        ca_file = str(settings.auth.ca_file) if settings.auth.ca_file else None
-        secret = _secret(settings, "client_secret")
-        self.cds_tokens = TokenProvider(
-            settings.auth.authority, settings.auth.client_id, secret, settings.cds.scope, ca_file=ca_file
-        )
-        self.scm_tokens = TokenProvider(
-            settings.auth.authority, settings.auth.client_id, secret, settings.scm.scope, ca_file=ca_file
-        )
-        timeout = settings.sync.request_timeout_s
-        coalesce = settings.sync.coalesce_writes
-        self.cds = DataverseClient(
-            settings.cds.url, self.cds_tokens, ca_file=ca_file, timeout=timeout, coalesce=coalesce
-        )
-        self.scm = FnoClient(
-            settings.scm.url, self.scm_tokens, ca_file=ca_file, timeout=timeout, coalesce=coalesce
-        )
+        self.systems = connect_systems(settings, _secret(settings, "client_secret"))
+        self.cds_tokens, self.scm_tokens = self.systems.cds_tokens, self.systems.scm_tokens
+        self.cds, self.scm = self.systems.cds, self.systems.scm
         data_dir = settings.storage.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.queue = SqliteQueue(data_dir / "queue.db", synchronous=settings.storage.synchronous)
@@ -73,19 +60,28 @@ class Bridge:
         self.metrics = Metrics(maps=self.mappings.maps)
         self.metrics.watch_requests(self._request_counts)
         self.own_ids: set[str] = set()
-        self.applier = Applier(
-            mappings=self.mappings,
-            state=self.state,
-            cds=CdsSide(self.cds, self.mappings),
-            scm=ScmSide(self.scm),
-            own_ids=self.own_ids,
-        )
+        self.applier = Applier.for_systems(self.systems, self.mappings, self.state, self.own_ids)
+        self.pool: ApplyPool | None = None
+        if settings.sync.apply_processes:
+            if mappings is not None:
+                raise ConfigError(
+                    "apply processes read the mapping files themselves: leave mappings to mappings_dir",
+                    field="sync.apply_processes",
+                )
+            self.pool = ApplyPool(
+                settings=settings,
+                client_secret=_secret(settings, "client_secret"),
+                own_ids=self.own_ids,
+                local=self.applier,
+                log_level=logging.getLogger().getEffectiveLevel(),
+            )
         self.engine = Engine(
             queue=self.queue,
             state=self.state,
             applier=self.applier,
             metrics=self.metrics,
             settings=settings.sync,
+            apply_async=self.pool.apply if self.pool else None,
         )
         self.controller = EngineController(
             engine=self.engine,
@@ -128,11 +124,12 @@ class Bridge:
         out: dict[str, RequestCounts] = {}
         for system, http in (("cds", self.cds.http), ("scm", self.scm.http)):
             co = http.coalescer
+            helpers = self.pool.request_counts(system) if self.pool else dict.fromkeys(COUNT_KEYS, 0)
             out[system] = RequestCounts(
-                requests=http.requests_sent,
-                batches=co.batches_sent if co else 0,
-                batched_writes=co.operations_batched if co else 0,
-                batch_fallbacks=co.fallbacks if co else 0,
+                requests=http.requests_sent + helpers["requests"],
+                batches=(co.batches_sent if co else 0) + helpers["batches"],
+                batched_writes=(co.operations_batched if co else 0) + helpers["batched_writes"],
+                batch_fallbacks=(co.fallbacks if co else 0) + helpers["batch_fallbacks"],
             )
         return out
 
@@ -149,6 +146,8 @@ class Bridge:
         self.own_ids.update(
             {who.user_id, await self.cds_tokens.own_object_id(), await self.scm_tokens.own_object_id()}
         )
+        if self.pool is not None:
+            self.pool.share_ids(self.own_ids)
         log.info("bridge principals learned (Dataverse user %s)", who.user_id)
 
     async def _learn_until_known(self) -> None:
@@ -172,6 +171,8 @@ class Bridge:
         except Exception as exc:
             log.warning("own principals not known at start (%s): learning in the background", exc)
             self._identity_task = asyncio.create_task(self._learn_until_known())
+        if self.pool is not None:
+            await self.pool.start()
         await self.engine.start()
         # handler_cancellation: a sync webhook whose caller hangs up is cancelled, so we can undo its write.
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
@@ -189,8 +190,9 @@ class Bridge:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.engine.stop()
-        await self.cds.close()
-        await self.scm.close()
+        if self.pool is not None:
+            await self.pool.stop()
+        await self.systems.close()
         await self.queue.close()
         await self.state.close()
 

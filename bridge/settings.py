@@ -60,13 +60,20 @@ class SyncSettings(BaseModel):
     max_attempts: int = Field(default=8, ge=1, description="Async attempts before dead-lettering")
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
-    concurrency: int = Field(default=128, ge=1, le=1024, description="Records applied in parallel")
+    concurrency: int = Field(default=256, ge=1, le=1024, description="Records applied in parallel")
     lease_s: float = Field(default=60.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
     coalesce_writes: bool = Field(
         default=True,
         description="Send asynchronous writes that queue up behind requests in flight to one system as one "
         "$batch of independent requests (no delay when idle; see docs/performance.md)",
+    )
+    apply_processes: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description="Helper processes that apply asynchronous changes, so the bridge uses more than one "
+        "core (0 = everything in the serve process; see docs/operations.md)",
     )
 
 

@@ -36,6 +36,7 @@ from bridge.engine.records import (
 from bridge.engine.recovery import Recovery, Undo
 from bridge.engine.sides import CdsSide, Row, ScmSide, Side
 from bridge.state.base import LedgerEntry, StatePort
+from bridge.systems.connect import Systems
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,18 @@ class Applier:
         self.scm = scm
         self.own_ids = own_ids  # our Dataverse user id and our Entra object id
         self.recovery = Recovery(mappings=mappings, state=state, side=self.side)
+
+    @classmethod
+    def for_systems(
+        cls, systems: Systems, mappings: MappingSet, state: StatePort, own_ids: set[str]
+    ) -> Applier:
+        return cls(
+            mappings=mappings,
+            state=state,
+            cds=CdsSide(systems.cds, mappings),
+            scm=ScmSide(systems.scm),
+            own_ids=own_ids,
+        )
 
     def side(self, system: System) -> Side:
         return self.cds if system is System.CDS else self.scm

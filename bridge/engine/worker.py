@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -52,10 +53,14 @@ class Engine:
         applier: Applier,
         metrics: Metrics,
         settings: SyncSettings,
+        apply_async: Callable[[ChangeEvent], Awaitable[Applied]] | None = None,
     ) -> None:
         self.queue = queue
         self.state = state
         self.applier = applier
+        # Where asynchronous changes are applied: the apply processes' pool when there is one
+        # (bridge.engine.pool). Synchronous ones stay here, next to the webhook call that waits.
+        self.apply_async = apply_async or applier.apply
         self.metrics = metrics
         self.settings = settings
         self.paused: set[str] = set()
@@ -222,7 +227,7 @@ class Engine:
     async def _process(self, item: QueuedEvent, span: trace.Span) -> None:
         event = item.event
         try:
-            applied = await self.applier.apply(event)
+            applied = await (self.applier.apply if self._is_sync(event) else self.apply_async)(event)
         except RejectedError as exc:
             span.set_attribute("dualwrite.outcome", "rejected")
             await self._rejected(item, exc)

@@ -1,0 +1,45 @@
+"""The two system clients and their token providers, built from ``Settings``: the serve process and
+its apply processes (``bridge.engine.applyproc``) connect the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.settings import Settings
+from bridge.systems.auth import TokenProvider
+from bridge.systems.dataverse import DataverseClient
+from bridge.systems.fno import FnoClient
+
+
+@dataclass
+class Systems:
+    cds_tokens: TokenProvider
+    scm_tokens: TokenProvider
+    cds: DataverseClient
+    scm: FnoClient
+
+    async def close(self) -> None:
+        await self.cds.close()
+        await self.scm.close()
+
+
+def connect_systems(settings: Settings, client_secret: str) -> Systems:
+    """Clients for both systems (no I/O yet: tokens and connections come on first use)."""
+    ca_file = str(settings.auth.ca_file) if settings.auth.ca_file else None
+    auth = settings.auth
+    cds_tokens = TokenProvider(
+        auth.authority, auth.client_id, client_secret, settings.cds.scope, ca_file=ca_file
+    )
+    scm_tokens = TokenProvider(
+        auth.authority, auth.client_id, client_secret, settings.scm.scope, ca_file=ca_file
+    )
+    timeout = settings.sync.request_timeout_s
+    coalesce = settings.sync.coalesce_writes
+    return Systems(
+        cds_tokens=cds_tokens,
+        scm_tokens=scm_tokens,
+        cds=DataverseClient(
+            settings.cds.url, cds_tokens, ca_file=ca_file, timeout=timeout, coalesce=coalesce
+        ),
+        scm=FnoClient(settings.scm.url, scm_tokens, ca_file=ca_file, timeout=timeout, coalesce=coalesce),
+    )
