@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
         help="gc_gen0_threshold of every bridge and relay run (default: the bridge's,"
         f" {DEFAULT_GC_GEN0_THRESHOLD}; Python's own is 700)",
     )
+    parser.add_argument(
+        "--apply-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="sync.apply_processes of every bridge run (default 1: asynchronous changes are applied on"
+        " the second core; 0 = the bridge's default, one process)",
+    )
     parser.add_argument("--lanes", type=int, default=32, help="concurrent senders for live runs (default 32)")
     return parser
 
@@ -125,7 +133,7 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
     keys = Keys(
         cds=secrets.token_urlsafe(18),
         scm=secrets.token_urlsafe(18),
-        bridge_sync=_sync_settings(args.sync),
+        bridge_sync={"apply_processes": args.apply_processes, **_sync_settings(args.sync)},
         event_loop=args.event_loop,
         gc_gen0_threshold=args.gc_gen0_threshold,
     )
@@ -133,6 +141,7 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
         "quick": args.quick,
         "event_loop": args.event_loop,
         "gc_gen0_threshold": args.gc_gen0_threshold,
+        "apply_processes": keys.bridge_sync["apply_processes"],
         "machine": _machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -286,7 +295,7 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
         shown = ", ".join(f"{k:,}: {v:.0f}" for k, v in b.rss_at.items())
         figures += [
             Figure(
-                "backlog: peak RSS of the bridge",
+                "backlog: peak RSS of the bridge (one process)",
                 b.peak_rss_mb,
                 "MB",
                 f"idle {b.idle_rss_mb:.0f} MB; {shown}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import socket
@@ -41,23 +42,44 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (the bridge and its apply processes), from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as fh:
+                    todo.extend(int(child) for child in fh.read().split())
+    return out
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
-    """(current RSS, peak RSS) of a process in MB, from /proc (VmRSS, VmHWM)."""
+    """(current RSS, peak RSS) in MB of a process with its descendants, from /proc (VmRSS, VmHWM);
+    the peak is the sum of each process's own peak (an upper bound of their peak together)."""
     now = peak = 0.0
-    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                now = int(line.split()[1]) / 1024
-            elif line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) / 1024
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    now += int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    peak += int(line.split()[1]) / 1024
     return now, peak
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time used so far by a process, its live descendants, and the descendants it
+    has reaped (an apply process that was restarted), from /proc/<pid>/stat."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            if member == pid:
+                total += int(fields[13]) + int(fields[14])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def sandbox_config(state_dir: Path, **knobs: Any) -> SandboxConfig:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,10 @@ class Keys:
             event_loop=self.event_loop,
             gc_gen0_threshold=self.gc_gen0_threshold,
         )
+
+    def one_process(self) -> Keys:
+        """The same, with the bridge in one process (``sync.apply_processes = 0``, its default)."""
+        return replace(self, bridge_sync={**self.bridge_sync, "apply_processes": 0})
 
     def relay(self, info: Any, workdir: Path) -> RelayProcess:
         return RelayProcess(
