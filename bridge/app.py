@@ -19,7 +19,7 @@ from bridge.core.errors import ConfigError
 from bridge.core.mapping import MappingSet, load_mappings
 from bridge.engine.apply import Applier
 from bridge.engine.control import EngineController
-from bridge.engine.pool import COUNT_KEYS, ApplyPool
+from bridge.engine.pool import ApplyPool
 from bridge.engine.worker import Engine
 from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.handlers import WebhookListener
@@ -32,7 +32,7 @@ from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
 from bridge.state.sqlite import SqliteState
 from bridge.systems.auth import TokenProvider
-from bridge.systems.connect import connect_systems
+from bridge.systems.connect import COUNT_KEYS, connect_systems
 from bridge.systems.dataverse import DataverseClient
 from bridge.telemetry import configure_export
 
@@ -122,15 +122,9 @@ class Bridge:
 
     def _request_counts(self) -> dict[str, RequestCounts]:
         out: dict[str, RequestCounts] = {}
-        for system, http in (("cds", self.cds.http), ("scm", self.scm.http)):
-            co = http.coalescer
+        for system, own in self.systems.request_counts().items():
             helpers = self.pool.request_counts(system) if self.pool else dict.fromkeys(COUNT_KEYS, 0)
-            out[system] = RequestCounts(
-                requests=http.requests_sent + helpers["requests"],
-                batches=(co.batches_sent if co else 0) + helpers["batches"],
-                batched_writes=(co.operations_batched if co else 0) + helpers["batched_writes"],
-                batch_fallbacks=(co.fallbacks if co else 0) + helpers["batch_fallbacks"],
-            )
+            out[system] = RequestCounts(**{key: own[key] + helpers[key] for key in COUNT_KEYS})
         return out
 
     async def _probe_scm(self) -> None:

@@ -38,9 +38,7 @@ COUNTS_EVERY_S = 1.0  # how often the serve process hears this process's request
 
 class ApplyProcess:
     def __init__(self, settings: Settings, systems: Systems, state: SqliteState, own_ids: set[str]) -> None:
-        self.settings = settings
         self.systems = systems
-        self.state = state
         self.own_ids = own_ids
         self.applier = Applier.for_systems(systems, load_mappings(settings.mappings_dir), state, own_ids)
         self.tasks: dict[int, asyncio.Task[None]] = {}
@@ -57,8 +55,7 @@ class ApplyProcess:
     async def _serve(self, reader: asyncio.StreamReader) -> None:
         while True:
             try:
-                header = await reader.readexactly(applywire.LENGTH.size)
-                message = applywire.parse(await reader.readexactly(applywire.frame_length(header)))
+                message = await applywire.read_frame(reader)
             except asyncio.IncompleteReadError:
                 return  # stdin closed: the serve process is gone or stopping
             kind = message["t"]
@@ -106,16 +103,7 @@ class ApplyProcess:
                 last = counts
 
     def counts(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"t": "counts"}
-        for system, client in (("cds", self.systems.cds), ("scm", self.systems.scm)):
-            http, co = client.http, client.http.coalescer
-            out[system] = {
-                "requests": http.requests_sent,
-                "batches": co.batches_sent if co else 0,
-                "batched_writes": co.operations_batched if co else 0,
-                "batch_fallbacks": co.fallbacks if co else 0,
-            }
-        return out
+        return {"t": "counts", **self.systems.request_counts()}
 
     async def stop(self) -> None:
         for task in list(self.tasks.values()):
@@ -136,8 +124,7 @@ async def _pipes(out: BinaryIO) -> tuple[asyncio.StreamReader, asyncio.StreamWri
 
 
 async def _read_config(reader: asyncio.StreamReader) -> dict[str, Any]:
-    header = await reader.readexactly(applywire.LENGTH.size)
-    message = applywire.parse(await reader.readexactly(applywire.frame_length(header)))
+    message = await applywire.read_frame(reader)
     if message["t"] != "config":
         raise applywire.ApplyProcessError(f"expected the config frame first, got {message['t']!r}")
     return message
@@ -152,7 +139,7 @@ async def main(out: BinaryIO) -> int:
         stream=sys.stderr,
     )
     try:
-        settings = Settings.model_validate({**config["settings"], "client_secret": config["client_secret"]})
+        settings = Settings.model_validate(config["settings"])  # the secret goes to the clients alone
         systems = connect_systems(settings, config["client_secret"])
         state = SqliteState(settings.storage.data_dir / "state.db", synchronous=settings.storage.synchronous)
         await state.open()

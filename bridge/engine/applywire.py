@@ -1,4 +1,5 @@
-"""The frames between ``dualwrite serve`` and its apply processes (pure: no I/O).
+"""The frames between ``dualwrite serve`` and its apply processes (pure but for reading one frame
+from a stream the caller owns).
 
 A frame is a 4-byte big-endian length, then that many bytes of one JSON object whose ``"t"`` names it.
 
@@ -13,6 +14,7 @@ the engine retries, compensates and records exactly as it does for a change appl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 from typing import Any
@@ -60,6 +62,12 @@ def frame_length(header: bytes) -> int:
     if length > MAX_FRAME:
         raise ApplyProcessError(f"apply process frame of {length} bytes is over the limit of {MAX_FRAME}")
     return int(length)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
+    """The next frame from ``reader``; ``asyncio.IncompleteReadError`` once the other side closed."""
+    header = await reader.readexactly(LENGTH.size)
+    return parse(await reader.readexactly(frame_length(header)))
 
 
 def parse(body: bytes) -> dict[str, Any]:

@@ -28,13 +28,13 @@ from bridge.engine import applywire
 from bridge.engine.apply import Applied, Applier
 from bridge.engine.applywire import ApplyProcessError
 from bridge.settings import SECRET_KEYS, Settings
+from bridge.systems.connect import COUNT_KEYS
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 RESTART_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0)
-COUNT_KEYS = ("requests", "batches", "batched_writes", "batch_fallbacks")
 
 
 class _Helper:
@@ -55,8 +55,7 @@ class _Helper:
 
     async def read_frame(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
-        header = await self.proc.stdout.readexactly(applywire.LENGTH.size)
-        return applywire.parse(await self.proc.stdout.readexactly(applywire.frame_length(header)))
+        return await applywire.read_frame(self.proc.stdout)
 
     def fail_pending(self, why: str) -> None:
         for future in self.pending.values():

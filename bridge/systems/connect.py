@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bridge.settings import Settings
 from bridge.systems.auth import TokenProvider
+from bridge.systems.client import ServiceClient
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
 
@@ -21,6 +22,25 @@ class Systems:
     async def close(self) -> None:
         await self.cds.close()
         await self.scm.close()
+
+    def request_counts(self) -> dict[str, dict[str, int]]:
+        """What each client has sent since start, by system (the dashboard's request figures)."""
+        return {"cds": client_counts(self.cds), "scm": client_counts(self.scm)}
+
+
+COUNT_KEYS = ("requests", "batches", "batched_writes", "batch_fallbacks")
+
+
+def client_counts(client: ServiceClient) -> dict[str, int]:
+    """Requests on the wire (retries included), the ``$batch`` requests among them, the writes those
+    carried, and batches sent again one write at a time (``bridge.metrics.RequestCounts``)."""
+    http, co = client.http, client.http.coalescer
+    return {
+        "requests": http.requests_sent,
+        "batches": co.batches_sent if co else 0,
+        "batched_writes": co.operations_batched if co else 0,
+        "batch_fallbacks": co.fallbacks if co else 0,
+    }
 
 
 def connect_systems(settings: Settings, client_secret: str) -> Systems:

@@ -50,8 +50,7 @@ async def _spawn() -> asyncio.subprocess.Process:
 
 async def _frame(proc: asyncio.subprocess.Process) -> dict[str, Any]:
     assert proc.stdout is not None
-    header = await asyncio.wait_for(proc.stdout.readexactly(applywire.LENGTH.size), 30)
-    return applywire.parse(await proc.stdout.readexactly(applywire.frame_length(header)))
+    return await asyncio.wait_for(applywire.read_frame(proc.stdout), 30)
 
 
 async def test_it_starts_and_ends_when_its_stdin_closes(tmp_path: Path) -> None:
