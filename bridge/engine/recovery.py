@@ -145,9 +145,8 @@ class Recovery:
         """Write the undo journal entry of a synchronous change; True if this call wrote it."""
         if event.mode is not SyncMode.SYNC:
             return False
-        if await self.state.get_journal(event.event_id) is not None:
-            return False  # an earlier attempt may have written (timeout): its "before" is the true one
-        await self.state.put_journal(
+        # Kept if there: an earlier attempt may have written (timeout), so its "before" is the true one.
+        return await self.state.put_journal(
             event.event_id,
             {
                 "target": target.value,
@@ -156,7 +155,6 @@ class Recovery:
                 "deleted": deleted,
             },
         )
-        return True
 
     async def mark_written(self, ledger: LedgerEntry | None, side: System, at: datetime) -> None:
         """Record a write to ``side`` made outside the normal path (compensation, undo)."""

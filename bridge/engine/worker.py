@@ -130,14 +130,22 @@ class Engine:
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._waiters[event.event_id] = future
-            if not await self.queue.enqueue(event):
+            if self._has_room():
+                # Its record idle (the usual case): leased as it is queued and applied at once.
+                fresh, leased = await self.queue.enqueue_leased(event, self.settings.lease_s)
+            else:
+                fresh, leased = await self.queue.enqueue(event), None
+            if not fresh:
                 # Received before, by an earlier run of the bridge: that call's originator is gone, so
                 # the change is dropped (or undone) when its turn comes. Fail this one too.
                 self._waiters.pop(event.event_id, None)
                 return SinkResult(
                     accepted=False, status=503, message="received before and not applied; save again"
                 )
-            self._wake.set()
+            if leased is not None and not self._stopping:
+                self._start(leased)
+            else:
+                self._wake.set()  # a lease taken while stopping ends and is handed out again
         remaining = (self._deadline(event) - datetime.now(UTC)).total_seconds()
         try:
             done, _ = await asyncio.wait({future}, timeout=max(remaining, 0.0))
@@ -176,9 +184,7 @@ class Engine:
                     await asyncio.sleep(1.0)
                     continue
             for item in items:
-                task = asyncio.create_task(self._handle(item))
-                self._inflight.add(task)
-                task.add_done_callback(self._done)
+                self._start(item)
             if items and len(items) == free:
                 continue
             self._wake.clear()
@@ -187,6 +193,16 @@ class Engine:
             _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for p in pending:
                 p.cancel()
+
+    def _start(self, item: QueuedEvent) -> None:
+        task = asyncio.create_task(self._handle(item))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _has_room(self) -> bool:
+        """Below the concurrency limit (a lease the worker is taking may add a few more: a soft
+        bound, by at most the synchronous changes received meanwhile)."""
+        return not self._stopping and len(self._inflight) < self.settings.concurrency
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -265,8 +281,11 @@ class Engine:
                 item, applied.undo, "the originator gave up after the write (timeout or disconnect)"
             )
             return
-        await self.applier.recovery.settle(event)
-        await self.queue.complete(item)
+        if self._is_sync(event):
+            # Two databases, two threads: drop the undo entry and the event side by side.
+            await asyncio.gather(self.applier.recovery.settle(event), self.queue.complete(item))
+        else:
+            await self.queue.complete(item)
         if applied.result is Result.SKIPPED:
             self.metrics.skipped(event.entity, dir_, applied.reason)
         elif applied.result is Result.CONFLICT_LOST:

@@ -58,6 +58,14 @@ class QueuePort(Protocol):
         """``enqueue`` for several events in one durable step; one flag per event, in order."""
         ...
 
+    async def enqueue_leased(
+        self, event: ChangeEvent, lease_seconds: float
+    ) -> tuple[bool, QueuedEvent | None]:
+        """``enqueue``, and when ``event`` is at once its record's only queued event, lease it to the
+        caller in the same durable step (a lease would hand it out next anyway). Returns (added,
+        the lease or None: the record has earlier events, or the event was seen before)."""
+        ...
+
     async def lease(
         self, max_items: int, lease_seconds: float, *, exclude_entities: Collection[str] = ()
     ) -> list[QueuedEvent]:

@@ -29,7 +29,7 @@ import itertools
 import secrets
 import sqlite3
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,10 @@ _SEEN_SQL = (
 _EVENT_SQL = "INSERT INTO events(event_id, record_key, entity, body, enqueued_at) VALUES (?, ?, ?, ?, ?)"
 _HEAD_SQL = (
     "INSERT INTO heads(record_key, entity, head_seq, ready_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(record_key) DO NOTHING"
+)
+_LEASED_HEAD_SQL = (
+    "INSERT INTO heads(record_key, entity, head_seq, ready_at, lease_token) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT(record_key) DO NOTHING"
 )
 # the hot-path reads, named so tests can EXPLAIN them (each must be an index search, never a scan)
@@ -149,31 +153,73 @@ class SqliteQueue:
         if not events:
             return []
         rows = [(e.event_id, e.record_key, e.entity, e.model_dump_json()) for e in events]
-        self._since_prune += len(rows)
-        prune = self._since_prune >= PRUNE_EVERY
-        if prune:
-            self._since_prune = 0
-        added = await self._db.run(lambda c: self._enqueue_tx(c, rows, prune))
+        added = [seq is not None for seq, _ in await self._db.run(self._enqueue_op(rows, None))]
         if any(added):
             self._wake.set()
         return added
 
+    async def enqueue_leased(
+        self, event: ChangeEvent, lease_seconds: float
+    ) -> tuple[bool, QueuedEvent | None]:
+        """``enqueue``, leasing the event to the caller in the same transaction when its record has
+        no other queued event: a change someone waits for (a synchronous one) goes straight to its
+        apply, without a lease's hop to the database thread or the worker's wake-up."""
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        rows = [(event.event_id, event.record_key, event.entity, event.model_dump_json())]
+        [(seq, lease)] = await self._db.run(self._enqueue_op(rows, lease_seconds))
+        if seq is None:
+            return False, None
+        if lease is None:
+            self._wake.set()  # behind the record's earlier events: the worker leases it in turn
+            return True, None
+        token, enqueued_at = lease
+        return True, QueuedEvent(
+            seq=seq, event=event, attempts=0, lease_token=token, enqueued_at=_dt(enqueued_at)
+        )
+
+    def _enqueue_op(
+        self, rows: list[tuple[str, str, str, str]], lease_seconds: float | None
+    ) -> Callable[[sqlite3.Connection], list[tuple[int | None, tuple[str, float] | None]]]:
+        self._since_prune += len(rows)
+        prune = self._since_prune >= PRUNE_EVERY
+        if prune:
+            self._since_prune = 0
+        token = None if lease_seconds is None else self._next_token()
+        return lambda c: self._enqueue_tx(c, rows, prune, token, lease_seconds or 0.0)
+
     def _enqueue_tx(
-        self, conn: sqlite3.Connection, rows: list[tuple[str, str, str, str]], prune: bool
-    ) -> list[bool]:
+        self,
+        conn: sqlite3.Connection,
+        rows: list[tuple[str, str, str, str]],
+        prune: bool,
+        lease_token: str | None,
+        lease_seconds: float,
+    ) -> list[tuple[int | None, tuple[str, float] | None]]:
+        """Per row: (its seq, or None if seen before; (token, enqueued_at) if leased here)."""
         now = time.time()
         cutoff = now - self._retention
-        added: list[bool] = []
+        out: list[tuple[int | None, tuple[str, float] | None]] = []
         per_entity: dict[str, int] = {}
         with transaction(conn):
             for event_id, record_key, entity, body in rows:
                 if conn.execute(_SEEN_SQL, (event_id, now, cutoff)).rowcount == 0:
-                    added.append(False)  # seen within the window (or earlier in this batch)
+                    out.append((None, None))  # seen within the window (or earlier in this batch)
                     continue
                 seq = conn.execute(_EVENT_SQL, (event_id, record_key, entity, body, now)).lastrowid
-                conn.execute(_HEAD_SQL, (record_key, entity, seq, now))
+                assert seq is not None
                 per_entity[entity] = per_entity.get(entity, 0) + 1
-                added.append(True)
+                if lease_token is None:
+                    conn.execute(_HEAD_SQL, (record_key, entity, seq, now))
+                    out.append((seq, None))
+                elif conn.execute(
+                    _LEASED_HEAD_SQL, (record_key, entity, seq, now + lease_seconds, lease_token)
+                ).rowcount:
+                    # The record's only event: leased as ``lease`` would (one more attempt).
+                    conn.execute("UPDATE events SET attempts = 1 WHERE seq = ?", (seq,))
+                    out.append((seq, (lease_token, now)))
+                else:
+                    out.append((seq, None))  # earlier events of the record go first
             conn.executemany(_DEPTH_SQL, per_entity.items())
             if prune:
                 conn.execute(
@@ -181,7 +227,10 @@ class SqliteQueue:
                     "(SELECT event_id FROM seen WHERE seen_at < ? ORDER BY seen_at LIMIT ?)",
                     (cutoff, PRUNE_BATCH),
                 )
-        return added
+        return out
+
+    def _next_token(self) -> str:
+        return f"{self._token_prefix}{next(self._token_seq):x}"
 
     # ---- lease ---------------------------------------------------------------------------------
 
@@ -224,7 +273,7 @@ class SqliteQueue:
             out: list[tuple[int, str, int, float, str | None, str]] = []
             until = now + lease_seconds
             for _, seq, key in candidates[:limit]:
-                token = f"{self._token_prefix}{next(self._token_seq):x}"
+                token = self._next_token()
                 conn.execute(
                     "UPDATE heads SET ready_at = ?, lease_token = ? WHERE record_key = ?", (until, token, key)
                 )

@@ -110,7 +110,10 @@ class StatePort(Protocol):
 
     # undo journal: what a synchronous write is about to change, written before the write, so a
     # write whose originator rolled back can be undone even after a crash of the bridge
-    async def put_journal(self, event_id: str, entry: dict[str, Any]) -> None: ...
+    async def put_journal(self, event_id: str, entry: dict[str, Any]) -> bool:
+        """Store the entry unless ``event_id`` has one (an earlier attempt's "before" is the true
+        one); True if stored. Durable before return."""
+        ...
 
     async def get_journal(self, event_id: str) -> dict[str, Any] | None: ...
 

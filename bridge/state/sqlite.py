@@ -328,15 +328,20 @@ class SqliteState:
 
     # ---- undo journal --------------------------------------------------------------------------
 
-    async def put_journal(self, event_id: str, entry: dict[str, Any]) -> None:
-        """Store (or replace) the undo entry of ``event_id``; durable before return."""
+    async def put_journal(self, event_id: str, entry: dict[str, Any]) -> bool:
+        """Store the undo entry of ``event_id`` unless it has one (one statement: the check and the
+        write are one hop to the database thread); True if stored. Durable before return."""
         text = json.dumps(entry, separators=(",", ":"))
-        await self._db.run(
-            lambda c: c.execute(
-                "INSERT OR REPLACE INTO journal(event_id, entry, created_at) VALUES (?, ?, ?)",
-                (event_id, text, _now()),
+        stored = await self._db.run(
+            lambda c: (
+                c.execute(
+                    "INSERT INTO journal(event_id, entry, created_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(event_id) DO NOTHING",
+                    (event_id, text, _now()),
+                ).rowcount
             )
         )
+        return bool(stored)
 
     async def get_journal(self, event_id: str) -> dict[str, Any] | None:
         row = await self._db.run(

@@ -157,6 +157,52 @@ class QueueContract:
         assert [i.event.entity for i in items] == ["ship_via"]
         assert [i.event.entity for i in await queue.lease(10, 30)] == ["warehouse"]
 
+    # ---- enqueued and leased at once (a synchronous change) --------------------------------------
+
+    async def test_enqueue_leased_hands_an_idle_records_event_to_the_caller(self, queue: QueuePort) -> None:
+        event = make_event(1)
+        fresh, item = await queue.enqueue_leased(event, 30)
+        assert fresh is True and item is not None
+        assert item.event == event and item.attempts == 0
+        assert await queue.depth() == 1
+        await queue.enqueue(make_event(2))
+        assert await queue.lease(10, 30) == []  # held: the record's later events wait
+        assert await queue.complete(item) is True
+        assert numbers(await queue.lease(10, 30)) == [2]
+
+    async def test_enqueue_leased_queues_behind_the_records_earlier_events(self, queue: QueuePort) -> None:
+        await queue.enqueue(make_event(1))
+        fresh, item = await queue.enqueue_leased(make_event(2), 30)
+        assert fresh is True and item is None
+        [first] = await queue.lease(10, 30)
+        assert numbers([first]) == [1]
+        await queue.complete(first)
+        [second] = await queue.lease(10, 30)
+        assert numbers([second]) == [2] and second.attempts == 0
+
+    async def test_enqueue_leased_behind_a_leased_event_waits_its_turn(self, queue: QueuePort) -> None:
+        _, held = await queue.enqueue_leased(make_event(1), 30)
+        assert held is not None
+        fresh, item = await queue.enqueue_leased(make_event(2), 30)
+        assert fresh is True and item is None
+        await queue.complete(held)
+        assert numbers(await queue.lease(10, 30)) == [2]
+
+    async def test_enqueue_leased_of_a_repeat_is_neither_queued_nor_leased(self, queue: QueuePort) -> None:
+        _, item = await queue.enqueue_leased(make_event(1), 30)
+        assert item is not None
+        await queue.complete(item)
+        assert await queue.enqueue_leased(make_event(1), 30) == (False, None)
+        assert await queue.depth() == 0 and await queue.lease(10, 30) == []
+
+    async def test_an_expired_lease_from_enqueue_is_handed_out_again(self, queue: QueuePort) -> None:
+        _, first = await queue.enqueue_leased(make_event(1), self.lease_s)
+        assert first is not None
+        await asyncio.sleep(self.lease_s * 1.5)
+        [again] = await queue.lease(1, 30)
+        assert again.seq == first.seq and again.attempts == 1
+        assert await queue.complete(first) is False
+
     # ---- leases --------------------------------------------------------------------------------
 
     async def test_expired_lease_is_handed_out_again(self, queue: QueuePort) -> None:

@@ -198,7 +198,10 @@ class StateContract:
     async def test_journal_put_get_drop(self, state: StatePort) -> None:
         entry = {"target": "scm", "before": {"WarehouseName": "Old"}, "ledger_before": None, "deleted": False}
         assert await state.get_journal("cds:1") is None
-        await state.put_journal("cds:1", entry)
+        assert await state.put_journal("cds:1", entry) is True
+        assert await state.get_journal("cds:1") == entry
+        # An earlier attempt's entry is the true "before": a later one never replaces it.
+        assert await state.put_journal("cds:1", {**entry, "before": {"WarehouseName": "New"}}) is False
         assert await state.get_journal("cds:1") == entry
         await state.drop_journal("cds:1")
         assert await state.get_journal("cds:1") is None

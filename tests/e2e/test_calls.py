@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
+
+from bridge.queue.base import QueuedEvent
 from bridge.sandbox.faults import FaultSettings
 from tests.e2e.harness import Harness, eventually
 
@@ -80,3 +84,36 @@ async def test_many_asynchronous_changes_travel_in_batches_and_are_counted(env: 
     assert after.batches > before.batches  # some went together
     assert after.batched_writes - before.batched_writes >= 2
     assert after.requests - before.requests < len(codes)  # fewer requests than writes
+
+
+async def test_a_synchronous_change_to_an_idle_record_goes_straight_from_the_queue_to_its_apply(
+    env: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leased in the enqueue's own transaction, journalled with one statement: the database hops a
+    synchronous save waits for are as few as its guarantees allow."""
+    queue, state = env.bridge.queue, env.bridge.state
+    leased_by_worker: list[str] = []
+    journal_reads: list[str] = []
+    lease, get_journal = queue.lease, state.get_journal
+
+    async def spy_lease(*args: Any, **kwargs: Any) -> list[QueuedEvent]:
+        items = await lease(*args, **kwargs)
+        leased_by_worker.extend(i.event.event_id for i in items)
+        return items
+
+    async def spy_get_journal(event_id: str) -> dict[str, Any] | None:
+        journal_reads.append(event_id)
+        return await get_journal(event_id)
+
+    monkeypatch.setattr(queue, "lease", spy_lease)
+    monkeypatch.setattr(state, "get_journal", spy_get_journal)
+    created = await env.cds_create("msdyn_shipvias", {"msdyn_name": "Fast", "msdyn_description": "a"})
+    assert created.status == 201
+    record_id = created.body["msdyn_shipviaid"]
+    assert (await env.cds_update("msdyn_shipvias", record_id, {"msdyn_description": "b"})).status == 204
+    row = await env.scm_find("DeliveryModesV2", "ModeCode", "Fast")
+    assert row is not None and row["ModeDescription"] == "b"  # applied before the save returned
+    await env.settle()
+    assert not [i for i in leased_by_worker if i.startswith("cds:")]  # never waited for the worker
+    assert journal_reads == []  # the undo entry is written unless there, in one statement
+    assert await queue.depth() == 0 and await state.journal_ids() == []
