@@ -33,7 +33,7 @@ from bridge.engine.records import (
     source_etag,
     target_cds_id,
 )
-from bridge.engine.recovery import Recovery, Undo
+from bridge.engine.recovery import Recovery, Undo, journal_id
 from bridge.engine.sides import CdsSide, Row, ScmSide, Side
 from bridge.state.base import LedgerEntry, StatePort
 from bridge.systems.connect import Systems
@@ -369,7 +369,8 @@ class Applier:
                 updated_at=datetime.now(UTC),
                 cds_etag=etags[System.CDS],
                 scm_etag=etags[System.SCM],
-            )
+            ),
+            drop_journal_of=journal_id(event),  # recorded: the undo entry is settled with it
         )
 
     async def _tombstone(self, event: ChangeEvent, emap: EntityMap, ledger: LedgerEntry | None) -> None:
@@ -385,7 +386,8 @@ class Applier:
         await self.state.put_ledger(
             replace_ledger(
                 base, deleted=True, last_event_id=event.event_id, last_source_timestamp=event.source_timestamp
-            )
+            ),
+            drop_journal_of=journal_id(event),
         )
 
 

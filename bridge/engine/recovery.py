@@ -34,6 +34,12 @@ class Undo:
     ledger_before: LedgerEntry | None
 
 
+def journal_id(event: ChangeEvent) -> str | None:
+    """The undo entry ``event`` may have: a synchronous change is journalled before its write, and
+    the entry is dropped with the ledger entry that records the write (or by ``settle``)."""
+    return event.event_id if event.mode is SyncMode.SYNC else None
+
+
 class Recovery:
     def __init__(self, *, mappings: MappingSet, state: StatePort, side: Callable[[System], Side]) -> None:
         self.mappings = mappings
@@ -128,9 +134,15 @@ class Recovery:
         return True
 
     async def settle(self, event: ChangeEvent) -> None:
-        """The synchronous originator has its answer: the undo journal entry is no longer needed."""
+        """The synchronous change is decided without a ledger write (refused, undone): the undo
+        journal entry is no longer needed."""
         if event.mode is SyncMode.SYNC:
             await self.state.drop_journal(event.event_id)
+
+    async def guard(self, event: ChangeEvent, undo: Undo) -> None:
+        """Journal an undo about to be made of a recorded write (its own entry went with the ledger
+        write): a crash mid-undo still finishes it from the journal after the restart."""
+        await self.journal(event, undo.target, undo.before, undo.ledger_before, deleted=undo.deleted)
 
     # ------------------------------------------------------------------ helpers
     async def journal(

@@ -281,11 +281,8 @@ class Engine:
                 item, applied.undo, "the originator gave up after the write (timeout or disconnect)"
             )
             return
-        if self._is_sync(event):
-            # Two databases, two threads: drop the undo entry and the event side by side.
-            await asyncio.gather(self.applier.recovery.settle(event), self.queue.complete(item))
-        else:
-            await self.queue.complete(item)
+        # A synchronous write's undo entry went with its ledger entry (bridge.engine.recovery).
+        await self.queue.complete(item)
         if applied.result is Result.SKIPPED:
             self.metrics.skipped(event.entity, dir_, applied.reason)
         elif applied.result is Result.CONFLICT_LOST:
@@ -355,6 +352,7 @@ class Engine:
 
     async def _undo(self, item: QueuedEvent, undo: Undo, why: str) -> None:
         try:
+            await self.applier.recovery.guard(item.event, undo)
             await self.applier.recovery.undo(undo)
             note = "reverted on the target"
         except SyncError as exc:

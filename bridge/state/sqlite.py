@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.state.base import Failure, LedgerEntry, MapState, MapStatus
-from bridge.storage.sqlite import SqliteDb
+from bridge.storage.sqlite import SqliteDb, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -202,8 +202,9 @@ class SqliteState:
         )
         return None if row is None else _ledger(row)
 
-    async def put_ledger(self, entry: LedgerEntry) -> None:
-        """Insert or replace the entry of ``entry.record_key``; ``updated_at`` defaults to now."""
+    async def put_ledger(self, entry: LedgerEntry, *, drop_journal_of: str | None = None) -> None:
+        """Insert or replace the entry of ``entry.record_key``; ``updated_at`` defaults to now. With
+        ``drop_journal_of``, that event's undo entry goes in the same transaction (one hop)."""
         values = (
             entry.record_key,
             entry.entity,
@@ -222,7 +223,16 @@ class SqliteState:
             entry.scm_etag,
         )
         sql = f"INSERT OR REPLACE INTO ledger({_LEDGER_COLS}) VALUES ({', '.join('?' * len(values))})"
-        await self._db.run(lambda c: c.execute(sql, values))
+        if drop_journal_of is None:
+            await self._db.run(lambda c: c.execute(sql, values))
+            return
+
+        def put_and_drop(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute(sql, values)
+                conn.execute("DELETE FROM journal WHERE event_id = ?", (drop_journal_of,))
+
+        await self._db.run(put_and_drop)
 
     async def find_ledger_by_cds_id(self, cds_id: str) -> LedgerEntry | None:
         row = await self._db.run(

@@ -207,6 +207,16 @@ class StateContract:
         assert await state.get_journal("cds:1") is None
         await state.drop_journal("cds:1")  # dropping twice is harmless
 
+    async def test_a_ledger_write_can_settle_an_undo_entry_with_it(self, state: StatePort) -> None:
+        await state.put_journal("cds:1", {"target": "scm"})
+        await state.put_journal("cds:2", {"target": "scm"})
+        await state.put_ledger(make_entry(), drop_journal_of="cds:1")
+        assert await state.get_ledger(make_entry().record_key) == make_entry()
+        assert await state.get_journal("cds:1") is None
+        assert await state.get_journal("cds:2") == {"target": "scm"}  # only the one named
+        await state.put_ledger(make_entry(), drop_journal_of="cds:9")  # none there: harmless
+        assert await state.get_journal("cds:2") == {"target": "scm"}
+
     # ---- durability ----------------------------------------------------------------------------
 
     async def test_everything_survives_reopen(self, make_state: StateFactory) -> None:

@@ -6,10 +6,12 @@ applied, and if it was written just before the crash, the write is undone from t
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
-from tests.e2e.harness import Harness
+from bridge.sandbox.faults import FaultSettings
+from tests.e2e.harness import Harness, eventually
 
 
 def _sync_create(code: str) -> ChangeEvent:
@@ -71,3 +73,34 @@ async def test_a_sync_change_accepted_while_paused_is_applied_on_resume(env: Har
     await env.settle()
     row = await env.scm_find("DeliveryModesV2", "ModeCode", "Later")
     assert row is not None and row["ModeDescription"] == "queued"
+
+
+async def test_a_sync_write_whose_caller_left_meanwhile_is_undone_under_a_journal_guard(
+    env: Harness,
+) -> None:
+    """The originator disconnects while the F&O write is on its way: the write lands, is recorded,
+    and is then undone; from the moment it is recorded until it is undone an undo entry stands in the
+    journal, so a crash at any point of the undo finishes it after the restart."""
+    env.sandbox.faults["fno"].configure(FaultSettings(latency_ms=300))
+    event = _sync_create("Left")
+    call = asyncio.create_task(env.bridge.engine.submit(event))
+    await asyncio.sleep(0.1)  # the write is on its way
+    call.cancel()  # the originator disconnects (its transaction rolls back)
+    state = env.bridge.state
+    guarded = False
+
+    async def undone() -> bool:
+        nonlocal guarded
+        ledger = await state.get_ledger(event.record_key)
+        recorded = ledger is not None and ledger.last_event_id == event.event_id
+        if recorded and await state.get_journal(event.event_id) is not None:
+            guarded = True
+        return "timeout" in await _failures(env)
+
+    await eventually(undone, what="the write undone")
+    env.sandbox.faults["fno"].configure(FaultSettings())
+    assert guarded
+    assert await env.scm_find("DeliveryModesV2", "ModeCode", "Left") is None
+    [failure] = await state.failures()
+    assert failure.source_message == "reverted on the target"
+    assert await state.get_journal(event.event_id) is None
