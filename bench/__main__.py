@@ -149,7 +149,7 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
 
     if "sync" in only:
         print("sync overhead ...", flush=True)
-        s = await run_sync(state_dir, workdir, **sizes["sync"])
+        s = await run_sync(state_dir, workdir, keys=keys, **sizes["sync"])
         out.update(
             sync_added_ms_p50=s.added_p50,
             sync_added_ms_p99=s.added_p99,

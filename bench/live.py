@@ -52,8 +52,15 @@ class Keys:
     event_loop: str = DEFAULT_EVENT_LOOP
     gc_gen0_threshold: int = DEFAULT_GC_GEN0_THRESHOLD
 
-    def bridge(self, info: Any, workdir: Path, *, profile_to: Path | None = None) -> BridgeProcess:
-        return BridgeProcess(
+    def bridge(
+        self,
+        info: Any,
+        workdir: Path,
+        *,
+        profile_to: Path | None = None,
+        process: type[BridgeProcess] = BridgeProcess,
+    ) -> BridgeProcess:
+        return process(
             info,
             workdir,
             cds_key=self.cds,

@@ -1,29 +1,33 @@
 """Sync-mode overhead: what the bridge adds to a synchronous Dataverse save beyond the F&O write.
 
-The sandbox and the bridge run in this process so both can be timed from inside without touching
-product code: an aiohttp middleware put first on the bridge's app times each ``/webhooks/cds`` call
-(request handed to the app -> answer ready), and the F&O client's ``http.request`` is wrapped on the
-instance to time every F&O call. A person saves ship vias in Dataverse one at a time (a synchronous
-step is registered), so every F&O call falls inside exactly one webhook's window:
-``added = webhook time - time of the F&O write(s) it made``. Then, with 50 ms of emulated F&O
-latency, the whole webhook time is compared with a direct F&O write made by a client in the same run.
+The bridge runs in its own process as ``dualwrite serve`` runs it (its event loop, its settled heap,
+the benchmark's ``[sync]`` settings), like every other bridge run of the benchmark; both emulators
+and the person saving records live in the benchmark's process. ``bench.syncserve`` times each
+``/webhooks/cds`` call and each F&O call from inside the bridge. A person saves ship vias in
+Dataverse one at a time (a synchronous step is registered), so every F&O call falls inside exactly
+one webhook's window: ``added = webhook time - time of the F&O write(s) it made``. Then, with 50 ms
+of emulated F&O latency, the whole webhook time is compared with a direct F&O write made by a client
+in the same run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from bench.common import (
     CDS_FIELD,
     CDS_KEY,
     CDS_SET,
+    MAPPINGS,
     SCM_FIELD,
     SCM_KEY,
     SCM_SET,
@@ -31,28 +35,15 @@ from bench.common import (
     percentile,
     sandbox_config,
 )
-from bridge.app import Bridge
-from bridge.demo import connect, demo_settings
+from bench.live import Keys
+from bench.procs import BridgeProcess
+from bench.syncserve import per_change
+from bridge.core.mapping import load_mappings
+from bridge.demo import point_at_bridge
 from bridge.sandbox.runtime import Sandbox
+from bridge.systems.auth import TokenProvider
+from bridge.systems.dataverse import DataverseClient
 from bridge.systems.odata import key_segment
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Timings:
-    webhooks: list[tuple[float, float, int]] = field(default_factory=list)  # start, end, status
-    scm_calls: list[tuple[float, float, str]] = field(default_factory=list)  # start, end, method
-
-    def per_change(self) -> list[tuple[float, float, float]]:
-        """(webhook ms, F&O write ms, F&O read ms) for each webhook call."""
-        out = []
-        for start, end, _ in self.webhooks:
-            inside = [c for c in self.scm_calls if start <= c[0] <= end]
-            write = sum(c[1] - c[0] for c in inside if c[2] != "GET")
-            read = sum(c[1] - c[0] for c in inside if c[2] == "GET")
-            out.append(((end - start) * 1000, write * 1000, read * 1000))
-        return out
 
 
 @dataclass
@@ -73,42 +64,38 @@ class SyncResult:
         return self.latency_webhook_p50 / self.latency_direct_p50
 
 
-def _instrument(bridge: Bridge, timings: Timings) -> None:
-    @web.middleware
-    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path != "/webhooks/cds":
-            return await handler(request)
-        start = time.perf_counter()
-        response = await handler(request)
-        timings.webhooks.append((start, time.perf_counter(), response.status))
-        return response
+class TimedBridgeProcess(BridgeProcess):
+    """The bridge under ``bench.syncserve``: ``take()`` returns what it timed since the last call."""
 
-    bridge.app.middlewares.insert(0, timed)
-    http = bridge.scm.http
-    original = http.request
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.syncserve", str(self.config), str(self.timings)]
 
-    async def request(method: str, path: str, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return await original(method, path, **kwargs)
-        finally:
-            timings.scm_calls.append((start, time.perf_counter(), method))
+    @property
+    def timings(self) -> Path:
+        return self.workdir / "timings.json"
 
-    http.request = request  # type: ignore[method-assign]
+    async def take(self, timeout: float = 30.0) -> dict[str, Any]:
+        self.timings.unlink(missing_ok=True)
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1)
+        for _ in range(int(timeout / 0.02)):
+            if self.timings.exists():
+                taken: dict[str, Any] = json.loads(self.timings.read_text(encoding="utf-8"))
+                return taken
+            await asyncio.sleep(0.02)
+        raise RuntimeError(f"the bridge wrote no timings: {self.log.read_text()[-2000:]}")
 
 
 async def run_sync(
-    state_dir: Path, workdir: Path, *, creates: int, updates: int, latency_changes: int
+    state_dir: Path, workdir: Path, *, keys: Keys, creates: int, updates: int, latency_changes: int
 ) -> SyncResult:
     async with Sandbox(sandbox_config(state_dir, webhook_timeout=60.0)) as sandbox:
         info = sandbox.info
-        settings = demo_settings(info, host="127.0.0.1", port=0, data_dir=workdir / "sync-bridge")
-        bridge = Bridge(settings)
-        timings = Timings()
-        _instrument(bridge, timings)
-        await bridge.start()
+        proc = keys.bridge(info, workdir / "sync-bridge", process=TimedBridgeProcess)
+        assert isinstance(proc, TimedBridgeProcess)
+        await proc.start()
         try:
-            await connect(sandbox, bridge, mode="sync")
+            await _register(sandbox, proc.url, keys)
             company = next(
                 r["cdm_companyid"]
                 for r in sandbox.dataverse.rows("cdm_companies")
@@ -117,26 +104,26 @@ async def run_sync(
             connector = aiohttp.TCPConnector(ssl=client_ssl(info.ca_file))
             async with aiohttp.ClientSession(connector=connector, trust_env=False) as http:
                 person = _Person(http, sandbox, company)
+                await proc.take()  # from here on
                 ids = [await person.create(f"SY{n:05d}") for n in range(creates)]
                 for n in range(updates):
                     await person.update(ids[n % len(ids)], f"update {n}")
-                measured = timings.per_change()
-                scm_calls = len(timings.scm_calls)
-                statuses = {s for _, _, s in timings.webhooks}
+                timed = await proc.take()
+                measured = per_change(timed)
+                statuses = {s for _, _, s in timed["webhooks"]}
                 if statuses != {200}:
                     raise RuntimeError(f"synchronous webhooks answered {statuses}")
                 # With 50 ms of emulated F&O latency: the whole webhook against a direct F&O write.
                 sandbox.faults["fno"].update(latency_ms=50)
-                timings.webhooks.clear()
                 for n in range(latency_changes):
                     await person.update(ids[n % len(ids)], f"slow {n}")
-                slow = [w for w, _, _ in timings.per_change()]
+                slow = [w for w, _, _ in per_change(await proc.take())]
                 direct = [
                     await person.direct_scm_write(f"SY{n % creates:05d}", f"direct {n}")
                     for n in range(latency_changes)
                 ]
         finally:
-            await bridge.stop()
+            proc.stop()
     added = [w - s for w, s, _ in measured]
     return SyncResult(
         changes=len(measured),
@@ -145,11 +132,24 @@ async def run_sync(
         webhook_p50=percentile([w for w, _, _ in measured], 50),
         write_p50=percentile([s for _, s, _ in measured], 50),
         read_p50=percentile([r for _, _, r in measured], 50),
-        scm_calls_per_change=scm_calls / max(len(measured), 1),
+        scm_calls_per_change=len(timed["scm_calls"]) / max(len(measured), 1),
         latency_changes=len(slow),
         latency_webhook_p50=percentile(slow, 50),
         latency_direct_p50=percentile(direct, 50),
     )
+
+
+async def _register(sandbox: Any, bridge_url: str, keys: Keys) -> None:
+    """Point both emulators at the bridge process, registering the Dataverse steps as ``dualwrite
+    register`` does: through the Web API, with the bridge's own app registration."""
+    info = sandbox.info
+    tokens = TokenProvider(
+        info.authority, info.client_id, info.client_secret, info.cds_scope, ca_file=info.ca_file
+    )
+    async with DataverseClient(info.cds_url, tokens, ca_file=info.ca_file) as cds:
+        await point_at_bridge(
+            sandbox, cds, load_mappings(MAPPINGS), bridge_url, cds_key=keys.cds, scm_key=keys.scm, mode="sync"
+        )
 
 
 class _Person:

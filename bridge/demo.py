@@ -14,6 +14,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from bridge.app import Bridge, run_until_stopped
+from bridge.core.mapping import MappingSet
 from bridge.register import register_webhooks
 from bridge.settings import (
     AuthSettings,
@@ -23,6 +24,7 @@ from bridge.settings import (
     SyncSettings,
     SystemSettings,
 )
+from bridge.systems.dataverse import DataverseClient
 
 
 def default_mappings_dir() -> Path:
@@ -122,23 +124,14 @@ def demo_settings(info: Any, *, host: str, port: int, data_dir: Path) -> Setting
 
 async def connect(sandbox: Any, bridge: Bridge, *, mode: str) -> dict[str, Any]:
     """Register the bridge's webhooks on both emulated systems; returns the info-file keys."""
-    from bridge.sandbox.notify.fno import DataEventEndpoint
-
     settings = bridge.settings
     cds_key = settings.cds_webhook_key.get_secret_value()
     scm_key = settings.scm_webhook_key.get_secret_value()
+    await point_at_bridge(
+        sandbox, bridge.cds, bridge.mappings, bridge.url, cds_key=cds_key, scm_key=scm_key, mode=mode
+    )
     cds_hook = f"{bridge.url}/webhooks/cds"
     scm_hook = f"{bridge.url}/webhooks/scm"
-    await register_webhooks(
-        bridge.cds,
-        bridge.mappings,
-        webhook_url=cds_hook,
-        webhook_key=cds_key,
-        mode="sync" if mode == "sync" else "async",
-    )
-    sandbox.notifier.fno.add_endpoint(
-        DataEventEndpoint(name="dualwrite bridge", url=scm_hook, headers={"x-dualwrite-key": scm_key})
-    )
     return {
         "bridge_url": bridge.url,
         "dashboard_url": f"{bridge.url}/",
@@ -149,6 +142,34 @@ async def connect(sandbox: Any, bridge: Bridge, *, mode: str) -> dict[str, Any]:
         "admin_token": settings.admin_token.get_secret_value(),
         "webhook_mode": mode,
     }
+
+
+async def point_at_bridge(
+    sandbox: Any,
+    cds: DataverseClient,
+    mappings: MappingSet,
+    bridge_url: str,
+    *,
+    cds_key: str,
+    scm_key: str,
+    mode: str,
+) -> None:
+    """Register a bridge's webhooks on both emulated systems: the Dataverse steps through the Web API
+    (``cds``, as ``dualwrite register`` does), the F&O data-event endpoint in the emulator."""
+    from bridge.sandbox.notify.fno import DataEventEndpoint
+
+    await register_webhooks(
+        cds,
+        mappings,
+        webhook_url=f"{bridge_url}/webhooks/cds",
+        webhook_key=cds_key,
+        mode="sync" if mode == "sync" else "async",
+    )
+    sandbox.notifier.fno.add_endpoint(
+        DataEventEndpoint(
+            name="dualwrite bridge", url=f"{bridge_url}/webhooks/scm", headers={"x-dualwrite-key": scm_key}
+        )
+    )
 
 
 async def run_demo(args: argparse.Namespace) -> int:
