@@ -48,3 +48,22 @@ def test_quick_cost_section_writes_its_figures(tmp_path: Path) -> None:
     ):
         assert figures[key] > 0, key
     assert "cost: bridge CPU per change, apply" in done.stdout
+
+
+def test_quick_sync_section_times_every_save_inside_the_bridge_process(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "sync", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert figures["sync_changes"] == 80  # 20 creates + 60 updates, each one synchronous webhook
+    assert figures["sync_latency_changes"] == 15
+    assert figures["sync_scm_calls_per_change"] >= 1  # each save made its F&O write inside the call
+    assert 0 < figures["sync_added_ms_p50"] < figures["sync_webhook_ms_p50"]
+    assert figures["sync_direct_scm_write_ms_p50_at_50ms"] >= 50  # the latency fault was on
+    assert "sync: added by the bridge, p50" in done.stdout
