@@ -288,6 +288,47 @@ async def test_msal_service_error_is_retryable_after_msals_replay_window() -> No
     assert info.value.retry_after is not None and info.value.retry_after >= 5
 
 
+class _CountingApp:
+    """msal's side: a new token each time the authority is asked, ``expires_in`` as given."""
+
+    def __init__(self, expires_in: float | None) -> None:
+        self.expires_in = expires_in
+        self.calls = 0
+
+    def acquire_token_for_client(self, scopes: list[str]) -> dict[str, Any]:
+        self.calls += 1
+        answer: dict[str, Any] = {"access_token": f"token-{self.calls}"}
+        if self.expires_in is not None:
+            answer["expires_in"] = self.expires_in
+        return answer
+
+    def remove_tokens_for_client(self) -> None:
+        pass
+
+
+async def test_a_token_is_kept_for_half_its_life_without_asking_msal() -> None:
+    app = _CountingApp(expires_in=0.4)
+    provider = TokenProvider("https://x/t", "id", "s", "api://x/.default", app_factory=lambda *a, **k: app)
+    assert [await provider.token() for _ in range(5)] == ["token-1"] * 5
+    assert app.calls == 1  # one trip to msal (and its thread), then kept
+    await asyncio.sleep(0.25)  # past half its life: msal decides again
+    assert await provider.token() == "token-2" and app.calls == 2
+
+
+async def test_refresh_bypasses_the_kept_token_and_keeps_the_new_one() -> None:
+    app = _CountingApp(expires_in=3600)
+    provider = TokenProvider("https://x/t", "id", "s", "api://x/.default", app_factory=lambda *a, **k: app)
+    assert await provider.token() == "token-1"
+    assert await provider.refresh() == "token-2"  # after a 401
+    assert await provider.token() == "token-2" and app.calls == 2
+
+
+async def test_a_token_without_a_lifetime_is_not_kept() -> None:
+    app = _CountingApp(expires_in=None)
+    provider = TokenProvider("https://x/t", "id", "s", "api://x/.default", app_factory=lambda *a, **k: app)
+    assert [await provider.token() for _ in range(3)] == ["token-1", "token-2", "token-3"]
+
+
 # ---------------------------------------------------------------- against the sandbox
 async def test_tokens_and_own_ids_from_the_sandbox_authority(sandbox_info: Any) -> None:
     provider = tokens_for(sandbox_info, sandbox_info.cds_scope)
