@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("dualwrite.engine")
 
 
+UNCONFIRMED = (
+    "applied and recorded, but the bridge stopped before it knew that the originator had the answer:"
+    " if the save failed there, resync the record from its originator"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     ok: bool
@@ -281,8 +287,6 @@ class Engine:
                 item, applied.undo, "the originator gave up after the write (timeout or disconnect)"
             )
             return
-        # A synchronous write's undo entry went with its ledger entry (bridge.engine.recovery).
-        await self.queue.complete(item)
         if applied.result is Result.SKIPPED:
             self.metrics.skipped(event.entity, dir_, applied.reason)
         elif applied.result is Result.CONFLICT_LOST:
@@ -291,7 +295,12 @@ class Engine:
         else:
             latency = (datetime.now(UTC) - event.received_at).total_seconds()
             self.metrics.applied(event.entity, dir_, latency)
+        # Decided and recorded (a synchronous write's undo entry went with its ledger entry): the
+        # waiting originator gets its answer first, and taking the event off the queue follows. If
+        # the bridge stops in between, the change is found recorded after the restart
+        # (_drop_abandoned); the record's next change waits for the complete as any other.
         self._resolve(event, Outcome(True, 200, applied.reason or applied.result.value))
+        await self.queue.complete(item)
 
     async def _rejected(self, item: QueuedEvent, exc: RejectedError) -> None:
         event = item.event
@@ -345,10 +354,23 @@ class Engine:
 
     async def _drop_abandoned(self, item: QueuedEvent) -> None:
         event = item.event
-        await self.applier.recovery.revert_if_applied(event)
+        if not await self.applier.recovery.revert_if_applied(event) and await self._recorded(event):
+            # Applied, recorded and answered (or about to be) when the bridge stopped or failed,
+            # before the event left the queue: nothing to revert, but nobody knows for sure that the
+            # answer reached the originator, so say so.
+            await self._record(item, "timeout", None, UNCONFIRMED)
+            await self.queue.complete(item)
+            self._resolve(event, Outcome(True, 200, "applied before"))  # for the originator's retry
+            return
         await self._record(item, "timeout", None, "the originator gave up before the change was applied")
         await self.queue.complete(item)
         self._resolve(event, Outcome(False, 504, "the originator gave up before the change was applied"))
+
+    async def _recorded(self, event: ChangeEvent) -> bool:
+        """The ledger's last change of the record is this one: it was applied (and its undo entry
+        dropped with that ledger entry)."""
+        ledger = await self.state.get_ledger(event.record_key)
+        return ledger is not None and ledger.last_event_id == event.event_id
 
     async def _undo(self, item: QueuedEvent, undo: Undo, why: str) -> None:
         try:

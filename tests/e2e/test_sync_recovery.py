@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
+
+import pytest
 
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
+from bridge.engine.worker import UNCONFIRMED
+from bridge.queue.base import QueuedEvent
 from bridge.sandbox.faults import FaultSettings
+from bridge.state.base import LedgerEntry
 from tests.e2e.harness import Harness, eventually
 
 
@@ -62,6 +68,63 @@ async def test_a_sync_write_made_just_before_a_crash_is_undone(env: Harness) -> 
     await env.settle()
     assert await env.scm_find("DeliveryModesV2", "ModeCode", "Undone") is None  # reverted
     assert await env.bridge.state.get_journal(event.event_id) is None
+
+
+async def test_a_sync_write_recorded_before_a_crash_is_kept_and_reported_unconfirmed(env: Harness) -> None:
+    event = _sync_create("Kept")
+    # The earlier run wrote to F&O and recorded it (the undo entry went with the ledger entry), then
+    # died with the event still queued: whether Dataverse had the answer is unknown.
+    made = await env.request(
+        "scm",
+        "POST",
+        "DeliveryModesV2",
+        {"dataAreaId": "usmf", "ModeCode": "Kept", "ModeDescription": "from an earlier run"},
+        client="bridge",
+    )
+    assert made.status == 201
+    await env.bridge.state.put_ledger(
+        LedgerEntry(
+            record_key=event.record_key,
+            entity=event.entity,
+            company=event.company,
+            key=event.key,
+            cds_id=event.record_id,
+            cds_image={"msdyn_name": "Kept", "msdyn_description": "from an earlier run"},
+            scm_image={"ModeCode": "Kept", "ModeDescription": "from an earlier run"},
+            last_event_id=event.event_id,
+        )
+    )
+    assert await env.bridge.queue.enqueue(event)
+    env.bridge.engine.kick()
+    await env.settle()
+    row = await env.scm_find("DeliveryModesV2", "ModeCode", "Kept")
+    assert row is not None and row["ModeDescription"] == "from an earlier run"  # not reverted
+    assert env.writes("scm", entity_set="DeliveryModesV2") == 1  # nor written again
+    [failure] = await env.bridge.state.failures()
+    assert failure.kind == "timeout" and failure.target_message == UNCONFIRMED
+    assert await env.bridge.queue.depth() == 0
+
+
+async def test_the_answer_to_a_sync_save_does_not_wait_for_the_queue_bookkeeping(
+    env: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the write is recorded, the save is answered; taking the event off the queue follows."""
+    queue = env.bridge.queue
+    complete_many, release = queue.complete_many, asyncio.Event()
+
+    async def held_complete_many(items: Sequence[QueuedEvent]) -> list[bool]:
+        await release.wait()
+        return await complete_many(items)
+
+    monkeypatch.setattr(queue, "complete_many", held_complete_many)
+    created = await env.cds_create("msdyn_shipvias", {"msdyn_name": "Quick", "msdyn_description": "a"})
+    assert created.status == 201  # answered while the event is still on the queue
+    assert await queue.depth() == 1
+    row = await env.scm_find("DeliveryModesV2", "ModeCode", "Quick")
+    assert row is not None and row["ModeDescription"] == "a"
+    release.set()
+    await env.settle()
+    assert await queue.depth() == 0 and await env.bridge.state.failures() == []
 
 
 async def test_a_sync_change_accepted_while_paused_is_applied_on_resume(env: Harness) -> None:
