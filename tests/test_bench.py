@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,17 +29,22 @@ def test_sync_settings_refuse_what_is_not_key_value(bad: str) -> None:
         _sync_settings([bad])
 
 
-def test_quick_cost_section_writes_its_figures(tmp_path: Path) -> None:
+def _quick(section: str, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    """``python -m bench --quick --only SECTION``: its JSON figures and its printed table."""
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "cost", "--json", str(out)],
+        [sys.executable, "-m", "bench", "--quick", "--only", section, "--json", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    figures = json.loads(out.read_text(encoding="utf-8"))
+    return json.loads(out.read_text(encoding="utf-8")), done.stdout
+
+
+def test_quick_cost_section_writes_its_figures(tmp_path: Path) -> None:
+    figures, table = _quick("cost", tmp_path)
     assert figures["cost_changes"] == 2200  # 200 creates + 2,000 updates, every one through the bridge
     for key in (
         "cost_intake_us_per_change",
@@ -47,23 +53,14 @@ def test_quick_cost_section_writes_its_figures(tmp_path: Path) -> None:
         "cost_apply_per_s",
     ):
         assert figures[key] > 0, key
-    assert "cost: bridge CPU per change, apply" in done.stdout
+    assert "cost: bridge CPU per change, apply" in table
 
 
 def test_quick_sync_section_times_every_save_inside_the_bridge_process(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "sync", "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    figures = json.loads(out.read_text(encoding="utf-8"))
+    figures, table = _quick("sync", tmp_path)
     assert figures["sync_changes"] == 80  # 20 creates + 60 updates, each one synchronous webhook
     assert figures["sync_latency_changes"] == 15
     assert figures["sync_scm_calls_per_change"] >= 1  # each save made its F&O write inside the call
     assert 0 < figures["sync_added_ms_p50"] < figures["sync_webhook_ms_p50"]
     assert figures["sync_direct_scm_write_ms_p50_at_50ms"] >= 50  # the latency fault was on
-    assert "sync: added by the bridge, p50" in done.stdout
+    assert "sync: added by the bridge, p50" in table

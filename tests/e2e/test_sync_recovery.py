@@ -35,6 +35,18 @@ def _sync_create(code: str) -> ChangeEvent:
     )
 
 
+async def _written_by_an_earlier_run(env: Harness, code: str, description: str) -> None:
+    """The F&O write an earlier run of the bridge made (with the bridge's own client)."""
+    made = await env.request(
+        "scm",
+        "POST",
+        "DeliveryModesV2",
+        {"dataAreaId": "usmf", "ModeCode": code, "ModeDescription": description},
+        client="bridge",
+    )
+    assert made.status == 201
+
+
 async def _failures(env: Harness) -> list[str]:
     return [f.kind for f in await env.bridge.state.failures()]
 
@@ -55,14 +67,7 @@ async def test_a_sync_write_made_just_before_a_crash_is_undone(env: Harness) -> 
     await env.bridge.state.put_journal(
         event.event_id, {"target": "scm", "before": None, "ledger_before": None, "deleted": False}
     )
-    made = await env.request(
-        "scm",
-        "POST",
-        "DeliveryModesV2",
-        {"dataAreaId": "usmf", "ModeCode": "Undone", "ModeDescription": "x"},
-        client="bridge",
-    )
-    assert made.status == 201
+    await _written_by_an_earlier_run(env, "Undone", "x")
     assert await env.bridge.queue.enqueue(event)
     env.bridge.engine.kick()
     await env.settle()
@@ -74,14 +79,7 @@ async def test_a_sync_write_recorded_before_a_crash_is_kept_and_reported_unconfi
     event = _sync_create("Kept")
     # The earlier run wrote to F&O and recorded it (the undo entry went with the ledger entry), then
     # died with the event still queued: whether Dataverse had the answer is unknown.
-    made = await env.request(
-        "scm",
-        "POST",
-        "DeliveryModesV2",
-        {"dataAreaId": "usmf", "ModeCode": "Kept", "ModeDescription": "from an earlier run"},
-        client="bridge",
-    )
-    assert made.status == 201
+    await _written_by_an_earlier_run(env, "Kept", "from an earlier run")
     await env.bridge.state.put_ledger(
         LedgerEntry(
             record_key=event.record_key,
