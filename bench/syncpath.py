@@ -12,7 +12,6 @@ in the same run.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sys
@@ -34,6 +33,7 @@ from bench.common import (
     client_ssl,
     percentile,
     sandbox_config,
+    wait_until,
 )
 from bench.live import Keys
 from bench.procs import BridgeProcess
@@ -78,12 +78,12 @@ class TimedBridgeProcess(BridgeProcess):
         self.timings.unlink(missing_ok=True)
         assert self.proc is not None
         self.proc.send_signal(signal.SIGUSR1)
-        for _ in range(int(timeout / 0.02)):
-            if self.timings.exists():
-                taken: dict[str, Any] = json.loads(self.timings.read_text(encoding="utf-8"))
-                return taken
-            await asyncio.sleep(0.02)
-        raise RuntimeError(f"the bridge wrote no timings: {self.log.read_text()[-2000:]}")
+        try:
+            await wait_until(self.timings.exists, timeout)
+        except TimeoutError:
+            raise RuntimeError(f"the bridge wrote no timings: {self.log.read_text()[-2000:]}") from None
+        taken: dict[str, Any] = json.loads(self.timings.read_text(encoding="utf-8"))
+        return taken
 
 
 async def run_sync(

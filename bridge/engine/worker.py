@@ -354,17 +354,17 @@ class Engine:
 
     async def _drop_abandoned(self, item: QueuedEvent) -> None:
         event = item.event
+        gave_up = "the originator gave up before the change was applied"
         if not await self.applier.recovery.revert_if_applied(event) and await self._recorded(event):
             # Applied, recorded and answered (or about to be) when the bridge stopped or failed,
             # before the event left the queue: nothing to revert, but nobody knows for sure that the
-            # answer reached the originator, so say so.
-            await self._record(item, "timeout", None, UNCONFIRMED)
-            await self.queue.complete(item)
-            self._resolve(event, Outcome(True, 200, "applied before"))  # for the originator's retry
-            return
-        await self._record(item, "timeout", None, "the originator gave up before the change was applied")
+            # answer reached the originator, so say so (and answer its retry with success).
+            message, outcome = UNCONFIRMED, Outcome(True, 200, "applied before")
+        else:
+            message, outcome = gave_up, Outcome(False, 504, gave_up)
+        await self._record(item, "timeout", None, message)
         await self.queue.complete(item)
-        self._resolve(event, Outcome(False, 504, "the originator gave up before the change was applied"))
+        self._resolve(event, outcome)
 
     async def _recorded(self, event: ChangeEvent) -> bool:
         """The ledger's last change of the record is this one: it was applied (and its undo entry
