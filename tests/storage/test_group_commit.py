@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -31,6 +32,27 @@ def _insert(key: str, value: int) -> Callable[[sqlite3.Connection], int]:
     return run
 
 
+class Gate:
+    """An operation that holds the database thread until ``release()``: whatever is submitted
+    meanwhile waits, and goes as the next group."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self._started, self._open = threading.Event(), threading.Event()
+        self.done = asyncio.ensure_future(db.run(self._hold))
+
+    def _hold(self, conn: sqlite3.Connection) -> None:
+        self._started.set()
+        if not self._open.wait(10):
+            raise TimeoutError("the gate was never released")
+
+    async def held(self) -> Gate:
+        assert await asyncio.to_thread(self._started.wait, 10), "the gate never held the thread"
+        return self
+
+    def release(self) -> None:
+        self._open.set()
+
+
 def _rows(path: Path) -> dict[str, int]:
     """What another connection sees: committed data only."""
     conn = sqlite3.connect(path)
@@ -43,11 +65,14 @@ def _rows(path: Path) -> dict[str, int]:
 async def test_concurrent_operations_share_transactions_and_each_gets_its_result(
     db: SqliteDb, tmp_path: Path
 ) -> None:
+    gate = await Gate(db).held()
     groups_before = db.groups_run
-    results = await asyncio.gather(*(db.run(_insert(f"k{n}", n)) for n in range(50)))
-    assert results == list(range(50))
-    # The first runs alone; the other 49 wait for it and go as one group.
-    assert db.groups_run - groups_before == 2
+    calls = asyncio.gather(*(db.run(_insert(f"k{n}", n)) for n in range(50)))
+    await asyncio.sleep(0.01)  # all 50 submitted while the gate holds the thread
+    gate.release()
+    assert await calls == list(range(50))
+    await gate.done
+    assert db.groups_run - groups_before == 1  # the 50 went as one group
     assert _rows(tmp_path / "g.db") == {f"k{n}": n for n in range(50)}  # committed when answered
 
 
@@ -82,12 +107,26 @@ async def test_a_failed_commit_fails_every_operation_of_the_group(db: SqliteDb, 
     def dangling(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO ch (p) VALUES (42)")  # checked only at COMMIT
 
-    blocker = asyncio.ensure_future(db.run(lambda c: c.execute("SELECT 1").fetchone()))
-    calls = [db.run(_insert("x", 1)), db.run(dangling)]
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    await blocker
+    gate = await Gate(db).held()
+    calls = asyncio.gather(db.run(_insert("x", 1)), db.run(dangling), return_exceptions=True)
+    await asyncio.sleep(0.01)
+    gate.release()
+    results = await calls
+    await gate.done
     assert all(isinstance(r, sqlite3.IntegrityError) for r in results)
     assert "x" not in _rows(tmp_path / "g.db")  # nothing of the failed group is durable
+
+
+async def test_the_thread_goes_on_with_what_waits_without_the_loop(db: SqliteDb) -> None:
+    # The next group starts when the last one ends, not when a busy loop gets round to taking its
+    # results: here the loop is blocked outright, and the waiting operation still runs.
+    gate = await Gate(db).held()
+    ran = threading.Event()
+    waiting = asyncio.ensure_future(db.run(lambda c: ran.set()))
+    await asyncio.sleep(0.01)
+    gate.release()
+    assert ran.wait(10)  # blocks the event loop on purpose
+    await asyncio.gather(gate.done, waiting)
 
 
 async def test_a_lone_operation_runs_outside_any_group_transaction(db: SqliteDb) -> None:
