@@ -36,6 +36,7 @@ from typing import Any
 
 from bridge.core.events import ChangeEvent
 from bridge.queue.base import DeadLetter, QueuedEvent
+from bridge.storage.batcher import TurnBatcher
 from bridge.storage.sqlite import SqliteDb, transaction
 
 SCHEMA = """
@@ -104,6 +105,10 @@ OLDEST_SQL = "SELECT enqueued_at FROM events WHERE entity = ? AND dead_at IS NUL
 _DEPTH_SQL = "INSERT INTO depth(entity, n) VALUES (?, ?) ON CONFLICT(entity) DO UPDATE SET n = n + excluded.n"
 
 
+_Row = tuple[str, str, str, str]  # event_id, record_key, entity, body
+_Enqueued = tuple[int | None, tuple[str, float] | None]  # seq (None: seen before), (token, enqueued_at)
+
+
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -126,6 +131,14 @@ class SqliteQueue:
         # uuid4 per lease, which reads the OS's random source each time).
         self._token_prefix = secrets.token_hex(8) + "-"
         self._token_seq = itertools.count(1)
+        # One turn's enqueues (webhook calls) and completions (finished changes) go to the database
+        # thread as one operation each: one savepoint and one counter update per turn, not per call.
+        self._enqueues: TurnBatcher[_Row, _Enqueued] = TurnBatcher(
+            lambda rows: self._db.run(self._enqueue_op(rows, None))
+        )
+        self._completes: TurnBatcher[QueuedEvent, bool] = TurnBatcher(
+            lambda items: self._db.run(lambda c: self._complete_tx(c, items))
+        )
 
     @property
     def path(self) -> Path:
@@ -140,6 +153,8 @@ class SqliteQueue:
         await self._db.open()
 
     async def close(self) -> None:
+        await self._enqueues.wait_idle()
+        await self._completes.wait_idle()
         await self._db.close()
 
     # ---- enqueue -------------------------------------------------------------------------------
@@ -153,7 +168,7 @@ class SqliteQueue:
         if not events:
             return []
         rows = [(e.event_id, e.record_key, e.entity, e.model_dump_json()) for e in events]
-        added = [seq is not None for seq, _ in await self._db.run(self._enqueue_op(rows, None))]
+        added = [seq is not None for seq, _ in await self._enqueues.submit(rows)]
         if any(added):
             self._wake.set()
         return added
@@ -179,8 +194,8 @@ class SqliteQueue:
         )
 
     def _enqueue_op(
-        self, rows: list[tuple[str, str, str, str]], lease_seconds: float | None
-    ) -> Callable[[sqlite3.Connection], list[tuple[int | None, tuple[str, float] | None]]]:
+        self, rows: list[_Row], lease_seconds: float | None
+    ) -> Callable[[sqlite3.Connection], list[_Enqueued]]:
         self._since_prune += len(rows)
         prune = self._since_prune >= PRUNE_EVERY
         if prune:
@@ -191,15 +206,15 @@ class SqliteQueue:
     def _enqueue_tx(
         self,
         conn: sqlite3.Connection,
-        rows: list[tuple[str, str, str, str]],
+        rows: list[_Row],
         prune: bool,
         lease_token: str | None,
         lease_seconds: float,
-    ) -> list[tuple[int | None, tuple[str, float] | None]]:
+    ) -> list[_Enqueued]:
         """Per row: (its seq, or None if seen before; (token, enqueued_at) if leased here)."""
         now = time.time()
         cutoff = now - self._retention
-        out: list[tuple[int | None, tuple[str, float] | None]] = []
+        out: list[_Enqueued] = []
         per_entity: dict[str, int] = {}
         with transaction(conn):
             for event_id, record_key, entity, body in rows:
@@ -295,7 +310,7 @@ class SqliteQueue:
         """Complete several leased events in one transaction; a flag per item as ``complete``."""
         if not items:
             return []
-        return await self._db.run(lambda c: self._complete_tx(c, items))
+        return await self._completes.submit(items)
 
     def _complete_tx(self, conn: sqlite3.Connection, items: Sequence[QueuedEvent]) -> list[bool]:
         done: list[bool] = []
