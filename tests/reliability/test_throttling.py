@@ -24,7 +24,9 @@ async def test_a_429_storm_is_waited_out_as_told_and_loses_nothing(rig: Rig, siz
 
     calls = [e for e in faults.log if e.kind == "latency"]
     throttles = [e for e in faults.log if e.kind == "throttle"]
-    assert len(throttles) >= 10, "the storm did not happen"
+    # Counted in writes refused, not requests: how many writes share a $batch depends on timing.
+    refused = sum(len(t.parts) or 1 for t in throttles)
+    assert refused >= 10, f"the storm did not happen: {refused} writes refused"
     assert any(t.parts for t in throttles), "no $batch was throttled: the test no longer covers batches"
     for throttled in throttles:
         # Per record, the next call carrying the same write is its retry (a refused $batch's writes
