@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -308,3 +309,67 @@ def test_leases_of_a_killed_worker_come_back_after_expiry(tmp_path: Path) -> Non
     available_now, after_expiry = asyncio.run(reopen_and_lease(path, expires))
     assert len(available_now) == 4 and available_now.isdisjoint(leased)
     assert sorted(after_expiry) == sorted((seq, 1) for seq in leased)
+
+
+# ---- one operation per turn (TurnBatcher) -------------------------------------------------------
+
+
+class Statements:
+    """The statements the queue's connection runs, from ``start()`` to ``stop()``."""
+
+    def __init__(self, queue: SqliteQueue) -> None:
+        self.queue = queue
+        self.seen: list[str] = []
+
+    async def start(self) -> None:
+        await self.queue.db.run(lambda c: c.set_trace_callback(self.seen.append))
+
+    async def stop(self) -> None:
+        await self.queue.db.run(lambda c: c.set_trace_callback(None))
+
+    def transactions(self) -> int:
+        """Transactions and savepoints the operations ended: one per operation (plus a group's own)."""
+        return sum(1 for s in self.seen if s in ("COMMIT", "RELEASE tx"))
+
+
+async def test_concurrent_enqueues_are_one_database_operation(queue: SqliteQueue) -> None:
+    events = [make_event(n, key=f"R{n}") for n in range(20)]
+    statements = Statements(queue)
+    await statements.start()
+    added = await asyncio.gather(*(queue.enqueue(e) for e in events), queue.enqueue(events[3]))
+    await statements.stop()
+    assert added == [True] * 20 + [False]  # the repeat in the same turn is still a repeat
+    assert statements.transactions() <= 2  # one operation (in a group of its own or not), not 21
+    assert sum(1 for s in statements.seen if s.startswith("INSERT INTO depth")) == 1
+    assert await queue.depth() == 20
+
+
+async def test_concurrent_completions_are_one_operation_and_a_stale_lease_is_still_refused(
+    queue: SqliteQueue,
+) -> None:
+    for n in range(10):
+        await queue.enqueue(make_event(n, key=f"R{n}"))
+    items = await queue.lease(10, 30.0)
+    stale = dataclasses.replace(items[0], lease_token="someone-else")
+    statements = Statements(queue)
+    await statements.start()
+    done = await asyncio.gather(*(queue.complete(i) for i in [stale, *items[1:]]))
+    await statements.stop()
+    assert done == [False] + [True] * 9
+    assert statements.transactions() <= 2  # one operation, not 10
+    assert await queue.depth() == 1  # only the stale one's event is left
+
+
+async def test_close_runs_what_was_submitted_in_its_turn(tmp_path: Path) -> None:
+    q = SqliteQueue(tmp_path / "c.db")
+    await q.open()
+    pending = asyncio.ensure_future(q.enqueue(make_event(1, key="R1")))
+    await asyncio.sleep(0)  # submitted; its flush is on the next turn
+    await q.close()
+    assert pending.result() is True
+    reopened = SqliteQueue(tmp_path / "c.db")
+    await reopened.open()
+    try:
+        assert await reopened.depth() == 1
+    finally:
+        await reopened.close()
