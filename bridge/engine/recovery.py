@@ -136,8 +136,9 @@ class Recovery:
     async def settle(self, event: ChangeEvent) -> None:
         """The synchronous change is decided without a ledger write (refused, undone): the undo
         journal entry is no longer needed."""
-        if event.mode is SyncMode.SYNC:
-            await self.state.drop_journal(event.event_id)
+        entry_id = journal_id(event)
+        if entry_id is not None:
+            await self.state.drop_journal(entry_id)
 
     async def guard(self, event: ChangeEvent, undo: Undo) -> None:
         """Journal an undo about to be made of a recorded write (its own entry went with the ledger
@@ -155,11 +156,12 @@ class Recovery:
         deleted: bool,
     ) -> bool:
         """Write the undo journal entry of a synchronous change; True if this call wrote it."""
-        if event.mode is not SyncMode.SYNC:
+        entry_id = journal_id(event)
+        if entry_id is None:
             return False
         # Kept if there: an earlier attempt may have written (timeout), so its "before" is the true one.
         return await self.state.put_journal(
-            event.event_id,
+            entry_id,
             {
                 "target": target.value,
                 "before": None if before is None else row_to_json(before),

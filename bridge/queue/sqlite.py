@@ -109,6 +109,10 @@ _Row = tuple[str, str, str, str]  # event_id, record_key, entity, body
 _Enqueued = tuple[int | None, tuple[str, float] | None]  # seq (None: seen before), (token, enqueued_at)
 
 
+def _row(event: ChangeEvent) -> _Row:
+    return (event.event_id, event.record_key, event.entity, event.model_dump_json())
+
+
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -167,8 +171,7 @@ class SqliteQueue:
         """Add several events in one transaction (one commit); a flag per event as ``enqueue``."""
         if not events:
             return []
-        rows = [(e.event_id, e.record_key, e.entity, e.model_dump_json()) for e in events]
-        added = [seq is not None for seq, _ in await self._enqueues.submit(rows)]
+        added = [seq is not None for seq, _ in await self._enqueues.submit([_row(e) for e in events])]
         if any(added):
             self._wake.set()
         return added
@@ -181,8 +184,7 @@ class SqliteQueue:
         apply, without a lease's hop to the database thread or the worker's wake-up."""
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
-        rows = [(event.event_id, event.record_key, event.entity, event.model_dump_json())]
-        [(seq, lease)] = await self._db.run(self._enqueue_op(rows, lease_seconds))
+        [(seq, lease)] = await self._db.run(self._enqueue_op([_row(event)], lease_seconds))
         if seq is None:
             return False, None
         if lease is None:
@@ -200,18 +202,18 @@ class SqliteQueue:
         prune = self._since_prune >= PRUNE_EVERY
         if prune:
             self._since_prune = 0
-        token = None if lease_seconds is None else self._next_token()
-        return lambda c: self._enqueue_tx(c, rows, prune, token, lease_seconds or 0.0)
+        lease = None if lease_seconds is None else (self._next_token(), lease_seconds)
+        return lambda c: self._enqueue_tx(c, rows, prune, lease)
 
     def _enqueue_tx(
         self,
         conn: sqlite3.Connection,
         rows: list[_Row],
         prune: bool,
-        lease_token: str | None,
-        lease_seconds: float,
+        lease: tuple[str, float] | None,
     ) -> list[_Enqueued]:
-        """Per row: (its seq, or None if seen before; (token, enqueued_at) if leased here)."""
+        """Per row: (its seq, or None if seen before; (token, enqueued_at) if leased here). With
+        ``lease`` (token, seconds), a row that is its record's only event is leased with it."""
         now = time.time()
         cutoff = now - self._retention
         out: list[_Enqueued] = []
@@ -224,15 +226,15 @@ class SqliteQueue:
                 seq = conn.execute(_EVENT_SQL, (event_id, record_key, entity, body, now)).lastrowid
                 assert seq is not None
                 per_entity[entity] = per_entity.get(entity, 0) + 1
-                if lease_token is None:
+                if lease is None:
                     conn.execute(_HEAD_SQL, (record_key, entity, seq, now))
                     out.append((seq, None))
                 elif conn.execute(
-                    _LEASED_HEAD_SQL, (record_key, entity, seq, now + lease_seconds, lease_token)
+                    _LEASED_HEAD_SQL, (record_key, entity, seq, now + lease[1], lease[0])
                 ).rowcount:
                     # The record's only event: leased as ``lease`` would (one more attempt).
                     conn.execute("UPDATE events SET attempts = 1 WHERE seq = ?", (seq,))
-                    out.append((seq, (lease_token, now)))
+                    out.append((seq, (lease[0], now)))
                 else:
                     out.append((seq, None))  # earlier events of the record go first
             conn.executemany(_DEPTH_SQL, per_entity.items())
