@@ -60,8 +60,9 @@ class Recording:
     def final_values(self) -> dict[str, str]:
         """Natural key -> the description it ends with."""
         out: dict[str, str] = {}
-        for note in [*self.creates, *self.updates]:
-            out[self.key(note.record)] = value_text(note.seq, note in self.updates)
+        for update, notes in ((False, self.creates), (True, self.updates)):
+            for note in notes:  # in order: a record's last note wins
+                out[self.key(note.record)] = value_text(note.seq, update)
         return out
 
 

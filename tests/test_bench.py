@@ -11,8 +11,20 @@ from typing import Any
 import pytest
 
 from bench.__main__ import _sync_settings
+from bench.record import Note, Recording
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _note(record: int, seq: int) -> Note:
+    return Note(record=record, seq=seq, path="/webhooks/scm", query="", headers=(), body=b"{}")
+
+
+def test_final_values_are_each_records_last_change() -> None:
+    creates = [_note(0, 0), _note(1, 1)]
+    updates = [_note(0, 2), _note(0, 3)]
+    recording = Recording("scm", "K", 2, creates, updates)
+    assert recording.final_values() == {"K00000": "u0000003", "K00001": "c0000001"}
 
 
 def test_sync_settings_take_json_values_and_bare_strings() -> None:
