@@ -15,6 +15,7 @@ system job's id (empty for synchronous steps), so it is only the fallback.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import uuid
@@ -36,7 +37,7 @@ from bridge.core.events import (
     utcnow,
 )
 from bridge.core.mapping import EntityMap
-from bridge.listeners.values import MappingLookup, is_empty_guid, parse_timestamp, wcf_iso
+from bridge.listeners.values import WCF_DATE_PREFIX, MappingLookup, is_empty_guid, parse_timestamp, wcf_iso
 from bridge.listeners.wire import Context, WireEntity, WireReference, validate
 
 SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
@@ -157,20 +158,22 @@ def lookup_columns(emap: EntityMap) -> frozenset[str]:
 
 def normalise_attributes(attrs: Mapping[str, Any], lookups: Collection[str], where: str) -> dict[str, Any]:
     """Serialised SDK attribute values -> Web API read form (see module docstring)."""
+    # Every webhook runs this over three images: locations are only spelled out for an error.
     out: dict[str, Any] = {}
     for name, value in attrs.items():
         if isinstance(value, str):  # the commonest case first
-            iso = wcf_iso(value)
+            iso = wcf_iso(value) if value.startswith(WCF_DATE_PREFIX) else None
             out[name] = value if iso is None else iso
         elif isinstance(value, dict) and isinstance(value.get("__type"), str):
-            at = f"{where}.{name}"
             kind = value["__type"].partition(":")[0]
             if kind == "EntityReference":
-                out[f"_{name}_value"] = _guid(value.get("Id"), f"{at}.Id")
+                ref = value.get("Id")
+                canonical = _canonical_guid(ref) if isinstance(ref, str) and len(ref) == 36 else None
+                out[f"_{name}_value"] = canonical or _guid(ref, f"{where}.{name}.Id")
             elif kind == "OptionSetValue":
-                out[name] = _typed(value.get("Value"), int, f"{at}.Value", "an integer")
+                out[name] = _typed(value.get("Value"), int, where, name, "an integer")
             elif kind == "Money":
-                out[name] = _typed(value.get("Value"), _NUMBER, f"{at}.Value", "a number")
+                out[name] = _typed(value.get("Value"), _NUMBER, where, name, "a number")
             else:
                 out[name] = value  # a type no mapping uses: keep it as sent
         elif value is None and name in lookups:
@@ -180,16 +183,25 @@ def normalise_attributes(attrs: Mapping[str, Any], lookups: Collection[str], whe
     return out
 
 
-def _typed(value: Any, kind: Any, where: str, what: str) -> Any:
+def _typed(value: Any, kind: Any, where: str, name: str, what: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise PayloadError(f"{where}: should be {what}, got {value!r}")
+        raise PayloadError(f"{where}.{name}.Value: should be {what}, got {value!r}")
     return value
+
+
+# The same few GUIDs (company, user, the record) recur in every image of every webhook. Only
+# 36-character strings are remembered, so a body cannot fill the cache with large keys.
+@functools.lru_cache(maxsize=4096)
+def _canonical_guid(value: str) -> str | None:
+    return value.lower() if _CANONICAL_GUID.fullmatch(value) else None
 
 
 def _guid(value: Any, where: str) -> str:
     """A GUID in canonical lower-case form (what ``str(uuid.UUID(...))`` gives)."""
-    if isinstance(value, str) and _CANONICAL_GUID.fullmatch(value):
-        return value.lower()
+    if isinstance(value, str) and len(value) == 36:
+        canonical = _canonical_guid(value)
+        if canonical is not None:
+            return canonical
     try:  # the other spellings uuid.UUID accepts: braces, no hyphens, "urn:uuid:"
         return str(uuid.UUID(str(value)))
     except ValueError:

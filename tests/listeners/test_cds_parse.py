@@ -206,6 +206,24 @@ def test_wrong_shapes_and_types_raise_payload_error_naming_the_place(
         parse_cds_notification(body, HEADERS, mappings)
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            {"__type": "OptionSetValue:c", "Value": True},
+            "Img.Attributes.col.Value: should be an integer, got True",
+        ),
+        ({"__type": "Money:c", "Value": "1.5"}, "Img.Attributes.col.Value: should be a number, got '1.5'"),
+        ({"__type": "EntityReference:c", "Id": "x" * 36}, f"Img.Attributes.col.Id: not a GUID: {'x' * 36!r}"),
+        ({"__type": "EntityReference:c", "Id": None}, "Img.Attributes.col.Id: not a GUID: None"),
+    ],
+)
+def test_bad_sdk_values_name_their_full_location(value: dict[str, Any], message: str) -> None:
+    with pytest.raises(PayloadError) as raised:
+        normalise_attributes({"ok": "text", "col": value}, (), "Img.Attributes")
+    assert str(raised.value) == message
+
+
 def test_body_that_is_not_an_object_is_rejected(mappings: MappingSet) -> None:
     with pytest.raises(PayloadError, match="<body>"):
         parse_cds_notification([1, 2], HEADERS, mappings)
