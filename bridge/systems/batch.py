@@ -90,16 +90,54 @@ def _boundary(content_type: str) -> str | None:
 
 
 def _parts(text: str, boundary: str) -> list[str]:
-    pieces = re.split(r"(?:^|\r?\n)--" + re.escape(boundary) + r"(?:--)?[ \t]*(?=\r?\n|$)", text)
-    return [p.lstrip("\r\n") for p in pieces[1:] if p.strip()]
+    """The parts after the first delimiter line, blank ones dropped (RFC 2046: "--boundary" at a line
+    start, with the line break before it, then "--" on the closing one, blanks, the line's end).
+
+    Found with plain string search: the boundary is new in every answer, so a regular expression
+    would be compiled for each one, and it would try to match at every character of the body."""
+    mark = "--" + boundary
+    pieces: list[str] = []
+    after: int | None = None  # where the last delimiter ended (None: still in the preamble)
+    at = text.find(mark)
+    while at != -1:
+        if at == 0 or text[at - 1] == "\n":
+            end = at + len(mark)
+            end += 2 if text.startswith("--", end) else 0
+            while end < len(text) and text[end] in " \t":
+                end += 1
+            if end == len(text) or text.startswith(("\n", "\r\n"), end):
+                start = at - 2 if at >= 2 and text[at - 2] == "\r" else max(at - 1, 0)
+                if after is not None:
+                    pieces.append(text[after:start])
+                after = end
+        at = text.find(mark, at + 1)
+    if after is not None:
+        pieces.append(text[after:])
+    return [p.lstrip("\r\n") for p in pieces if p.strip()]
+
+
+def _blank_line(block: str) -> tuple[int, int] | None:
+    """Where the first empty line's break starts and ends (the leftmost ``\\r?\\n\\r?\\n``), by
+    string search from line break to line break."""
+    at = block.find("\n")
+    while at != -1:
+        if block.startswith("\n", at + 1):
+            end = at + 2
+        elif block.startswith("\r\n", at + 1):
+            end = at + 3
+        else:
+            at = block.find("\n", at + 1)
+            continue
+        return (at - 1 if at > 0 and block[at - 1] == "\r" else at), end
+    return None
 
 
 def _head(block: str) -> tuple[dict[str, str], str]:
     """Split MIME-style headers (lower-cased names) from what follows the blank line."""
     if block.startswith(("\r\n", "\n")):  # no headers at all: the blank line comes first
         return {}, block.split("\n", 1)[1]
-    blank = re.search(r"\r?\n\r?\n", block)
-    head, rest = (block, "") if blank is None else (block[: blank.start()], block[blank.end() :])
+    blank = _blank_line(block)
+    head, rest = (block, "") if blank is None else (block[: blank[0]], block[blank[1] :])
     headers: dict[str, str] = {}
     for line in head.splitlines():
         name, sep, value = line.partition(":")
