@@ -56,15 +56,31 @@ def boundary_of(content_type: str) -> str:
 
 
 def _split(text: str, boundary: str) -> list[str]:
-    delimiter = re.compile(r"(?:^|\r?\n)--" + re.escape(boundary) + r"(--)?[ \t]*(?:\r?\n|$)")
+    """The parts between delimiter lines, up to the closing one. A delimiter is "--boundary" at a line
+    start, taking the line break before it, then "--" on the closing one, blanks, and the line's
+    break (or the end). Found by plain string search: the boundary is new in every batch, so a
+    regular expression would be compiled for each one and tried at every character."""
+    mark = "--" + boundary
     parts: list[str] = []
     start: int | None = None
-    for m in delimiter.finditer(text):
-        if start is not None:
-            parts.append(text[start : m.start()])
-        if m.group(1):
-            return parts
-        start = m.end()
+    taken = 0  # delimiters do not overlap: a line break one of them took cannot start the next
+    at = text.find(mark)
+    while at != -1:
+        begin = at - 2 if at >= 2 and text[at - 2 : at] == "\r\n" else max(at - 1, 0)
+        if (at == 0 or text[at - 1] == "\n") and begin >= taken:
+            end = at + len(mark)
+            closing = text.startswith("--", end)
+            end += 2 if closing else 0
+            while end < len(text) and text[end] in " \t":
+                end += 1
+            line_break = 2 if text.startswith("\r\n", end) else 1 if text.startswith("\n", end) else 0
+            if line_break or end == len(text):
+                if start is not None:
+                    parts.append(text[start:begin])
+                if closing:
+                    return parts
+                start = taken = end + line_break
+        at = text.find(mark, at + 1)
     raise BatchSyntaxError(f"The batch body has no closing delimiter '--{boundary}--'.")
 
 
