@@ -37,7 +37,7 @@ from bridge.core.events import (
     utcnow,
 )
 from bridge.core.mapping import EntityMap
-from bridge.listeners.values import WCF_DATE_PREFIX, MappingLookup, is_empty_guid, parse_timestamp, wcf_iso
+from bridge.listeners.values import MappingLookup, is_empty_guid, parse_timestamp, wcf_iso
 from bridge.listeners.wire import Context, WireEntity, WireReference, validate
 
 SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
@@ -162,14 +162,12 @@ def normalise_attributes(attrs: Mapping[str, Any], lookups: Collection[str], whe
     out: dict[str, Any] = {}
     for name, value in attrs.items():
         if isinstance(value, str):  # the commonest case first
-            iso = wcf_iso(value) if value.startswith(WCF_DATE_PREFIX) else None
+            iso = wcf_iso(value)
             out[name] = value if iso is None else iso
         elif isinstance(value, dict) and isinstance(value.get("__type"), str):
             kind = value["__type"].partition(":")[0]
             if kind == "EntityReference":
-                ref = value.get("Id")
-                canonical = _canonical_guid(ref) if isinstance(ref, str) and len(ref) == 36 else None
-                out[f"_{name}_value"] = canonical or _guid(ref, f"{where}.{name}.Id")
+                out[f"_{name}_value"] = _guid(value.get("Id"), where, name, "Id")
             elif kind == "OptionSetValue":
                 out[name] = _typed(value.get("Value"), int, where, name, "an integer")
             elif kind == "Money":
@@ -196,8 +194,9 @@ def _canonical_guid(value: str) -> str | None:
     return value.lower() if _CANONICAL_GUID.fullmatch(value) else None
 
 
-def _guid(value: Any, where: str) -> str:
-    """A GUID in canonical lower-case form (what ``str(uuid.UUID(...))`` gives)."""
+def _guid(value: Any, *where: str) -> str:
+    """A GUID in canonical lower-case form (what ``str(uuid.UUID(...))`` gives). ``where`` names the
+    value for an error, in parts joined with dots only then."""
     if isinstance(value, str) and len(value) == 36:
         canonical = _canonical_guid(value)
         if canonical is not None:
@@ -205,7 +204,7 @@ def _guid(value: Any, where: str) -> str:
     try:  # the other spellings uuid.UUID accepts: braces, no hyphens, "urn:uuid:"
         return str(uuid.UUID(str(value)))
     except ValueError:
-        raise PayloadError(f"{where}: not a GUID: {value!r}") from None
+        raise PayloadError(f"{'.'.join(where)}: not a GUID: {value!r}") from None
 
 
 def _guid_or_none(value: Any) -> str | None:

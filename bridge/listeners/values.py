@@ -13,7 +13,6 @@ from bridge.core.mapping import EntityMap
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 # "/Date(1506384247000)/" or "/Date(1506409448000-0700)/": milliseconds since the epoch (UTC);
 # the offset only says where the writer was, so it does not change the instant.
-WCF_DATE_PREFIX = "/Date("
 _WCF_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 
 
@@ -44,7 +43,7 @@ def iso_z(moment: datetime) -> str:
 def wcf_iso(value: str) -> str | None:
     """``iso_z(wcf_date(value))``; None when ``value`` is not a WCF date."""
     # Most strings are not dates: reject them before the cache so they do not crowd it out.
-    return _wcf_iso(value) if value.startswith(WCF_DATE_PREFIX) else None
+    return _wcf_iso(value) if value.startswith("/Date(") else None
 
 
 # The same modifiedon/createdon text repeats across Target, images and changes, and the
