@@ -75,6 +75,14 @@ class SyncSettings(BaseModel):
         description="Helper processes that apply asynchronous changes, so the bridge uses more than one "
         "core (0 = everything in the serve process; see docs/operations.md)",
     )
+    apply_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How much lower the apply processes' CPU priority is than the serve process's (a Unix "
+        "nice increment): when the cores are busy, webhooks and synchronous changes go first and the "
+        "asynchronous applies yield (see docs/operations.md)",
+    )
 
 
 class Settings(BaseSettings):

@@ -159,7 +159,20 @@ async def main(out: BinaryIO) -> int:
     return 0
 
 
+def lower_priority(argv: list[str]) -> int:
+    """Apply ``--nice=N`` (``sync.apply_nice``) to this process; the niceness it now runs at.
+
+    Called before the event loop starts, while this is the only thread: on Linux a thread's
+    niceness is its own, and the threads started later (the ledger's, libuv's) inherit it.
+    """
+    increment = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("--nice=")), 0)
+    if not hasattr(os, "nice"):  # no Unix priorities here: everything runs at one priority
+        return 0
+    return os.nice(max(increment, 0))
+
+
 def _entry() -> int:
+    lower_priority(sys.argv[1:])
     # The frames own stdout: keep a private copy of it and point fd 1 at stderr, so a stray print
     # (ours or a library's) lands in the log instead of corrupting the protocol.
     out = os.fdopen(os.dup(1), "wb", buffering=0)

@@ -97,6 +97,7 @@ class ApplyPool:
             "-m",
             "bridge.engine.applyproc",
             f"--event-loop={self.settings.event_loop}",
+            f"--nice={self.settings.sync.apply_nice}",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=applywire.MAX_FRAME,

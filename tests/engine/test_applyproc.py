@@ -4,6 +4,7 @@ outlives the serve process (it ends when its stdin closes)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,38 @@ def test_apply_processes_read_the_mapping_files_themselves(tmp_path: Path) -> No
     settings = _settings(tmp_path, apply_processes=1)
     with pytest.raises(ConfigError, match="mappings_dir"):
         Bridge(settings, mappings=load_mappings(default_mappings_dir()))
+
+
+def _niceness(pid: int) -> list[int]:
+    """The niceness of each thread of ``pid`` (a thread's own on Linux), from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        found.append(int(fields[16]))  # field 19 of stat(5), counted after the command name
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads thread priorities from /proc")
+@pytest.mark.parametrize("nice", [0, 7])
+async def test_apply_processes_run_below_the_serve_process_priority(tmp_path: Path, nice: int) -> None:
+    # Webhooks and synchronous changes wait on the serve process; the apply processes yield to it.
+    bridge = Bridge(_settings(tmp_path, apply_processes=1, apply_nice=nice))
+    assert bridge.pool is not None
+    await bridge.pool.start()
+    try:
+        helper = bridge.pool.helpers[0]
+        assert helper is not None
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        # every thread, the ledger's database thread included (started after the priority was set)
+        threads = _niceness(helper.proc.pid)
+        assert len(threads) > 1 and set(threads) == {min(ours + nice, 19)}
+        assert set(_niceness(os.getpid())) == {ours}  # the serve process keeps its own
+    finally:
+        await bridge.pool.stop()
+
+
+def test_apply_nice_is_a_unix_nice_increment(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="apply_nice"):
+        _settings(tmp_path, apply_nice=20)
+    with pytest.raises(ValueError, match="apply_nice"):
+        _settings(tmp_path, apply_nice=-1)
