@@ -134,6 +134,27 @@ async def test_malformed_json_is_400_naming_the_problem(client: Any, sink: FakeS
     assert sink.events == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"MessageName": NaN}', id="NaN"),
+        pytest.param(b'{"MessageName": "\\ud800"}', id="lone-surrogate-escape"),
+        pytest.param(b'{"MessageName": "caf\xe9"}', id="latin-1-not-utf-8"),
+        pytest.param(b'{"MessageName": "Update"} {}', id="two-documents"),
+    ],
+)
+async def test_bodies_that_are_not_strict_json_are_400(client: Any, sink: FakeSink, body: bytes) -> None:
+    # Python's json would take the first two; RFC 8259 takes none of them, and neither do the
+    # listeners.
+    for resp in (
+        await post_cds(client, body),
+        await client.post("/webhooks/scm", data=body, headers={"x-dualwrite-key": SCM_KEY}),
+    ):
+        assert resp.status == 400, body
+        assert "<body>: not JSON" in (await resp.json())["error"]["message"]
+    assert sink.events == []
+
+
 async def test_wrong_types_are_400_with_the_pydantic_location(
     client: Any, sink: FakeSink, listener: Any
 ) -> None:
