@@ -2,9 +2,9 @@
 
 Receive a notification, map it with the same mapping files, write it to the other system, answer.
 No queue, no ledger, no dedupe, no echo or conflict rules, no retries of its own, no ordering beyond
-what the sender gives. It parses with the bridge's own listener code and writes with the bridge's
-own HTTP clients, so the difference to the bridge is exactly the guarantees. Maps with lookups are
-not supported (the benchmark uses ``ship_via``).
+what the sender gives. It parses with the bridge's own listener code and JSON parser (orjson) and
+writes with the bridge's own HTTP clients, so the difference to the bridge is exactly the
+guarantees. Maps with lookups are not supported (the benchmark uses ``ship_via``).
 
 Run: ``python -m bench.relay CONFIG.json`` (secret in ``RELAY_CLIENT_SECRET``).
 """
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from bridge.core.errors import DualWriteError, RejectedError
@@ -64,7 +65,7 @@ class Relay:
 
     async def handle_scm(self, request: web.Request) -> web.Response:
         self.scm_auth.check(request.headers, request.query)
-        for event in parse_scm_notification(await request.json(), self.mappings):
+        for event in parse_scm_notification(orjson.loads(await request.read()), self.mappings):
             if event is None or event.image is None:
                 continue
             emap = self.mappings.maps[event.entity]
@@ -74,7 +75,7 @@ class Relay:
 
     async def handle_cds(self, request: web.Request) -> web.Response:
         self.cds_auth.check(request.headers, request.query)
-        change = parse_cds_notification(await request.json(), request.headers, self.mappings)
+        change = parse_cds_notification(orjson.loads(await request.read()), request.headers, self.mappings)
         if change is None or change.image is None or change.key is None or change.company_id is None:
             return web.json_response({"ignored": True})
         company = await self.cds.company_code(change.company_id)
