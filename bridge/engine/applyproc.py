@@ -9,6 +9,8 @@ with the serve process through SQLite's own locking) and the write to the target
 
 It exits when its stdin closes, so it never outlives the serve process (a crash included): what it
 had in hand is still leased there and is handed out again, and the ledger makes a repeat harmless.
+It runs ``sync.apply_nice`` below the serve process's CPU priority (``--nice=N``): on busy cores the
+webhooks and synchronous changes in the serve process go first.
 """
 
 from __future__ import annotations
