@@ -23,7 +23,7 @@ from typing import Any
 
 from bridge.core.entitymap import ConflictPolicy, EntityMap
 from bridge.core.events import ChangeEvent, Operation, System
-from bridge.state.base import LedgerEntry
+from bridge.core.ledger import LedgerEntry
 
 
 def ledger_image(ledger: LedgerEntry, side: System) -> dict[str, Any]:

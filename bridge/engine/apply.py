@@ -24,6 +24,7 @@ from typing import Any
 from bridge.core import rules
 from bridge.core.errors import ConflictError, RejectedError, RetryableError
 from bridge.core.events import DEFERRED_KEY_PREFIX, ChangeEvent, Operation, SyncMode, System
+from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import EntityMap, MappingSet
 from bridge.engine.records import (
     cds_id_for_create,
@@ -35,7 +36,7 @@ from bridge.engine.records import (
 )
 from bridge.engine.recovery import Recovery, Undo, journal_id
 from bridge.engine.sides import CdsSide, Row, ScmSide, Side
-from bridge.state.base import LedgerEntry, StatePort
+from bridge.state.base import StatePort
 from bridge.systems.connect import Systems
 
 log = logging.getLogger(__name__)

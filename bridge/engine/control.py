@@ -1,4 +1,4 @@
-"""The admin controls (``bridge.ops.contracts.Controller``) over the engine, queue and state."""
+"""The admin controls (``bridge.engine.ports.Controller``) over the engine, queue and state."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 
 from bridge.core.errors import DualWriteError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key, utcnow
+from bridge.core.ledger import LedgerEntry
+from bridge.engine.ports import Readiness, ResumeMode, ResyncResult
 from bridge.engine.worker import Engine, failure_record
-from bridge.ops.contracts import Readiness, ResumeMode, ResyncResult
 from bridge.queue.base import QueuePort
-from bridge.state.base import LedgerEntry, MapState, MapStatus, StatePort
+from bridge.state.base import MapState, MapStatus, StatePort
 
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000

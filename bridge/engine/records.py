@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.core.events import ChangeEvent, System
+from bridge.core.ledger import LedgerEntry
 from bridge.engine.sides import Row
-from bridge.state.base import LedgerEntry
 
 
 def etag_of(ledger: LedgerEntry | None, side: System) -> str | None:

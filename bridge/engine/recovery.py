@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from bridge.core.errors import ConflictError, RetryableError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key
+from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import EntityMap, MappingSet
 from bridge.engine.records import (
     ledger_from_json,
@@ -18,7 +19,7 @@ from bridge.engine.records import (
     row_to_json,
 )
 from bridge.engine.sides import Row, Side
-from bridge.state.base import LedgerEntry, StatePort
+from bridge.state.base import StatePort
 
 
 @dataclass(frozen=True, slots=True)

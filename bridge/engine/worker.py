@@ -21,16 +21,16 @@ from datetime import UTC, datetime, timedelta
 from opentelemetry import trace
 
 from bridge.core import rules
+from bridge.core.deadline import deadline_scope
 from bridge.core.errors import RejectedError, RetryableError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode
 from bridge.engine.apply import Applied, Applier, Result, direction
+from bridge.engine.ports import SinkResult
 from bridge.engine.recovery import Undo
-from bridge.listeners.sink import SinkResult
 from bridge.metrics import Metrics
 from bridge.queue.base import QueuedEvent, QueuePort
 from bridge.settings import SyncSettings
 from bridge.state.base import Failure, MapStatus, StatePort
-from bridge.systems.http import deadline_scope
 from bridge.telemetry import NO_SPAN, extract_context, inject_context, tracing_enabled
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.core.errors import PayloadError, RejectedError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode
+from bridge.engine.ports import EventSink, SinkResult
 from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.cds import CdsChange, parse_cds_notification
 from bridge.listeners.scm import parse_scm_notification
-from bridge.listeners.sink import CompanyDirectory, EventSink, FetchCdsRecord, SinkResult
+from bridge.listeners.sink import CompanyDirectory, FetchCdsRecord
 from bridge.listeners.values import MappingLookup
 
 log = logging.getLogger(__name__)

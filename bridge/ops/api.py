@@ -15,11 +15,11 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from bridge.core.events import utcnow
+from bridge.engine.ports import Controller
 from bridge.metrics import CDS_TO_SCM, SCM_TO_CDS, Metrics
 from bridge.ops import models as m
 from bridge.ops.alerts import AlertRule, AlertRules, is_auto_pause
 from bridge.ops.auth import SESSION, AdminAuth
-from bridge.ops.contracts import Controller
 from bridge.ops.openapi import Handler, RouteSpec, build_openapi
 from bridge.ops.watcher import recent_failures
 from bridge.queue.base import QueuePort

@@ -12,9 +12,9 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.core.events import ChangeEvent, System
+from bridge.engine.ports import ResumeMode
 from bridge.metrics import DirectionFigures
 from bridge.ops.alerts import AlertRule
-from bridge.ops.contracts import ResumeMode
 from bridge.queue.base import DeadLetter
 from bridge.state.base import Failure, MapStatus
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bridge.engine.ports import Controller
 from bridge.metrics import Metrics
 from bridge.ops.alerts import AlertRules
 from bridge.ops.api import ops_routes
 from bridge.ops.auth import AdminAuth
-from bridge.ops.contracts import Controller
 from bridge.ops.pages import page_routes, security_headers
 from bridge.ops.watcher import OpsWatcher
 from bridge.queue.base import QueuePort

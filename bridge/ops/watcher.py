@@ -15,9 +15,9 @@ from datetime import datetime
 from aiohttp import web
 
 from bridge.core.events import utcnow
+from bridge.engine.ports import Controller
 from bridge.metrics import Metrics
 from bridge.ops.alerts import AlertDecision, AlertRules
-from bridge.ops.contracts import Controller
 from bridge.queue.base import QueuePort
 from bridge.state.base import MapStatus, StatePort
 

@@ -17,29 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    record_key: str  # bridge.core.events.record_key(entity, company, key)
-    entity: str
-    company: str
-    key: str
-    cds_id: str | None  # Dataverse row GUID
-    cds_image: dict[str, Any]  # mapped fields as last synced, Dataverse names/representation
-    scm_image: dict[str, Any]  # mapped fields as last synced, F&O names/representation
-    # When the bridge last wrote to each side (taken just before the write was sent). A write made with
-    # a matching If-Match means every earlier change there was synced or overwritten, so a notification
-    # of that side time-stamped before this is superseded (e.g. the loser of a conflict, arriving late).
-    cds_written_at: datetime | None = None
-    scm_written_at: datetime | None = None
-    last_event_id: str | None = None
-    last_source_timestamp: datetime | None = None  # of the newest change applied, either side
-    deleted: bool = False  # tombstone: the record was deleted on both sides
-    updated_at: datetime | None = None
-    # Each side's ETag as of the last sync, when known: a write with If-Match on it needs no read
-    # first, and a 412 says the record changed there since (then the conflict rules look).
-    cds_etag: str | None = None
-    scm_etag: str | None = None
+from bridge.core.ledger import LedgerEntry
 
 
 class MapStatus(StrEnum):

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.state.base import Failure, LedgerEntry, MapState, MapStatus
+from bridge.core.ledger import LedgerEntry
+from bridge.state.base import Failure, MapState, MapStatus
 from bridge.storage.sqlite import SqliteDb, transaction
 
 SCHEMA = """

@@ -17,15 +17,13 @@ synchronous webhook answer has a budget: when the next wait would end past the d
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import random
 import re
 import ssl
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,6 +34,7 @@ from opentelemetry import trace
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from bridge import telemetry
+from bridge.core.deadline import current_deadline, is_urgent
 from bridge.core.errors import RejectedError, RetryableError, SyncError
 
 log = logging.getLogger(__name__)
@@ -49,41 +48,8 @@ ODATA_HEADERS = {
 # F&O answers a duplicate key with 500 (third-party report; see protocols.md): retrying cannot help.
 _DUPLICATE_500 = re.compile(r"already exists|duplicate", re.IGNORECASE)
 
-# Absolute deadline (time.monotonic()) for every request made in the current task, if any.
 if TYPE_CHECKING:
     from bridge.systems.coalesce import WriteCoalescer
-
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("dualwrite_deadline", default=None)
-_urgent: contextvars.ContextVar[bool] = contextvars.ContextVar("dualwrite_urgent", default=False)
-
-
-@contextmanager
-def deadline_scope(seconds: float | None, *, urgent: bool = True) -> Iterator[float | None]:
-    """Bound every request (and its retries) in this block to ``seconds`` from now.
-
-    Nested scopes keep the earlier deadline. Used by the synchronous webhook path, whose answer must
-    come well within Dataverse's 60 s timeout, and by the worker for every change (a lease's budget).
-    ``urgent``: somebody waits for these requests (a synchronous change), so they are never held back
-    to travel in a ``$batch``; an urgent outer scope stays urgent."""
-    outer = _deadline.get()
-    mine = None if seconds is None else time.monotonic() + seconds
-    effective = mine if outer is None else (outer if mine is None else min(outer, mine))
-    token = _deadline.set(effective)
-    urgent_token = _urgent.set(urgent or _urgent.get())
-    try:
-        yield effective
-    finally:
-        _urgent.reset(urgent_token)
-        _deadline.reset(token)
-
-
-def current_deadline() -> float | None:
-    return _deadline.get()
-
-
-def is_urgent() -> bool:
-    """A caller waits for the requests made here (see ``deadline_scope``)."""
-    return _urgent.get()
 
 
 class TokenSource(Protocol):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.state.base import Failure, LedgerEntry, MapState, MapStatus, StatePort
+from bridge.core.ledger import LedgerEntry
+from bridge.state.base import Failure, MapState, MapStatus, StatePort
 from bridge.state.sqlite import SqliteState
 
 StateFactory = Callable[[str], Awaitable[StatePort]]

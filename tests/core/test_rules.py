@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bridge.core.events import ChangeEvent, Operation, System
+from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import ConflictPolicy, EntityMap, load_mappings
 from bridge.core.rules import (
     changed_fields,
@@ -20,7 +21,6 @@ from bridge.core.rules import (
     mapped_change,
     resolve_conflict,
 )
-from bridge.state.base import LedgerEntry
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 CDS, SCM = System.CDS, System.SCM

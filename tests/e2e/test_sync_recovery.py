@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import pytest
 
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
+from bridge.core.ledger import LedgerEntry
 from bridge.engine.worker import UNCONFIRMED
 from bridge.queue.base import QueuedEvent
 from bridge.sandbox.faults import FaultSettings
-from bridge.state.base import LedgerEntry
 from tests.e2e.harness import Harness, eventually
 
 

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from bridge.core.errors import RetryableError
 from bridge.core.events import ChangeEvent, SyncMode
 from bridge.core.mapping import MappingSet, load_mappings
+from bridge.engine.ports import SinkResult
 from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.handlers import WebhookListener, create_app
-from bridge.listeners.sink import SinkResult
 from tests.listeners.payloads import USMF_ID, WH_ID, cds_context, data_event, oversize, warehouse_row
 
 ROOT = Path(__file__).resolve().parents[2]

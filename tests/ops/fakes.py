@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.core.events import System
-from bridge.ops.contracts import Readiness, ResumeMode, ResyncResult
+from bridge.engine.ports import Readiness, ResumeMode, ResyncResult
 from bridge.state.base import MapState, MapStatus, StatePort
 
 MAPS = ["asset", "warehouse"]

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from bridge.core.events import System
-from bridge.ops.contracts import ResumeMode
+from bridge.engine.ports import ResumeMode
 from bridge.state.base import MapStatus
 from tests.ops.conftest import BEARER, Ops
 from tests.ops.helpers import dead_letters, event, failures

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from bridge.core.deadline import deadline_scope
 from bridge.core.errors import ConfigError, RejectedError, RetryableError
 from bridge.systems.auth import TokenProvider, decode_claims
 from bridge.systems.batch import BatchOperation, build_changeset, parse_batch_response, raise_for_batch
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
-from bridge.systems.http import HttpClient, RetryPolicy, classify, deadline_scope, parse_retry_after
+from bridge.systems.http import HttpClient, RetryPolicy, classify, parse_retry_after
 from bridge.systems.odata import key_segment, literal
 from tests.systems.helpers import tokens_for
 

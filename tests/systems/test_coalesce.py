@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from bridge.core.deadline import deadline_scope
 from bridge.core.errors import RejectedError, RetryableError
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
-from bridge.systems.http import RetryPolicy, deadline_scope
+from bridge.systems.http import RetryPolicy
 from tests.systems.helpers import tokens_for
 
 FAST = RetryPolicy(attempts=2, initial=0.01, maximum=0.05)

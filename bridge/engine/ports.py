@@ -1,8 +1,11 @@
-"""The seam between the operations API/dashboard and the bridge's engine.
+"""The engine's ports: what the adapters above it call, and the answers they get back.
 
-The writer (``bridge.writer``) implements ``Controller``; ``bridge.metrics.Metrics`` collects the
-figures the API and dashboard show (and mirrors them as OpenTelemetry instruments). The ops API only
-talks to these two plus the queue and state ports.
+- ``EventSink`` / ``SinkResult``: the listeners hand every notification to the engine (``Engine.submit``)
+  and turn its answer into the webhook's HTTP status.
+- ``Controller`` with ``ResumeMode``, ``ResyncResult`` and ``Readiness``: the operations API and the
+  dashboard steer the engine through it (``bridge.engine.control.Controls`` implements it).
+
+Adapters import this module; it imports only the core, so every arrow points down.
 """
 
 from __future__ import annotations
@@ -11,7 +14,25 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from bridge.core.events import System
+from bridge.core.events import ChangeEvent, System
+
+
+@dataclass(frozen=True, slots=True)
+class SinkResult:
+    """How a submitted event fared; ``status`` becomes the webhook's HTTP answer.
+
+    E.g. 202 durable (async), 200 applied (sync), 502 rejected by the other system (sync: Dataverse
+    rolls back), 503 queue unavailable or the sync budget spent."""
+
+    accepted: bool
+    status: int
+    message: str = ""
+
+
+class EventSink(Protocol):
+    async def submit(self, event: ChangeEvent) -> SinkResult:
+        """Async mode: return once the event is durable. Sync mode: once applied or failed."""
+        ...
 
 
 class ResumeMode(StrEnum):
