@@ -3,22 +3,26 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint venv bench browser
+.PHONY: demo test lint venv bench browser docs
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,sandbox]'
 	touch $@
 
 demo: venv
 	$(BIN)/dualwrite demo
 
 lint: venv
-	$(BIN)/ruff check bridge tests bench
-	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/ruff check bridge tests bench scripts
+	$(BIN)/ruff format --check bridge tests bench scripts
 	$(BIN)/mypy
+
+# The generated parts of the docs (the import graph in docs/architecture.md; a test checks it).
+docs: venv
+	$(BIN)/python -m scripts.import_graph
 
 # Debian's chromium for the dashboard's browser test (apt-get; idempotent).
 browser: venv

@@ -6,18 +6,25 @@
     dualwrite mappings check [--dir D]   validate the mapping files without starting anything
     dualwrite sandbox                    the emulators alone
 
-``sandbox`` and ``demo`` import the emulators lazily: nothing else in the bridge imports them.
+``sandbox`` and ``demo`` import the emulators lazily: nothing else in the bridge imports them. Their
+libraries are the ``sandbox`` extra (``pip install 'dualwrite[sandbox]'``); without it those two
+commands say so in one line and exit 2, and everything else runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 from pathlib import Path
 
 from bridge.core.errors import ConfigError, DualWriteError
+
+# The modules of pyproject.toml's ``sandbox`` extra: the emulators' libraries, not the bridge's.
+SANDBOX_EXTRA_MODULES = ("odata_query", "trustme")
+SANDBOX_HINT = "the emulators need the sandbox extra: pip install 'dualwrite[sandbox]'"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,7 +86,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def missing_sandbox_module() -> str | None:
+    """The first module of the ``sandbox`` extra that does not import, or None when all do."""
+    for name in SANDBOX_EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return name
+    return None
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("demo", "sandbox") and (missing := missing_sandbox_module()):
+        print(f"dualwrite: {SANDBOX_HINT} ({missing} is not installed)", file=sys.stderr)
+        return 2
     if args.command == "mappings":
         from bridge.mapcheck import check
 

@@ -7,11 +7,11 @@
     └── SyncError               applying a change to the other system failed
         ├── RetryableError      network, timeout, 429, 5xx: try again (honour retry_after)
         ├── RejectedError       the target refused the data (validation, missing reference): never retried
-        ├── ConflictError       both sides changed the record since the last sync (policy decides)
-        └── SkippedError        nothing to do: echo, duplicate, stale or unmapped change
+        └── ConflictError       both sides changed the record since the last sync (policy decides)
 
-Callers catch by branch: the writer retries RetryableError, compensates RejectedError, resolves
-ConflictError by policy and counts SkippedError.
+Callers catch by branch: the writer retries RetryableError, compensates RejectedError and resolves
+ConflictError by policy. A change with nothing to do (echo, duplicate, stale, unmapped) is no error:
+the applier returns it as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -69,8 +69,4 @@ class RejectedError(SyncError):
 
 
 class ConflictError(SyncError):
-    pass
-
-
-class SkippedError(SyncError):
     pass

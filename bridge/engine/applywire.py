@@ -23,7 +23,6 @@ from bridge.core.errors import (
     ConflictError,
     RejectedError,
     RetryableError,
-    SkippedError,
     SyncError,
 )
 from bridge.core.events import ChangeEvent
@@ -37,7 +36,6 @@ _ERROR_KINDS: tuple[tuple[str, type[SyncError]], ...] = (
     ("retryable", RetryableError),
     ("rejected", RejectedError),
     ("conflict", ConflictError),
-    ("skipped", SkippedError),
     ("sync", SyncError),
 )
 

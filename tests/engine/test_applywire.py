@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bridge.core.errors import ConflictError, RejectedError, RetryableError, SkippedError, SyncError
+from bridge.core.errors import ConflictError, RejectedError, RetryableError, SyncError
 from bridge.core.events import ChangeEvent, Operation, System
 from bridge.engine import applywire
 from bridge.engine.apply import Applied, Result
@@ -42,7 +42,6 @@ def test_an_apply_frame_carries_the_event_unchanged() -> None:
         RetryableError("busy", system="scm", status=429, code="throttled", retry_after=2.5),
         RejectedError("bad value", system="cds", status=400, code="invalid"),
         ConflictError("both changed", system="scm", status=412, code="conflict"),
-        SkippedError("echo"),
         SyncError("odd", system="cds", status=418),
     ],
     ids=lambda e: type(e).__name__,
