@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import secrets
+import shutil
 import ssl
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from bridge.settings import (
     SystemSettings,
 )
 from bridge.systems.dataverse import DataverseClient
+
+log = logging.getLogger(__name__)
 
 
 def default_mappings_dir() -> Path:
@@ -185,7 +189,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     )
     async with Sandbox(config) as sandbox:
         info = sandbox.info
-        bridge = Bridge(demo_settings(info, host=args.host, port=args.port, data_dir=state_dir / "bridge"))
+        bridge_dir = fresh_bridge_state(state_dir / "bridge")
+        bridge = Bridge(demo_settings(info, host=args.host, port=args.port, data_dir=bridge_dir))
         async with bridge:
             keys = await connect(sandbox, bridge, mode=args.mode)
             made = 0 if args.no_seed else await seed_demo(sandbox)
@@ -196,6 +201,16 @@ async def run_demo(args: argparse.Namespace) -> int:
             _print_banner(everything, made)
             await run_until_stopped(args.duration)
     return 0
+
+
+def fresh_bridge_state(bridge_dir: Path) -> Path:
+    """The emulators keep their records in memory, so every demo starts them empty: the bridge's queue
+    and ledger from an earlier run would call the new seed "no change since last sync" and skip it.
+    Start the bridge as fresh as the emulators (its files are the demo's own, under --state-dir)."""
+    if bridge_dir.exists():
+        log.info("demo: the emulators start empty, so the bridge state in %s starts fresh too", bridge_dir)
+        shutil.rmtree(bridge_dir)
+    return bridge_dir
 
 
 def _print_banner(info: dict[str, Any], made: int) -> None:

@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -49,8 +51,9 @@ def test_serve_refuses_a_secret_in_the_config_file(tmp_path: Path) -> None:
     assert "DUALWRITE_CLIENT_SECRET" in done.stderr and "oops" not in done.stderr
 
 
-def test_demo_runs_syncs_and_writes_its_info_file(tmp_path: Path) -> None:
-    info_file = tmp_path / "demo.json"
+def _start_demo(tmp_path: Path, info_file: Path, *, duration: int = 20) -> subprocess.Popen[str]:
+    """``dualwrite demo`` on free ports with its state under ``tmp_path/state``; returns once the info
+    file is written (the seed has been created by then)."""
     proc = subprocess.Popen(
         [
             *CLI,
@@ -68,7 +71,7 @@ def test_demo_runs_syncs_and_writes_its_info_file(tmp_path: Path) -> None:
             "--state-dir",
             str(tmp_path / "state"),
             "--duration",
-            "20",
+            str(duration),
             "--info-file",
             str(info_file),
         ],
@@ -77,12 +80,69 @@ def test_demo_runs_syncs_and_writes_its_info_file(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    for _ in range(300):
+        if info_file.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert info_file.exists(), proc.stdout.read() if proc.stdout else ""
+    return proc
+
+
+def _person(info: dict[str, Any]) -> tuple[requests.Session, Callable[[str], str]]:
+    """An HTTP session that trusts the sandbox CA, and tokens for the sandbox's person-like client."""
+    http = requests.Session()
+    http.trust_env = False
+    http.verify = info["ca_file"]  # trust the sandbox CA; never verify=False
+
+    def token(scope: str) -> str:
+        resp = http.post(
+            f"{info['authority']}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": info["user_client_id"],
+                "client_secret": info["user_client_secret"],
+                "scope": scope,
+            },
+        )
+        resp.raise_for_status()
+        return str(resp.json()["access_token"])
+
+    return http, token
+
+
+def _dataverse_rows(info: dict[str, Any], query: str) -> list[dict[str, Any]]:
+    """The rows a person reads from the emulated Dataverse, waiting up to 10 s for the first."""
+    http, token = _person(info)
+    cds_token = token(info["cds_scope"])
+    rows: list[dict[str, Any]] = []
+    for _ in range(100):
+        answer = http.get(f"{info['cds_url']}/{query}", headers={"Authorization": f"Bearer {cds_token}"})
+        rows = answer.json()["value"]
+        if rows:
+            break
+        time.sleep(0.1)
+    return rows
+
+
+def test_demo_run_twice_syncs_its_seed_both_times(tmp_path: Path) -> None:
+    # The emulators start empty every time; the bridge state of the first run must not make the
+    # second skip the seed as "no change since last sync".
+    for run in (1, 2):
+        info_file = tmp_path / f"demo{run}.json"
+        proc = _start_demo(tmp_path, info_file)
+        try:
+            info = json.loads(info_file.read_text())
+            rows = _dataverse_rows(info, "msdyn_shipvias?$filter=msdyn_name eq 'Truck'")
+            assert [r["msdyn_description"] for r in rows] == ["Truck freight"], f"run {run}"
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0
+
+
+def test_demo_runs_syncs_and_writes_its_info_file(tmp_path: Path) -> None:
+    info_file = tmp_path / "demo.json"
+    proc = _start_demo(tmp_path, info_file)
     try:
-        for _ in range(300):
-            if info_file.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert info_file.exists(), proc.stdout.read() if proc.stdout else ""
         info = json.loads(info_file.read_text())
         for key in (
             "authority",
@@ -104,22 +164,7 @@ def test_demo_runs_syncs_and_writes_its_info_file(tmp_path: Path) -> None:
         assert info["cds_url"].endswith("/api/data/v9.2") and info["scm_url"].endswith("/data")
         assert isinstance(info["scm_webhook_headers"], dict) and "?code=" in info["cds_webhook_url"]
 
-        http = requests.Session()
-        http.trust_env = False
-        http.verify = info["ca_file"]  # trust the sandbox CA; never verify=False
-
-        def token(scope: str) -> str:
-            resp = http.post(
-                f"{info['authority']}/oauth2/v2.0/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": info["user_client_id"],
-                    "client_secret": info["user_client_secret"],
-                    "scope": scope,
-                },
-            )
-            resp.raise_for_status()
-            return str(resp.json()["access_token"])
+        http, token = _person(info)
 
         made = http.post(
             f"{info['scm_url']}/DeliveryModesV2",
@@ -127,15 +172,7 @@ def test_demo_runs_syncs_and_writes_its_info_file(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {token(info['scm_scope'])}"},
         )
         assert made.status_code == 201, made.text
-        cds_token = token(info["cds_scope"])
-        for _ in range(100):
-            rows = http.get(
-                f"{info['cds_url']}/msdyn_shipvias?$filter=msdyn_name eq 'Cli'",
-                headers={"Authorization": f"Bearer {cds_token}"},
-            ).json()["value"]
-            if rows:
-                break
-            time.sleep(0.1)
+        rows = _dataverse_rows(info, "msdyn_shipvias?$filter=msdyn_name eq 'Cli'")
         assert rows and rows[0]["msdyn_description"] == "from the CLI test"
         maps = http.get(
             f"{info['bridge_url']}/api/maps", headers={"Authorization": f"Bearer {info['admin_token']}"}
