@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge.core.events import ChangeEvent, System
 from bridge.core.ledger import LedgerEntry
-from bridge.engine.sides import Row
+from bridge.engine.sideports import Row
 
 
 def etag_of(ledger: LedgerEntry | None, side: System) -> str | None:
