@@ -445,4 +445,4 @@ class _Write:
             return None
         image = rules.ledger_image(self.ledger, self.target.system)
         record_id = self.ledger.cds_id if self.target.system is System.CDS else None
-        return Row(dict(image), record_id, etag, None)
+        return Row(image=dict(image), record_id=record_id, etag=etag)

@@ -11,6 +11,7 @@ from bridge.core.errors import DualWriteError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key, utcnow
 from bridge.core.kinds import FailureKind
 from bridge.core.ledger import LedgerEntry
+from bridge.engine.apply import Result
 from bridge.engine.outcome import Record, failure_record
 from bridge.engine.ports import Readiness, ResumeMode, ResyncResult
 from bridge.engine.worker import Engine
@@ -128,11 +129,8 @@ class EngineController:
             applied = await applier.apply(event)
         except (SyncError, DualWriteError) as exc:
             return ResyncResult(entity, company, key, from_side, "failed", str(exc))
-        outcome = (
-            "deleted"
-            if operation is Operation.DELETE and applied.result.value == "applied"
-            else ("applied" if applied.result.value == "applied" else "unchanged")
-        )
+        wrote = applied.result is Result.APPLIED
+        outcome = ("deleted" if operation is Operation.DELETE else "applied") if wrote else "unchanged"
         return ResyncResult(entity, company, key, from_side, outcome, applied.reason)
 
     async def readiness(self) -> Readiness:

@@ -51,7 +51,7 @@ GAVE_UP_BEFORE = "the originator gave up before the change was applied"
 GAVE_UP_AFTER = "the originator gave up after the write (timeout or disconnect)"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Answer:
     """What a waiting synchronous originator is told (the webhook's HTTP answer)."""
 
@@ -125,7 +125,7 @@ def record_of_write(applied: Applied) -> Record | None:
 
 
 def answer_of_write(applied: Applied) -> Answer:
-    return Answer(True, 200, applied.reason or applied.result.value)
+    return Answer(ok=True, status=200, message=applied.reason or applied.result.value)
 
 
 def record_of_undo(why: str, error: str | None) -> tuple[Record, Answer]:
@@ -134,7 +134,7 @@ def record_of_undo(why: str, error: str | None) -> tuple[Record, Answer]:
     record = Record(
         kind=FailureKind.TIMEOUT, source_message=note, target_message=why, compensated=error is None
     )
-    return record, Answer(False, 504, f"{why}; {note}")
+    return record, Answer(ok=False, status=504, message=f"{why}; {note}")
 
 
 def is_lost_conflict(exc: RejectedError) -> bool:
@@ -150,7 +150,9 @@ def record_of_sync_rejection(exc: RejectedError) -> Record:
 
 
 def answer_of_rejection(event: ChangeEvent, exc: RejectedError) -> Answer:
-    return Answer(False, status_for(exc), f"{target_name(event)} rejected the change: {exc.message}")
+    return Answer(
+        ok=False, status=status_for(exc), message=f"{target_name(event)} rejected the change: {exc.message}"
+    )
 
 
 def record_of_compensation(exc: RejectedError, result: str | SyncError) -> Record:
@@ -176,7 +178,7 @@ def next_retry_step(
 
 
 def answer_of_spent_budget(event: ChangeEvent, message: str) -> Answer:
-    return Answer(False, 503, f"{target_name(event)} unavailable: {message}")
+    return Answer(ok=False, status=503, message=f"{target_name(event)} unavailable: {message}")
 
 
 def after_abandon(*, reverted: bool, recorded: bool) -> tuple[str, Answer]:
@@ -185,8 +187,8 @@ def after_abandon(*, reverted: bool, recorded: bool) -> tuple[str, Answer]:
     taking it off the queue) and not reverted: nothing to undo, but nobody knows for sure that the
     answer reached the originator, so say so (and answer its retry with success)."""
     if recorded and not reverted:
-        return UNCONFIRMED, Answer(True, 200, "applied before")
-    return GAVE_UP_BEFORE, Answer(False, 504, GAVE_UP_BEFORE)
+        return UNCONFIRMED, Answer(ok=True, status=200, message="applied before")
+    return GAVE_UP_BEFORE, Answer(ok=False, status=504, message=GAVE_UP_BEFORE)
 
 
 def status_for(exc: SyncError) -> int:

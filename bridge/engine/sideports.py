@@ -16,12 +16,14 @@ from bridge.core.events import System
 from bridge.core.mapping import EntityMap, LookupSpec
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Row:
+    """A record as one system holds it."""
+
     image: dict[str, Any]  # Web API read form
-    record_id: str | None  # Dataverse GUID; None on F&O
+    record_id: str | None = None  # Dataverse GUID; None on F&O
     etag: str | None
-    modified_at: datetime | None
+    modified_at: datetime | None = None  # the system's own modified time, when it says
 
 
 class Side(Protocol):

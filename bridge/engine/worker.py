@@ -31,7 +31,14 @@ from bridge.queue.base import QueuedEvent, QueuePort
 from bridge.settings import SyncSettings
 from bridge.state.base import MapStatus, StatePort
 from bridge.telemetry import (
+    ATTR_COMPANY,
+    ATTR_ENTITY,
+    ATTR_EVENT_ID,
+    ATTR_KEY,
+    ATTR_MODE,
+    ATTR_OPERATION,
     ATTR_OUTCOME,
+    ATTR_SOURCE,
     NO_SPAN,
     SPAN_APPLY,
     SPAN_RECEIVE,
@@ -209,7 +216,7 @@ class Engine:
         task.add_done_callback(self._done)
 
     def _has_room(self) -> bool:
-        """Below the concurrency limit (a lease the worker is taking may add a few more: a soft
+        """Below the concurrency limit (a lease the worker loop is taking may add a few more: a soft
         bound, by at most the synchronous changes received meanwhile)."""
         return not self._stopping and len(self._inflight) < self.settings.concurrency
 
@@ -294,11 +301,11 @@ def _as_sink(answer: Answer) -> SinkResult:
 
 def _span_attributes(event: ChangeEvent) -> dict[str, str]:
     return {
-        "dualwrite.entity": event.entity,
-        "dualwrite.company": event.company,
-        "dualwrite.key": event.key,
-        "dualwrite.operation": event.operation.value,
-        "dualwrite.source": event.source.value,
-        "dualwrite.mode": event.mode.value,
-        "dualwrite.event_id": event.event_id,
+        ATTR_ENTITY: event.entity,
+        ATTR_COMPANY: event.company,
+        ATTR_KEY: event.key,
+        ATTR_OPERATION: event.operation.value,
+        ATTR_SOURCE: event.source.value,
+        ATTR_MODE: event.mode.value,
+        ATTR_EVENT_ID: event.event_id,
     }

@@ -88,10 +88,10 @@ class CdsSide:
     def _row(self, emap: EntityMap, image: dict[str, Any]) -> Row:
         rid = image.get(emap.cds.primary_id)
         return Row(
-            image,
-            str(rid).lower() if rid else None,
-            image.get("@odata.etag"),
-            parse_timestamp(image.get("modifiedon")),
+            image=image,
+            record_id=str(rid).lower() if rid else None,
+            etag=image.get("@odata.etag"),
+            modified_at=parse_timestamp(image.get("modifiedon")),
         )
 
     async def read_by_id(self, emap: EntityMap, record_id: str) -> Row | None:
@@ -164,7 +164,11 @@ class ScmSide:
         image = await self.client.get(emap.scm.entity_set, self.keys(emap, company, key))
         if image is None:
             return None
-        return Row(image, None, image.get("@odata.etag"), parse_timestamp(image.get("ModifiedDateTime")))
+        return Row(
+            image=image,
+            etag=image.get("@odata.etag"),
+            modified_at=parse_timestamp(image.get("ModifiedDateTime")),
+        )
 
     async def create(
         self,

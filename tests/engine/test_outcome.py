@@ -90,8 +90,10 @@ def test_only_a_lost_conflict_is_recorded_and_as_compensated() -> None:
 
 
 def test_a_write_answers_success_with_its_reason_or_result() -> None:
-    assert outcome.answer_of_write(Applied(Result.APPLIED, "created")) == Answer(True, 200, "created")
-    assert outcome.answer_of_write(Applied(Result.SKIPPED)) == Answer(True, 200, "skipped")
+    assert outcome.answer_of_write(Applied(Result.APPLIED, "created")) == Answer(
+        ok=True, status=200, message="created"
+    )
+    assert outcome.answer_of_write(Applied(Result.SKIPPED)) == Answer(ok=True, status=200, message="skipped")
 
 
 def test_an_undo_that_worked_is_a_compensated_timeout() -> None:
@@ -102,7 +104,7 @@ def test_an_undo_that_worked_is_a_compensated_timeout() -> None:
         target_message="the originator gave up",
         compensated=True,
     )
-    assert answer == Answer(False, 504, "the originator gave up; reverted on the target")
+    assert answer == Answer(ok=False, status=504, message="the originator gave up; reverted on the target")
 
 
 def test_an_undo_that_failed_says_why_and_is_not_compensated() -> None:
@@ -133,7 +135,9 @@ def test_a_synchronous_refusal_is_recorded_as_rejected() -> None:
 
 def test_a_synchronous_refusal_answers_with_the_target_and_its_words() -> None:
     answer = outcome.answer_of_rejection(_event(System.CDS), RejectedError("too long", status=400))
-    assert answer == Answer(False, 400, "Finance and Operations rejected the change: too long")
+    assert answer == Answer(
+        ok=False, status=400, message="Finance and Operations rejected the change: too long"
+    )
     answer = outcome.answer_of_rejection(_event(System.SCM), RejectedError("no site", status=404))
     assert answer.message.startswith("Dataverse rejected the change")
 
@@ -228,13 +232,15 @@ def test_the_backoff_never_comes_back_before_retry_after() -> None:
 
 def test_an_abandoned_change_recorded_before_a_restart_is_answered_as_applied() -> None:
     message, answer = outcome.after_abandon(reverted=False, recorded=True)
-    assert message == outcome.UNCONFIRMED and answer == Answer(True, 200, "applied before")
+    assert message == outcome.UNCONFIRMED and answer == Answer(ok=True, status=200, message="applied before")
 
 
 @pytest.mark.parametrize(("reverted", "recorded"), [(True, False), (False, False), (True, True)])
 def test_an_abandoned_change_otherwise_fails_its_originator(reverted: bool, recorded: bool) -> None:
     message, answer = outcome.after_abandon(reverted=reverted, recorded=recorded)
-    assert message == outcome.GAVE_UP_BEFORE and answer == Answer(False, 504, outcome.GAVE_UP_BEFORE)
+    assert message == outcome.GAVE_UP_BEFORE and answer == Answer(
+        ok=False, status=504, message=outcome.GAVE_UP_BEFORE
+    )
 
 
 # ---------------------------------------------------------------- the record

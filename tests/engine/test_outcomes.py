@@ -63,7 +63,7 @@ class MemorySide:
     ) -> tuple[str | None, str | None]:
         if self.refuse:
             raise self.refuse
-        self.rows[key] = Row(dict(payload), record_id, '"1"', None)
+        self.rows[key] = Row(image=dict(payload), record_id=record_id, etag='"1"')
         return record_id, '"1"'
 
     async def update(
@@ -71,7 +71,7 @@ class MemorySide:
     ) -> str | None:
         if self.refuse:
             raise self.refuse
-        self.rows[key] = Row({**row.image, **payload}, row.record_id, '"2"', None)
+        self.rows[key] = Row(image={**row.image, **payload}, record_id=row.record_id, etag='"2"')
         return '"2"'
 
     async def delete(self, emap: EntityMap, company: str, key: str, row: Row) -> None:
@@ -147,7 +147,7 @@ async def _leased(world: World, event: ChangeEvent) -> QueuedEvent:
 
 async def test_a_refused_compensation_is_recorded_as_compensation_failed(world: World) -> None:
     # F&O created Rail, Dataverse refused it, and F&O refuses the removal too.
-    world.scm.rows["Rail"] = Row({"ModeCode": "Rail"}, None, '"1"', None)
+    world.scm.rows["Rail"] = Row(image={"ModeCode": "Rail"}, etag='"1"')
     world.scm.refuse = RejectedError("record is locked by a journal", system="scm", status=400)
     item = await _leased(world, _event(System.SCM, SyncMode.ASYNC))
     verdict = await world.outcomes.after_failure(item, RejectedError("no", system="cds", status=400))
@@ -162,7 +162,7 @@ async def test_a_refused_compensation_is_recorded_as_compensation_failed(world: 
 
 
 async def test_a_compensation_that_works_is_a_compensated_rejection(world: World) -> None:
-    world.scm.rows["Rail"] = Row({"ModeCode": "Rail"}, None, '"1"', None)
+    world.scm.rows["Rail"] = Row(image={"ModeCode": "Rail"}, etag='"1"')
     item = await _leased(world, _event(System.SCM, SyncMode.ASYNC))
     await world.outcomes.after_failure(item, RejectedError("no", system="cds", status=400))
     [failure] = await world.state.failures(entity="ship_via")
@@ -172,7 +172,7 @@ async def test_a_compensation_that_works_is_a_compensated_rejection(world: World
 
 
 async def test_a_compensation_that_may_work_later_is_retried_not_recorded(world: World) -> None:
-    world.scm.rows["Rail"] = Row({"ModeCode": "Rail"}, None, '"1"', None)
+    world.scm.rows["Rail"] = Row(image={"ModeCode": "Rail"}, etag='"1"')
     world.scm.refuse = RetryableError("F&O unavailable", system="scm", status=503)
     item = await _leased(world, _event(System.SCM, SyncMode.ASYNC))
     await world.outcomes.after_failure(item, RejectedError("no", system="cds", status=400))
@@ -191,7 +191,7 @@ async def test_the_compensation_has_its_own_span(tmp_path: Path) -> None:
     await state.open()
     try:
         scm = MemorySide(System.SCM)
-        scm.rows["Rail"] = Row({"ModeCode": "Rail"}, None, '"1"', None)
+        scm.rows["Rail"] = Row(image={"ModeCode": "Rail"}, etag='"1"')
         recovery = Recovery(
             mappings=MAPPINGS, state=state, sides=Sides(cds=MemoryDataverse(System.CDS), scm=scm)
         )
@@ -214,7 +214,7 @@ async def test_a_synchronous_lost_conflict_answers_409_and_queues_the_winner(wor
 
 
 async def test_a_write_whose_originator_left_is_undone_and_answered_504(world: World) -> None:
-    world.scm.rows["Rail"] = Row({"ModeCode": "Rail"}, None, '"1"', None)  # what our write created
+    world.scm.rows["Rail"] = Row(image={"ModeCode": "Rail"}, etag='"1"')  # what our write created
     item = await _leased(world, _event(System.CDS, SyncMode.SYNC))
     undo = Undo(
         target=System.SCM,
@@ -240,7 +240,7 @@ async def test_a_write_whose_originator_left_is_undone_and_answered_504(world: W
 async def test_a_write_whose_originator_waits_is_answered_and_counted(world: World) -> None:
     item = await _leased(world, _event(System.CDS, SyncMode.SYNC))
     await world.outcomes.after_write(item, Applied(Result.APPLIED, "created"), originator_gone=False)
-    assert world.answers == [(item.event.event_id, Answer(True, 200, "created"))]
+    assert world.answers == [(item.event.event_id, Answer(ok=True, status=200, message="created"))]
     assert await world.state.failures(entity="ship_via") == []
     assert await world.queue.depth() == 0
 
@@ -263,12 +263,14 @@ async def test_a_synchronous_change_past_its_budget_fails_its_originator_with_50
     item = await _leased(world, event)
     # An earlier attempt timed out after its write landed: journalled, and the row is on F&O.
     assert await UndoJournal(world.state).write(event, System.SCM, None, None, deleted=False)
-    world.scm.rows["Rail"] = Row({"ModeCode": "Rail"}, None, '"1"', None)
+    world.scm.rows["Rail"] = Row(image={"ModeCode": "Rail"}, etag='"1"')
     await world.outcomes.after_failure(item, RetryableError("F&O unavailable", status=503))
     [failure] = await world.state.failures(entity="ship_via")
     assert FailureKind(failure.kind) is FailureKind.RETRY_EXHAUSTED
     [(_, answer)] = world.answers
-    assert answer == Answer(False, 503, "Finance and Operations unavailable: F&O unavailable")
+    assert answer == Answer(
+        ok=False, status=503, message="Finance and Operations unavailable: F&O unavailable"
+    )
     assert world.scm.deleted == ["Rail"]  # the originator rolled back: so does the target
     assert await world.state.get_journal(event.event_id) is None
     assert await world.queue.depth() == 0
