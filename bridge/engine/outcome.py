@@ -208,9 +208,10 @@ def deadline_of(event: ChangeEvent, budget_s: float) -> datetime:
     return event.received_at + timedelta(seconds=budget_s)
 
 
-# Exponential backoff with "equal jitter": half the exponential step fixed, half random, so retries
-# spread out but never come back at once. tenacity's wait objects compute it (the same strategies the
-# system clients' retries use); they need a retry state, of which only the attempt number is read.
+# Exponential backoff with "equal jitter": half the exponential step fixed, half random, so the
+# retries of many changes spread out, yet none comes back sooner than half its step. tenacity's wait
+# objects compute it (tenacity already drives the system clients' retries); they take a retry
+# state, of which they read only the attempt number.
 _RETRYING = Retrying()
 
 
