@@ -20,6 +20,7 @@ from bridge.core.mapping import MappingSet, load_mappings
 from bridge.engine.apply import Applier
 from bridge.engine.control import EngineController
 from bridge.engine.pool import ApplyPool
+from bridge.engine.recovery import Recovery
 from bridge.engine.worker import Engine
 from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.handlers import WebhookListener
@@ -34,6 +35,7 @@ from bridge.state.sqlite import SqliteState
 from bridge.systems.auth import TokenProvider
 from bridge.systems.connect import COUNT_KEYS, connect_systems
 from bridge.systems.dataverse import DataverseClient
+from bridge.systems.sides import sides_for
 from bridge.telemetry import configure_export
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ class Bridge:
         self.metrics = Metrics(maps=self.mappings.maps)
         self.metrics.watch_requests(self._request_counts)
         self.own_ids: set[str] = set()
-        self.applier = Applier.for_systems(self.systems, self.mappings, self.state, self.own_ids)
+        sides = sides_for(self.systems, self.mappings)
+        self.applier = Applier(mappings=self.mappings, state=self.state, sides=sides, own_ids=self.own_ids)
         self.pool: ApplyPool | None = None
         if settings.sync.apply_processes:
             if mappings is not None:
@@ -79,6 +82,7 @@ class Bridge:
             queue=self.queue,
             state=self.state,
             applier=self.applier,
+            recovery=Recovery(mappings=self.mappings, state=self.state, sides=sides),
             metrics=self.metrics,
             settings=settings.sync,
             apply_async=self.pool.apply if self.pool else None,

@@ -4,10 +4,11 @@ Everything here uses ``opentelemetry-api`` only, which is a no-op until an SDK i
 configured. ``configure_export`` sets up OTLP export when the ``otel`` extra is installed
 (``pip install 'dualwrite[otel]'``); it imports the SDK lazily and says clearly when it is missing.
 
-One trace per change: the listener starts ``SPAN_RECEIVE`` and stores ``inject_context()`` in
-``ChangeEvent.trace_context``; the writer starts ``SPAN_APPLY`` with
-``context=extract_context(event.trace_context)``, so the write on the other system and its outcome
-join the trace that began at webhook receipt, across the durable queue and process restarts.
+One trace per change: the engine starts ``SPAN_RECEIVE`` when a listener hands it a notification
+and stores ``inject_context()`` in ``ChangeEvent.trace_context``; the engine starts ``SPAN_APPLY`` with
+``context=extract_context(event.trace_context)``, so the write on the other system, a compensation
+(``SPAN_COMPENSATE``) and the outcome join the trace that began at webhook receipt, across the
+durable queue and process restarts.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from bridge.core.errors import ConfigError
 INSTRUMENTATION_NAME = "dualwrite"
 
 # Span names, one place so docs/operations.md and dashboards agree with the code.
-SPAN_RECEIVE = "dualwrite.receive"  # webhook receipt -> ChangeEvent durable in the queue
-SPAN_APPLY = "dualwrite.apply"  # writer: one queued event, lease -> outcome
+SPAN_RECEIVE = "dualwrite.receive"  # Engine.submit: webhook receipt -> ChangeEvent durable in the queue
+SPAN_APPLY = "dualwrite.apply"  # the engine: one queued event, lease -> outcome
 SPAN_WRITE = "dualwrite.write"  # a Web API write (POST/PATCH/DELETE) on either system
 SPAN_READ = "dualwrite.read"  # a Web API read on either system (lookups, conflict checks)
 SPAN_COMPENSATE = "dualwrite.compensate"  # restoring the originator after a rejection
@@ -41,6 +42,8 @@ ATTR_DIRECTION = "dualwrite.direction"
 ATTR_OPERATION = "dualwrite.operation"
 ATTR_EVENT_ID = "dualwrite.event_id"
 ATTR_OUTCOME = "dualwrite.outcome"
+ATTR_SOURCE = "dualwrite.source"  # the system the change came from: "cds" or "scm"
+ATTR_MODE = "dualwrite.mode"  # "sync" (a Dataverse synchronous step waits) or "async"
 
 # W3C Trace Context only (traceparent/tracestate): what we persist must not depend on whatever
 # global propagator a host application configured.

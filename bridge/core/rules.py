@@ -1,7 +1,7 @@
 """The sync rules: echo, mapped change, no-op, staleness, conflict detection and resolution.
 
-Pure functions over a ``ChangeEvent``, an ``EntityMap`` and the ledger's ``LedgerEntry``; the writer
-applies them in this order for a create/update:
+Pure functions over a ``ChangeEvent``, an ``EntityMap`` and the ledger's ``LedgerEntry``; the engine's
+applier (``bridge.engine.apply``) applies them in this order for a create/update:
 
 1. ``is_echo``: the bridge's own write coming back -> skip.
 2. ``is_stale``: an older change than the last one applied (reordered delivery) -> skip.

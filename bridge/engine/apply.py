@@ -8,9 +8,12 @@
                                    ledger knows the target's ETag; on 412/404/duplicate: read, then
                                    conflict policy newer-wins / cds-wins / scm-wins)
 
-A rejection (``RejectedError``) is returned to the caller: the worker answers a synchronous webhook
-with it, or compensates the originator for an asynchronous change (``bridge.engine.recovery``). Every
-successful write returns an ``Undo`` so a write whose synchronous originator gave up can be reverted.
+A rejection (``RejectedError``) is raised to the caller: the engine decides what follows
+(``bridge.engine.outcome``: answer a synchronous webhook with it, or compensate the originator of an
+asynchronous change). Every successful write returns an ``Undo`` so a write whose synchronous
+originator gave up can be reverted; a synchronous write is journalled first (``bridge.engine.journal``).
+
+The two systems are reached through ``bridge.engine.sideports`` only; composition hands them in.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bridge.core.errors import ConflictError, RejectedError, RetryableError
 from bridge.core.events import DEFERRED_KEY_PREFIX, ChangeEvent, Operation, SyncMode, System
 from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import EntityMap, MappingSet
+from bridge.engine.journal import Undo, UndoJournal, journal_id
 from bridge.engine.records import (
     cds_id_for_create,
     etag_of,
@@ -34,10 +38,8 @@ from bridge.engine.records import (
     source_etag,
     target_cds_id,
 )
-from bridge.engine.recovery import Recovery, Undo, journal_id
-from bridge.engine.sides import CdsSide, Row, ScmSide, Side
+from bridge.engine.sideports import Row, Side, Sides
 from bridge.state.base import StatePort
-from bridge.systems.connect import Systems
 
 log = logging.getLogger(__name__)
 
@@ -61,30 +63,15 @@ def direction(source: System) -> str:
 
 
 class Applier:
-    def __init__(
-        self, *, mappings: MappingSet, state: StatePort, cds: CdsSide, scm: ScmSide, own_ids: set[str]
-    ) -> None:
+    def __init__(self, *, mappings: MappingSet, state: StatePort, sides: Sides, own_ids: set[str]) -> None:
         self.mappings = mappings
         self.state = state
-        self.cds = cds
-        self.scm = scm
+        self.sides = sides
         self.own_ids = own_ids  # our Dataverse user id and our Entra object id
-        self.recovery = Recovery(mappings=mappings, state=state, side=self.side)
-
-    @classmethod
-    def for_systems(
-        cls, systems: Systems, mappings: MappingSet, state: StatePort, own_ids: set[str]
-    ) -> Applier:
-        return cls(
-            mappings=mappings,
-            state=state,
-            cds=CdsSide(systems.cds, mappings),
-            scm=ScmSide(systems.scm),
-            own_ids=own_ids,
-        )
+        self.journal = UndoJournal(state)
 
     def side(self, system: System) -> Side:
-        return self.cds if system is System.CDS else self.scm
+        return self.sides.of(system)
 
     async def apply(self, event: ChangeEvent) -> Applied:
         emap = self.mappings.maps[event.entity]
@@ -107,11 +94,12 @@ class Applier:
     async def _undefer(self, event: ChangeEvent, emap: EntityMap) -> ChangeEvent | None:
         """Read the committed Dataverse row of an event received without its key."""
         assert event.record_id is not None
-        row = await self.cds.client.get(emap.cds.entity_set, event.record_id)
-        if row is None:
+        found = await self.sides.cds.read_by_id(emap, event.record_id)
+        if found is None:
             return None
+        row = found.image
         company_id = row.get(emap.cds.company_read)
-        code = await self.cds.client.company_code(str(company_id)) if company_id else None
+        code = await self.sides.cds.company_code(str(company_id)) if company_id else None
         if code is None or row.get(emap.cds.key_field) is None:
             raise RejectedError(
                 f"{emap.cds.logical_name} {event.record_id} has no company or {emap.cds.key_field}",
@@ -136,21 +124,21 @@ class Applier:
         if ledger is not None and synced and rules.is_noop(emap, event.source, projected, ledger):
             return Applied(Result.SKIPPED, "no change since last sync")
         payload = emap.to_target(
-            event.source, image, await self._resolve(emap, event.source, image, event.company)
+            event.source, image, await self._resolve_lookups(emap, event.source, image, event.company)
         )
         write = _Write(event, emap, ledger, target, payload, projected, source_etag(event, image))
         # One call to the target, no read first, when the ledger says what the target held (its ETag)
         # or that it never had the record; the target's answer says if that is no longer so.
         known = etag_of(ledger, target.system) if synced else None
-        if (known is not None and (target.system is System.SCM or (ledger and ledger.cds_id))) or not synced:
-            journalled = await self.recovery.journal(
+        if _can_write_blind(target.system, ledger if synced else None, known):
+            journalled = await self.journal.write(
                 event, target.system, write.ledger_row(known), ledger, deleted=False
             )
             try:
                 return await self._write_blind(write, known)
             except ConflictError:
                 if journalled:
-                    await self.state.drop_journal(event.event_id)  # refused: nothing was written
+                    await self.journal.settle(event)  # refused: nothing was written
         return await self._write_after_read(write, image)
 
     async def _write_blind(self, w: _Write, known_etag: str | None) -> Applied:
@@ -165,7 +153,14 @@ class Applier:
             return Applied(
                 Result.APPLIED,
                 "updated",
-                Undo(target.system, emap, event.company, event.key, before, False, w.ledger),
+                Undo(
+                    target=target.system,
+                    emap=emap,
+                    company=event.company,
+                    key=event.key,
+                    before=before,
+                    ledger_before=w.ledger,
+                ),
             )
         started = datetime.now(UTC)
         created_id, new_etag = await target.create(
@@ -177,7 +172,14 @@ class Applier:
         return Applied(
             Result.APPLIED,
             "created",
-            Undo(target.system, emap, event.company, event.key, None, False, w.ledger),
+            Undo(
+                target=target.system,
+                emap=emap,
+                company=event.company,
+                key=event.key,
+                before=None,
+                ledger_before=w.ledger,
+            ),
         )
 
     async def _write_after_read(self, w: _Write, image: dict[str, Any]) -> Applied:
@@ -201,7 +203,7 @@ class Applier:
                 )
                 if winner is target.system:
                     return await self._conflict_lost(event, emap, ledger, current, image)
-        await self.recovery.journal(event, target.system, current, ledger, deleted=False)
+        await self.journal.write(event, target.system, current, ledger, deleted=False)
         started = datetime.now(UTC)
         try:
             if current is None:
@@ -214,7 +216,14 @@ class Applier:
                 return Applied(
                     Result.APPLIED,
                     "created",
-                    Undo(target.system, emap, event.company, event.key, None, False, ledger),
+                    Undo(
+                        target=target.system,
+                        emap=emap,
+                        company=event.company,
+                        key=event.key,
+                        before=None,
+                        ledger_before=ledger,
+                    ),
                 )
             target_projection = emap.synced_projection(
                 target.system, w.payload, emap.project(target.system, current.image)
@@ -227,7 +236,14 @@ class Applier:
         return Applied(
             Result.APPLIED,
             "updated",
-            Undo(target.system, emap, event.company, event.key, current, False, ledger),
+            Undo(
+                target=target.system,
+                emap=emap,
+                company=event.company,
+                key=event.key,
+                before=current,
+                ledger_before=ledger,
+            ),
         )
 
     async def _conflict_lost(
@@ -248,7 +264,7 @@ class Applier:
         payload = emap.to_target(
             target_system,
             current.image,
-            await self._resolve(emap, target_system, current.image, event.company),
+            await self._resolve_lookups(emap, target_system, current.image, event.company),
         )
         src_row = await source.read(emap, event.company, event.key, record_id=event.record_id)
         started = datetime.now(UTC)
@@ -283,26 +299,36 @@ class Applier:
         if current is None:
             await self._tombstone(event, emap, ledger)
             return Applied(Result.SKIPPED, "already absent")
-        await self.recovery.journal(event, target.system, current, ledger, deleted=True)
+        await self.journal.write(event, target.system, current, ledger, deleted=True)
         await target.delete(emap, event.company, event.key, current)
         await self._tombstone(event, emap, ledger)
         return Applied(
             Result.APPLIED,
             "deleted",
-            Undo(target.system, emap, event.company, event.key, current, True, ledger),
+            Undo(
+                target=target.system,
+                emap=emap,
+                company=event.company,
+                key=event.key,
+                before=current,
+                deleted=True,
+                ledger_before=ledger,
+            ),
         )
 
-    # ------------------------------------------------------------------ compensation and undo
-    async def _resolve(
+    # ------------------------------------------------------------------ lookups and the ledger
+    async def _resolve_lookups(
         self, emap: EntityMap, source: System, image: dict[str, Any], company: str
     ) -> dict[str, str | None]:
+        """Each lookup of ``image`` in the target's terms: a Dataverse GUID becomes the natural key
+        it points at (to F&O), a natural key becomes its Dataverse GUID (to Dataverse)."""
         resolved: dict[str, str | None] = {}
         for spec in emap.lookups_from(source):
             value = spec.value(image)
             if value is None:
                 resolved[spec.name] = None
             elif source is System.CDS:
-                natural = await self.cds.natural_key(spec, value)
+                natural = await self.sides.cds.natural_key(spec, value)
                 if natural is None:
                     raise RejectedError(
                         f"{spec.cds_entity_set}({value}) referenced by {spec.name} of {emap.name}"
@@ -313,7 +339,7 @@ class Applier:
                     )
                 resolved[spec.name] = natural
             else:
-                guid = await self.cds.guid_of(spec, company, value)
+                guid = await self.sides.cds.guid_of(spec, company, value)
                 if guid is None:
                     raise RejectedError(
                         f"{spec.cds_entity_set} '{value}' does not exist in Dataverse company {company}"
@@ -392,6 +418,15 @@ class Applier:
         )
 
 
+def _can_write_blind(target: System, synced: LedgerEntry | None, known_etag: str | None) -> bool:
+    """One write to the target, without reading it first: it never had the record (``synced`` is
+    None), or the ledger holds its ETag and the row's address (F&O: the natural key; Dataverse:
+    the row id, which the ledger may not know yet)."""
+    if synced is None:
+        return True
+    return known_etag is not None and (target is System.SCM or bool(synced.cds_id))
+
+
 @dataclass(frozen=True, slots=True)
 class _Write:
     """One change on its way to the target: what the write paths share."""
@@ -410,4 +445,4 @@ class _Write:
             return None
         image = rules.ledger_image(self.ledger, self.target.system)
         record_id = self.ledger.cds_id if self.target.system is System.CDS else None
-        return Row(dict(image), record_id, etag, None)
+        return Row(image=dict(image), record_id=record_id, etag=etag)

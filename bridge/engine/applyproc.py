@@ -32,6 +32,7 @@ from bridge.runtime import run, settle_heap
 from bridge.settings import Settings
 from bridge.state.sqlite import SqliteState
 from bridge.systems.connect import Systems, connect_systems
+from bridge.systems.sides import sides_for
 
 log = logging.getLogger("bridge.engine.applyproc")
 
@@ -42,7 +43,10 @@ class ApplyProcess:
     def __init__(self, settings: Settings, systems: Systems, state: SqliteState, own_ids: set[str]) -> None:
         self.systems = systems
         self.own_ids = own_ids
-        self.applier = Applier.for_systems(systems, load_mappings(settings.mappings_dir), state, own_ids)
+        mappings = load_mappings(settings.mappings_dir)
+        self.applier = Applier(
+            mappings=mappings, state=state, sides=sides_for(systems, mappings), own_ids=own_ids
+        )
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self._writer: asyncio.StreamWriter | None = None
 

@@ -9,14 +9,21 @@ from typing import Any
 
 from bridge.core.errors import DualWriteError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key, utcnow
+from bridge.core.kinds import FailureKind
 from bridge.core.ledger import LedgerEntry
+from bridge.engine.apply import Result
+from bridge.engine.outcome import Record, failure_record
 from bridge.engine.ports import Readiness, ResumeMode, ResyncResult
-from bridge.engine.worker import Engine, failure_record
+from bridge.engine.worker import Engine
 from bridge.queue.base import QueuePort
 from bridge.state.base import MapState, MapStatus, StatePort
 
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000
+SKIPPED_ON_RESUME = Record(
+    kind=FailureKind.SKIPPED_ON_RESUME,
+    target_message="skipped when the map resumed (skip to live); retry to apply it",
+)
 
 
 class EngineController:
@@ -60,15 +67,7 @@ class EngineController:
         moved = 0
         while batch := await self.queue.drain(entity, _DRAIN_CHUNK):
             for item in batch:
-                await self.state.add_failure(
-                    failure_record(
-                        item,
-                        "skipped-on-resume",
-                        None,
-                        "skipped when the map resumed (skip to live); retry to apply it",
-                        attempts=item.attempts,
-                    )
-                )
+                await self.state.add_failure(failure_record(item, SKIPPED_ON_RESUME, attempts=item.attempts))
             moved += len(batch)
         return moved
 
@@ -130,11 +129,8 @@ class EngineController:
             applied = await applier.apply(event)
         except (SyncError, DualWriteError) as exc:
             return ResyncResult(entity, company, key, from_side, "failed", str(exc))
-        outcome = (
-            "deleted"
-            if operation is Operation.DELETE and applied.result.value == "applied"
-            else ("applied" if applied.result.value == "applied" else "unchanged")
-        )
+        wrote = applied.result is Result.APPLIED
+        outcome = ("deleted" if operation is Operation.DELETE else "applied") if wrote else "unchanged"
         return ResyncResult(entity, company, key, from_side, outcome, applied.reason)
 
     async def readiness(self) -> Readiness:

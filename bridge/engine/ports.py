@@ -3,7 +3,9 @@
 - ``EventSink`` / ``SinkResult``: the listeners hand every notification to the engine (``Engine.submit``)
   and turn its answer into the webhook's HTTP status.
 - ``Controller`` with ``ResumeMode``, ``ResyncResult`` and ``Readiness``: the operations API and the
-  dashboard steer the engine through it (``bridge.engine.control.Controls`` implements it).
+  dashboard steer the engine through it (``bridge.engine.control.EngineController`` implements it).
+- The two systems, as the engine reaches them: ``bridge.engine.sideports`` (``Side``, ``DataverseSide``,
+  ``Sides``; ``bridge.systems.sides`` implements them).
 
 Adapters import this module; it imports only the core, so every arrow points down.
 """

@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge.core.events import ChangeEvent, System
 from bridge.core.ledger import LedgerEntry
-from bridge.engine.sides import Row
+from bridge.engine.sideports import Row
 
 
 def etag_of(ledger: LedgerEntry | None, side: System) -> str | None:
@@ -47,10 +47,10 @@ def row_to_json(row: Row) -> dict[str, Any]:
 def row_from_json(data: dict[str, Any]) -> Row:
     modified = data.get("modified_at")
     return Row(
-        data["image"],
-        data.get("record_id"),
-        data.get("etag"),
-        datetime.fromisoformat(modified) if modified else None,
+        image=data["image"],
+        record_id=data.get("record_id"),
+        etag=data.get("etag"),
+        modified_at=datetime.fromisoformat(modified) if modified else None,
     )
 
 

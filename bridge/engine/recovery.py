@@ -1,56 +1,36 @@
-"""Putting things back: compensation at the originator of a rejected change, undo of a synchronous
-write whose originator gave up, and the undo journal that makes that possible across a crash."""
+"""Putting things back: compensation at the originator of a rejected change, and undo of a
+synchronous write whose originator gave up (from the ``Undo`` the write returned, or after a crash
+from its entry in the undo journal, ``bridge.engine.journal``).
+
+What to put back, and when, is decided in ``bridge.engine.outcome``; this module does the writes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bridge.core.errors import ConflictError, RetryableError
-from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key
+from bridge.core.events import ChangeEvent, Operation, System, record_key
 from bridge.core.ledger import LedgerEntry
-from bridge.core.mapping import EntityMap, MappingSet
-from bridge.engine.records import (
-    ledger_from_json,
-    ledger_to_json,
-    replace_ledger,
-    row_from_json,
-    row_to_json,
-)
-from bridge.engine.sides import Row, Side
+from bridge.core.mapping import MappingSet
+from bridge.engine.journal import Undo, UndoJournal
+from bridge.engine.records import ledger_from_json, replace_ledger, row_from_json
+from bridge.engine.sideports import Sides
 from bridge.state.base import StatePort
-
-
-@dataclass(frozen=True, slots=True)
-class Undo:
-    """What a write changed on the target, to put it back."""
-
-    target: System
-    emap: EntityMap
-    company: str
-    key: str
-    before: Row | None  # None: the write created the record
-    deleted: bool  # the write was a delete
-    ledger_before: LedgerEntry | None
-
-
-def journal_id(event: ChangeEvent) -> str | None:
-    """The undo entry ``event`` may have: a synchronous change is journalled before its write, and
-    the entry is dropped with the ledger entry that records the write (or by ``settle``)."""
-    return event.event_id if event.mode is SyncMode.SYNC else None
+from bridge.telemetry import NO_SPAN, SPAN_COMPENSATE, tracer, tracing_enabled
 
 
 class Recovery:
-    def __init__(self, *, mappings: MappingSet, state: StatePort, side: Callable[[System], Side]) -> None:
+    def __init__(self, *, mappings: MappingSet, state: StatePort, sides: Sides) -> None:
         self.mappings = mappings
         self.state = state
-        self.side = side
+        self.sides = sides
+        self.journal = UndoJournal(state)
 
     async def compensate(self, event: ChangeEvent, ledger: LedgerEntry | None) -> str:
         """Put the originator back as it was before a change the other side rejected."""
         try:
-            return await self._compensate(event, ledger)
+            with tracer().start_as_current_span(SPAN_COMPENSATE) if tracing_enabled() else NO_SPAN:
+                return await self._compensate(event, ledger)
         except ConflictError as exc:
             # The originator changed again meanwhile: look again on the next attempt.
             raise RetryableError(
@@ -59,7 +39,7 @@ class Recovery:
 
     async def _compensate(self, event: ChangeEvent, ledger: LedgerEntry | None) -> str:
         emap = self.mappings.maps[event.entity]
-        source = self.side(event.source)
+        source = self.sides.of(event.source)
         synced = ledger is not None and not ledger.deleted
         current = await source.read(emap, event.company, event.key, record_id=event.record_id)
         if event.operation is Operation.DELETE:
@@ -89,7 +69,7 @@ class Recovery:
 
     async def undo(self, undo: Undo) -> None:
         """Revert a write whose synchronous originator gave up (its transaction rolled back)."""
-        side = self.side(undo.target)
+        side = self.sides.of(undo.target)
         now = await side.read(undo.emap, undo.company, undo.key)
         started = datetime.now(UTC)
         if undo.deleted:
@@ -114,7 +94,7 @@ class Recovery:
 
     async def revert_if_applied(self, event: ChangeEvent) -> bool:
         """After a crash: undo a synchronous write whose originator never got our answer."""
-        entry = await self.state.get_journal(event.event_id)
+        entry = await self.journal.read(event)
         if entry is None:
             return False  # journalled before every write: no entry, no write
         emap = self.mappings.maps[event.entity]
@@ -137,40 +117,14 @@ class Recovery:
     async def settle(self, event: ChangeEvent) -> None:
         """The synchronous change is decided without a ledger write (refused, undone): the undo
         journal entry is no longer needed."""
-        entry_id = journal_id(event)
-        if entry_id is not None:
-            await self.state.drop_journal(entry_id)
+        await self.journal.settle(event)
 
     async def guard(self, event: ChangeEvent, undo: Undo) -> None:
         """Journal an undo about to be made of a recorded write (its own entry went with the ledger
         write): a crash mid-undo still finishes it from the journal after the restart."""
-        await self.journal(event, undo.target, undo.before, undo.ledger_before, deleted=undo.deleted)
+        await self.journal.write(event, undo.target, undo.before, undo.ledger_before, deleted=undo.deleted)
 
     # ------------------------------------------------------------------ helpers
-    async def journal(
-        self,
-        event: ChangeEvent,
-        target: System,
-        before: Row | None,
-        ledger: LedgerEntry | None,
-        *,
-        deleted: bool,
-    ) -> bool:
-        """Write the undo journal entry of a synchronous change; True if this call wrote it."""
-        entry_id = journal_id(event)
-        if entry_id is None:
-            return False
-        # Kept if there: an earlier attempt may have written (timeout), so its "before" is the true one.
-        return await self.state.put_journal(
-            entry_id,
-            {
-                "target": target.value,
-                "before": None if before is None else row_to_json(before),
-                "ledger_before": None if ledger is None else ledger_to_json(ledger),
-                "deleted": deleted,
-            },
-        )
-
     async def mark_written(self, ledger: LedgerEntry | None, side: System, at: datetime) -> None:
         """Record a write to ``side`` made outside the normal path (compensation, undo)."""
         if ledger is not None:

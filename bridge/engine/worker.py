@@ -1,7 +1,8 @@
 """The engine: accepts events from the listeners, keeps them durable, applies them in per-record order.
 
-Asynchronous events are acknowledged once durable and applied by the worker loop; a rejection is
-compensated at the originator and recorded. Synchronous events (a Dataverse synchronous step) also go
+Asynchronous events are acknowledged once durable and applied by the engine's worker loop; what
+follows an apply (answer, compensation, retry, undo, dead letter) is decided in
+``bridge.engine.outcome``. Synchronous events (a Dataverse synchronous step) also go
 through the queue, so per-record order holds across modes, but the webhook answer waits for the
 outcome until the sync budget is spent. A synchronous change whose originator gave up (budget spent,
 disconnect, or a crash of the bridge) is never applied later, and if it was applied already, undone.
@@ -12,42 +13,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from opentelemetry import trace
 
 from bridge.core import rules
 from bridge.core.deadline import deadline_scope
-from bridge.core.errors import RejectedError, RetryableError, SyncError
-from bridge.core.events import ChangeEvent, Operation, SyncMode
-from bridge.engine.apply import Applied, Applier, Result, direction
+from bridge.core.events import ChangeEvent, SyncMode
+from bridge.engine.apply import Applied, Applier, direction
+from bridge.engine.outcome import Answer, Outcomes, Verdict, deadline_of
 from bridge.engine.ports import SinkResult
-from bridge.engine.recovery import Undo
+from bridge.engine.recovery import Recovery
 from bridge.metrics import Metrics
 from bridge.queue.base import QueuedEvent, QueuePort
 from bridge.settings import SyncSettings
-from bridge.state.base import Failure, MapStatus, StatePort
-from bridge.telemetry import NO_SPAN, extract_context, inject_context, tracing_enabled
+from bridge.state.base import MapStatus, StatePort
+from bridge.telemetry import (
+    ATTR_COMPANY,
+    ATTR_ENTITY,
+    ATTR_EVENT_ID,
+    ATTR_KEY,
+    ATTR_MODE,
+    ATTR_OPERATION,
+    ATTR_OUTCOME,
+    ATTR_SOURCE,
+    NO_SPAN,
+    SPAN_APPLY,
+    SPAN_RECEIVE,
+    extract_context,
+    inject_context,
+    tracing_enabled,
+)
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("dualwrite.engine")
-
-
-UNCONFIRMED = (
-    "applied and recorded, but the bridge stopped before it knew that the originator had the answer:"
-    " if the save failed there, resync the record from its originator"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    ok: bool
-    status: int
-    message: str
 
 
 class Engine:
@@ -57,6 +58,7 @@ class Engine:
         queue: QueuePort,
         state: StatePort,
         applier: Applier,
+        recovery: Recovery,
         metrics: Metrics,
         settings: SyncSettings,
         apply_async: Callable[[ChangeEvent], Awaitable[Applied]] | None = None,
@@ -64,20 +66,28 @@ class Engine:
         self.queue = queue
         self.state = state
         self.applier = applier
+        self.recovery = recovery
         # Where asynchronous changes are applied: the apply processes' pool when there is one
         # (bridge.engine.pool). Synchronous ones stay here, next to the webhook call that waits.
         self.apply_async = apply_async or applier.apply
         self.metrics = metrics
         self.settings = settings
         self.paused: set[str] = set()
-        self._waiters: dict[str, asyncio.Future[Outcome]] = {}
+        self._waiters: dict[str, asyncio.Future[Answer]] = {}
         self._abandoned: OrderedDict[str, None] = OrderedDict()  # sync ids whose originator gave up
-        self._recent: OrderedDict[str, Outcome] = OrderedDict()  # sync outcomes, for Dataverse's retry
+        self._recent: OrderedDict[str, Answer] = OrderedDict()  # sync answers, for Dataverse's retry
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._rng = random.Random()
+        self.outcomes = Outcomes(
+            queue=queue,
+            state=state,
+            recovery=recovery,
+            metrics=metrics,
+            settings=settings,
+            answer=self._answer_originator,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -105,7 +115,7 @@ class Engine:
         tracing = tracing_enabled()
         with (
             tracer.start_as_current_span(
-                "dualwrite.receive", kind=trace.SpanKind.SERVER, attributes=_span_attributes(event)
+                SPAN_RECEIVE, kind=trace.SpanKind.SERVER, attributes=_span_attributes(event)
             )
             if tracing
             else NO_SPAN
@@ -165,14 +175,14 @@ class Engine:
             )
         return _as_sink(future.result())
 
-    def _give_up(self, event: ChangeEvent, future: asyncio.Future[Outcome]) -> None:
+    def _give_up(self, event: ChangeEvent, future: asyncio.Future[Answer]) -> None:
         if not future.done():
             self._abandoned[event.event_id] = None
             while len(self._abandoned) > 10_000:
                 self._abandoned.popitem(last=False)
 
     def _deadline(self, event: ChangeEvent) -> datetime:
-        return event.received_at + timedelta(seconds=self.settings.sync_budget_s)
+        return deadline_of(event, self.settings.sync_budget_s)
 
     # ------------------------------------------------------------------ worker loop
     async def _run(self) -> None:
@@ -206,7 +216,7 @@ class Engine:
         task.add_done_callback(self._done)
 
     def _has_room(self) -> bool:
-        """Below the concurrency limit (a lease the worker is taking may add a few more: a soft
+        """Below the concurrency limit (a lease the worker loop is taking may add a few more: a soft
         bound, by at most the synchronous changes received meanwhile)."""
         return not self._stopping and len(self._inflight) < self.settings.concurrency
 
@@ -220,7 +230,7 @@ class Engine:
         event = item.event
         with (
             tracer.start_as_current_span(
-                "dualwrite.apply",
+                SPAN_APPLY,
                 context=extract_context(event.trace_context),
                 attributes=_span_attributes(event),
             )
@@ -229,8 +239,8 @@ class Engine:
         ) as span:
             sync = self._is_sync(event)
             if sync and self._originator_gone(event):
-                await self._drop_abandoned(item)
-                span.set_attribute("dualwrite.outcome", "abandoned")
+                await self.outcomes.abandoned(item)
+                span.set_attribute(ATTR_OUTCOME, Verdict.ABANDONED.value)
                 return
             # Finish well within the lease (else the event would be handed out twice) and, for a
             # synchronous change, within its deadline: the clients' own retries stop there too.
@@ -241,30 +251,24 @@ class Engine:
             try:
                 with deadline_scope(budget, urgent=sync):
                     async with asyncio.timeout(budget + 0.5):
-                        await self._process(item, span)
+                        verdict = await self._apply_and_settle(item)
             except TimeoutError:
-                span.set_attribute("dualwrite.outcome", "retry")
-                await self._retry(item, f"not finished within {budget:.1f}s", None)
+                verdict = Verdict.RETRY
+                await self.outcomes.retry(item, f"not finished within {budget:.1f}s", None)
+            span.set_attribute(ATTR_OUTCOME, verdict.value)
 
-    async def _process(self, item: QueuedEvent, span: trace.Span) -> None:
+    async def _apply_and_settle(self, item: QueuedEvent) -> Verdict:
+        """Apply the change (synchronous ones here, next to the waiting webhook) and carry out what
+        follows; the verdict names how it ended."""
         event = item.event
+        sync = self._is_sync(event)
         try:
-            applied = await (self.applier.apply if self._is_sync(event) else self.apply_async)(event)
-        except RejectedError as exc:
-            span.set_attribute("dualwrite.outcome", "rejected")
-            await self._rejected(item, exc)
-        except RetryableError as exc:
-            span.set_attribute("dualwrite.outcome", "retry")
-            await self._retry(item, exc.message, exc.retry_after)
-        except SyncError as exc:
-            span.set_attribute("dualwrite.outcome", "rejected")
-            await self._rejected(item, RejectedError(exc.message, system=exc.system, status=exc.status))
-        except Exception as exc:  # a bug must not lose the change: keep it, retry, dead-letter at the end
-            log.exception("unexpected error applying %s", event.event_id)
-            await self._retry(item, f"{type(exc).__name__}: {exc}", None)
-        else:
-            span.set_attribute("dualwrite.outcome", applied.result.value)
-            await self._succeeded(item, applied)
+            applied = await (self.applier.apply if sync else self.apply_async)(event)
+        except Exception as exc:  # every failure is decided there; a bug must not lose the change
+            return await self.outcomes.after_failure(item, exc)
+        return await self.outcomes.after_write(
+            item, applied, originator_gone=sync and self._originator_gone(event)
+        )
 
     @staticmethod
     def _is_sync(event: ChangeEvent) -> bool:
@@ -278,211 +282,30 @@ class Engine:
         originator's transaction rolled back, so it must not be applied, or must be undone."""
         return event.event_id in self._abandoned or event.event_id not in self._waiters
 
-    async def _succeeded(self, item: QueuedEvent, applied: Applied) -> None:
-        event = item.event
-        dir_ = direction(event.source)
-        if self._is_sync(event) and self._originator_gone(event) and applied.undo is not None:
-            # The originator gave up while we wrote: its transaction rolled back, so take ours back.
-            await self._undo(
-                item, applied.undo, "the originator gave up after the write (timeout or disconnect)"
-            )
-            return
-        if applied.result is Result.SKIPPED:
-            self.metrics.skipped(event.entity, dir_, applied.reason)
-        elif applied.result is Result.CONFLICT_LOST:
-            self.metrics.skipped(event.entity, dir_, "conflict-lost")
-            await self._record(item, "conflict", None, applied.reason, compensated=True)
-        else:
-            latency = (datetime.now(UTC) - event.received_at).total_seconds()
-            self.metrics.applied(event.entity, dir_, latency)
-        # Decided and recorded (a synchronous write's undo entry went with its ledger entry): the
-        # waiting originator gets its answer first, and taking the event off the queue follows. If
-        # the bridge stops in between, the change is found recorded after the restart
-        # (_drop_abandoned); the record's next change waits for the complete as any other.
-        self._resolve(event, Outcome(True, 200, applied.reason or applied.result.value))
-        await self.queue.complete(item)
-
-    async def _rejected(self, item: QueuedEvent, exc: RejectedError) -> None:
-        event = item.event
-        self.metrics.failed(event.entity, direction(event.source), "rejected", exc.message)
-        if self._is_sync(event):
-            # The webhook answer fails the originator's transaction: nothing to compensate.
-            await self._record(item, "conflict" if exc.code == "conflict" else "rejected", None, exc.message)
-            await self.applier.recovery.settle(event)
-            if exc.code == "conflict":
-                # The other side's newer values win: bring the originator in line once its transaction
-                # has rolled back (queued behind this event, so per-record order holds).
-                await self.queue.enqueue(_follow_up_from_winner(event))
-            await self.queue.complete(item)
-            self._resolve(
-                event,
-                Outcome(False, _status_for(exc), f"{_target_name(event)} rejected the change: {exc.message}"),
-            )
-            return
-        try:
-            ledger = await self.state.get_ledger(event.record_key)
-            source_message = await self.applier.recovery.compensate(event, ledger)
-            compensated = True
-        except RetryableError as comp_exc:
-            await self._retry(item, f"compensation pending: {comp_exc.message}", comp_exc.retry_after)
-            return
-        except SyncError as comp_exc:
-            source_message, compensated = f"compensation failed: {comp_exc.message}", False
-        await self._record(item, "rejected", source_message, exc.message, compensated=compensated)
-        await self.queue.complete(item)
-        self._resolve(event, Outcome(False, _status_for(exc), exc.message))
-
-    async def _retry(self, item: QueuedEvent, message: str, retry_after: float | None) -> None:
-        event = item.event
-        attempts = item.attempts + 1
-        sync = self._is_sync(event)
-        delay = self._backoff(attempts, retry_after)
-        if sync and datetime.now(UTC) + timedelta(seconds=delay) > self._deadline(event):
-            await self._record(item, "retry-exhausted", None, message)
-            self.metrics.failed(event.entity, direction(event.source), "retry-exhausted", message)
-            # An attempt that timed out may still have written: take it back.
-            await self.applier.recovery.revert_if_applied(event)
-            await self.queue.complete(item)
-            self._resolve(event, Outcome(False, 503, f"{_target_name(event)} unavailable: {message}"))
-            return
-        if not sync and attempts >= self.settings.max_attempts:
-            self.metrics.failed(event.entity, direction(event.source), "retry-exhausted", message)
-            await self._record(item, "retry-exhausted", None, message)
-            await self.queue.dead_letter(item, message)
-            return
-        await self.queue.release(item, delay=delay, error=message)
-
-    async def _drop_abandoned(self, item: QueuedEvent) -> None:
-        event = item.event
-        gave_up = "the originator gave up before the change was applied"
-        if not await self.applier.recovery.revert_if_applied(event) and await self._recorded(event):
-            # Applied, recorded and answered (or about to be) when the bridge stopped or failed,
-            # before the event left the queue: nothing to revert, but nobody knows for sure that the
-            # answer reached the originator, so say so (and answer its retry with success).
-            message, outcome = UNCONFIRMED, Outcome(True, 200, "applied before")
-        else:
-            message, outcome = gave_up, Outcome(False, 504, gave_up)
-        await self._record(item, "timeout", None, message)
-        await self.queue.complete(item)
-        self._resolve(event, outcome)
-
-    async def _recorded(self, event: ChangeEvent) -> bool:
-        """The ledger's last change of the record is this one: it was applied (and its undo entry
-        dropped with that ledger entry)."""
-        ledger = await self.state.get_ledger(event.record_key)
-        return ledger is not None and ledger.last_event_id == event.event_id
-
-    async def _undo(self, item: QueuedEvent, undo: Undo, why: str) -> None:
-        try:
-            await self.applier.recovery.guard(item.event, undo)
-            await self.applier.recovery.undo(undo)
-            note = "reverted on the target"
-        except SyncError as exc:
-            note = f"revert failed: {exc.message}"
-        await self._record(item, "timeout", note, why, compensated=note.startswith("reverted"))
-        await self.applier.recovery.settle(item.event)
-        await self.queue.complete(item)
-        self._resolve(item.event, Outcome(False, 504, f"{why}; {note}"))
-
-    def _backoff(self, attempts: int, retry_after: float | None) -> float:
-        base = min(self.settings.backoff_max_s, self.settings.backoff_initial_s * 2 ** (attempts - 1))
-        jittered = self._rng.uniform(base / 2, base)
-        return max(jittered, retry_after or 0.0)
-
-    def _resolve(self, event: ChangeEvent, outcome: Outcome) -> None:
+    def _answer_originator(self, event: ChangeEvent, answer: Answer) -> None:
+        """Tell the webhook call waiting for a synchronous change how it went (and remember it, for
+        Dataverse's retry of the same call)."""
         if event.mode is not SyncMode.SYNC:
             return
-        self._recent[event.event_id] = outcome
+        self._recent[event.event_id] = answer
         while len(self._recent) > 10_000:
             self._recent.popitem(last=False)
         future = self._waiters.pop(event.event_id, None)
         if future is not None and not future.done():
-            future.set_result(outcome)
-
-    async def _record(
-        self,
-        item: QueuedEvent,
-        kind: str,
-        source_message: str | None,
-        target_message: str | None,
-        *,
-        compensated: bool = False,
-    ) -> None:
-        await self.state.add_failure(
-            failure_record(
-                item,
-                kind,
-                source_message,
-                target_message,
-                attempts=item.attempts + 1,
-                compensated=compensated,
-            )
-        )
+            future.set_result(answer)
 
 
-def failure_record(
-    item: QueuedEvent,
-    kind: str,
-    source_message: str | None,
-    target_message: str | None,
-    *,
-    attempts: int,
-    compensated: bool = False,
-) -> Failure:
-    """A failure as admins see it, keeping the change itself so it can be retried."""
-    event = item.event
-    return Failure(
-        entity=event.entity,
-        company=event.company,
-        key=event.key,
-        direction=direction(event.source),
-        operation=event.operation.value,
-        event_id=event.event_id,
-        source_message=source_message,
-        target_message=target_message,
-        kind=kind,
-        correlation_id=event.correlation_id,
-        attempts=attempts,
-        occurred_at=datetime.now(UTC),
-        compensated=compensated,
-        details={"event": event.model_dump(mode="json")},
-    )
-
-
-def _follow_up_from_winner(event: ChangeEvent) -> ChangeEvent:
-    """An update from the winning side, read fresh when applied, for a refused synchronous change."""
-    return ChangeEvent(
-        event_id=f"conflict:{event.event_id}",
-        source=event.source.other,
-        entity=event.entity,
-        company=event.company,
-        key=event.key,
-        operation=Operation.UPDATE,
-        needs_fetch=True,
-        correlation_id=event.correlation_id,
-        trace_context=event.trace_context,
-    )
-
-
-def _as_sink(outcome: Outcome) -> SinkResult:
-    return SinkResult(accepted=outcome.ok, status=outcome.status, message=outcome.message)
-
-
-def _status_for(exc: SyncError) -> int:
-    return 409 if exc.code == "conflict" else 400 if (exc.status or 400) < 500 else 502
-
-
-def _target_name(event: ChangeEvent) -> str:
-    return "Finance and Operations" if event.source.value == "cds" else "Dataverse"
+def _as_sink(answer: Answer) -> SinkResult:
+    return SinkResult(accepted=answer.ok, status=answer.status, message=answer.message)
 
 
 def _span_attributes(event: ChangeEvent) -> dict[str, str]:
     return {
-        "dualwrite.entity": event.entity,
-        "dualwrite.company": event.company,
-        "dualwrite.key": event.key,
-        "dualwrite.operation": event.operation.value,
-        "dualwrite.source": event.source.value,
-        "dualwrite.mode": event.mode.value,
-        "dualwrite.event_id": event.event_id,
+        ATTR_ENTITY: event.entity,
+        ATTR_COMPANY: event.company,
+        ATTR_KEY: event.key,
+        ATTR_OPERATION: event.operation.value,
+        ATTR_SOURCE: event.source.value,
+        ATTR_MODE: event.mode.value,
+        ATTR_EVENT_ID: event.event_id,
     }

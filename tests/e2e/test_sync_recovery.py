@@ -14,7 +14,7 @@ import pytest
 
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
 from bridge.core.ledger import LedgerEntry
-from bridge.engine.worker import UNCONFIRMED
+from bridge.engine.outcome import UNCONFIRMED
 from bridge.queue.base import QueuedEvent
 from bridge.sandbox.faults import FaultSettings
 from tests.e2e.harness import Harness, eventually

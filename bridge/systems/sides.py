@@ -1,4 +1,5 @@
-"""Symmetric adapters over the two system clients, so the applier treats CDS and SCM alike.
+"""The engine's sides (``bridge.engine.sideports``) over the two system clients, so the applier
+treats Dataverse and F&O alike.
 
 Each side reads, creates, updates and deletes a record addressed by (map, company, natural key).
 Lookup resolution always goes through Dataverse (F&O references are natural keys already); the
@@ -7,23 +8,21 @@ company and lookup caches live in ``DataverseClient``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from bridge.core.errors import ConflictError, RejectedError
 from bridge.core.events import System
 from bridge.core.mapping import EntityMap, LookupSpec, MappingSet
+from bridge.engine.sideports import Row, Sides
+from bridge.systems.connect import Systems
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    image: dict[str, Any]  # Web API read form
-    record_id: str | None  # Dataverse GUID; None on F&O
-    etag: str | None
-    modified_at: datetime | None
+def sides_for(systems: Systems, mappings: MappingSet) -> Sides:
+    """The engine's view of both systems, over these clients."""
+    return Sides(cds=CdsSide(systems.cds, mappings), scm=ScmSide(systems.scm))
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -52,35 +51,6 @@ def _write_conflict(exc: RejectedError) -> RejectedError | ConflictError:
     return exc
 
 
-class Side(Protocol):
-    system: System
-
-    async def read(
-        self, emap: EntityMap, company: str, key: str, *, record_id: str | None = None
-    ) -> Row | None: ...
-
-    async def create(
-        self,
-        emap: EntityMap,
-        company: str,
-        key: str,
-        payload: dict[str, Any],
-        *,
-        record_id: str | None = None,
-    ) -> tuple[str | None, str | None]:
-        """(Dataverse id or None, ETag or None); ConflictError (code "exists") if it exists already."""
-        ...
-
-    async def update(
-        self, emap: EntityMap, company: str, key: str, row: Row, payload: dict[str, Any]
-    ) -> str | None:
-        """The new ETag. With ``row.etag`` set, a record changed since raises ConflictError ("stale"),
-        a record gone raises ConflictError ("missing")."""
-        ...
-
-    async def delete(self, emap: EntityMap, company: str, key: str, row: Row) -> None: ...
-
-
 class CdsSide:
     system = System.CDS
 
@@ -104,6 +74,9 @@ class CdsSide:
             )
         return found
 
+    async def company_code(self, company_id: str) -> str | None:
+        return await self.client.company_code(company_id)
+
     async def natural_key(self, spec: LookupSpec, guid: str) -> str | None:
         return await self.client.resolve_key(spec.cds_entity_set, guid, spec.cds_key_field)
 
@@ -115,11 +88,15 @@ class CdsSide:
     def _row(self, emap: EntityMap, image: dict[str, Any]) -> Row:
         rid = image.get(emap.cds.primary_id)
         return Row(
-            image,
-            str(rid).lower() if rid else None,
-            image.get("@odata.etag"),
-            parse_timestamp(image.get("modifiedon")),
+            image=image,
+            record_id=str(rid).lower() if rid else None,
+            etag=image.get("@odata.etag"),
+            modified_at=parse_timestamp(image.get("modifiedon")),
         )
+
+    async def read_by_id(self, emap: EntityMap, record_id: str) -> Row | None:
+        image = await self.client.get(emap.cds.entity_set, record_id)
+        return None if image is None else self._row(emap, image)
 
     async def read(
         self, emap: EntityMap, company: str, key: str, *, record_id: str | None = None
@@ -187,7 +164,11 @@ class ScmSide:
         image = await self.client.get(emap.scm.entity_set, self.keys(emap, company, key))
         if image is None:
             return None
-        return Row(image, None, image.get("@odata.etag"), parse_timestamp(image.get("ModifiedDateTime")))
+        return Row(
+            image=image,
+            etag=image.get("@odata.etag"),
+            modified_at=parse_timestamp(image.get("ModifiedDateTime")),
+        )
 
     async def create(
         self,
