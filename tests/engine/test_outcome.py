@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.core.errors import ConflictError, RejectedError, RetryableError, SkippedError, SyncError
+from bridge.core.errors import ConflictError, RejectedError, RetryableError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
 from bridge.core.kinds import FailureKind
 from bridge.core.mapping import load_mappings
@@ -58,7 +58,7 @@ def test_a_retryable_error_is_retried_with_its_retry_after() -> None:
     assert decided == Retry("throttled", 7.0)
 
 
-@pytest.mark.parametrize("error", [ConflictError, SkippedError, SyncError])
+@pytest.mark.parametrize("error", [ConflictError, SyncError])
 def test_any_other_sync_error_is_refused_with_its_system_and_status(error: type[SyncError]) -> None:
     decided = outcome.classify(error("no", system="scm", status=412))
     assert isinstance(decided, RejectedError)
