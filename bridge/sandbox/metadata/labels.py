@@ -1,7 +1,8 @@
 """Labels the schema does not carry: option-set labels, two-option labels, display names, the
 primary name column, and F&O enum type names. Keyed by column name, so a table that gains a column
 of a known name gets its labels without a change here; a choice column with no entry falls back to
-its number as text (and ``tests/sandbox/test_metadata_labels.py`` fails until one is added).
+its number as text (and ``test_every_choice_column_has_labels`` in tests/sandbox/test_dv_metadata.py
+fails until one is added).
 
 Where the labels come from (also in docs/sandbox-api.md):
 - Published in the Dataverse table reference (MicrosoftDocs/powerapps-docs,
@@ -54,7 +55,12 @@ OPTION_LABELS: dict[str, tuple[dict[int, str], str]] = {
     "messageformat": ({1: "Binary XML", 2: "Json", 3: "Text XML"}, PUBLISHED),
     "mode": ({0: "Synchronous", 1: "Asynchronous"}, PUBLISHED),
     "stage": (
-        {10: "Pre-validation", 20: "Pre-operation", 30: "Main Operation", 40: "Post-operation"},
+        {
+            10: "Pre-validation",
+            20: "Pre-operation",
+            30: "Main Operation (For internal use only)",
+            40: "Post-operation",
+        },
         PUBLISHED,
     ),
     "supporteddeployment": (
