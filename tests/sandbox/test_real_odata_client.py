@@ -80,7 +80,17 @@ def _seed(sandbox: Sandbox) -> None:
         "AssetMaintenanceAssets",
         [{"MaintenanceAssetId": "P-1", "Name": "Pump 1", "MaintenanceAssetTypeId": "PUMP"}],
     )
-    fno.seed("Warehouses", [{"WarehouseId": f"W{i}", "OperationalSiteId": "1"} for i in range(3)])
+    fno.seed(
+        "Warehouses",
+        [
+            {
+                "WarehouseId": f"W{i}",
+                "OperationalSiteId": "1",
+                "AreAdvancedWarehouseManagementProcessesEnabled": yes,
+            }
+            for i, yes in enumerate(("No", "Yes", "No"))
+        ],
+    )
     fno.seed("PaymentTerms", [{"Name": "Net30", "NumberOfDays": 30}])
     fno.seed("DeliveryModesV2", [{"ModeCode": "AIR"}])
 
@@ -110,7 +120,15 @@ def _read_both(info: SandboxInfo) -> dict[str, Any]:
         w.WarehouseId for w in fno.query(fwh).order_by(fwh.WarehouseId.desc()).limit(2).all()
     ]
     out["fno:count"] = fno.query(fwh).count()
-    out["fno:enum"] = str(fno.query(fwh).first().AreAdvancedWarehouseManagementProcessesEnabled)
+    # Enum fields come back as members of the EnumType the client built from $metadata, and an enum
+    # comparison is written as Microsoft.Dynamics.DataEntities.NoYes'Yes' (odata.md, "Using Enums").
+    flag = fwh.AreAdvancedWarehouseManagementProcessesEnabled
+    value = (
+        fno.query(fwh).filter(fwh.WarehouseId == "W0").first().AreAdvancedWarehouseManagementProcessesEnabled
+    )
+    out["fno:enum"] = (type(value).__name__, value.name)
+    yes = type(value)["Yes"]
+    out["fno:enum_filter"] = [w.WarehouseId for w in fno.query(fwh).filter(flag == yes).all()]
     return out
 
 
@@ -137,4 +155,5 @@ async def test_python_odata_reads_both_metadata_documents_and_queries_the_five_t
     assert got["fno:DeliveryModesV2"] == ["AIR"]
     assert got["fno:ordered"] == ["W2", "W1"]
     assert got["fno:count"] == 3
-    assert "No" in got["fno:enum"]
+    assert got["fno:enum"] == ("NoYes", "No")
+    assert got["fno:enum_filter"] == ["W1"]
