@@ -192,3 +192,22 @@ def test_every_choice_column_has_labels() -> None:
         if c.kind is Kind.OPTIONSET and not has_labels(c)
     ]
     assert missing == []
+
+
+async def test_entity_definition_expands_attributes_with_select_and_filter(client: Client) -> None:
+    # query-metadata-web-api.md: EntityDefinitions(LogicalName='account')?$select=LogicalName
+    #   &$expand=Attributes($select=LogicalName;$filter=AttributeType eq
+    #   Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist')
+    r = await client.get(
+        B + "EntityDefinitions(LogicalName='msdyn_paymentterm')",
+        params={
+            "$select": "LogicalName",
+            "$expand": "Attributes($select=LogicalName;"
+            "$filter=AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist')",
+        },
+    )
+    body = await r.json()
+    assert r.status == 200, body
+    assert body["LogicalName"] == "msdyn_paymentterm"
+    assert [a["LogicalName"] for a in body["Attributes"]] == ["msdyn_paymentmethodtype"]
+    assert set(body["Attributes"][0]) == {"LogicalName", "MetadataId", "@odata.type"}

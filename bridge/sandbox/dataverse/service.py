@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.sandbox.contracts import HookFailed, WriteHooks
-from bridge.sandbox.dataverse import bulk
+from bridge.sandbox.dataverse import bulk, resources
 from bridge.sandbox.dataverse.codec import DvCodec, etag
 from bridge.sandbox.dataverse.errors import (
     CONCURRENCY,
     DUPLICATE,
-    NOT_FOUND,
     ODATA,
     PRIVILEGE,
     UNAUTHORIZED,
@@ -28,9 +27,8 @@ from bridge.sandbox.dataverse.errors import (
 )
 from bridge.sandbox.dataverse.reads import COUNT_EXCEEDED, TOTAL_COUNT, Annotations, ReadExtras
 from bridge.sandbox.dataverse.rows import RowWriter
-from bridge.sandbox.metadata import csdl
 from bridge.sandbox.metadata.query import ENTITY_SET as METADATA_SET
-from bridge.sandbox.metadata.query import EntityDefinitions, MetadataError
+from bridge.sandbox.metadata.query import EntityDefinitions
 from bridge.sandbox.odata.expand import ExpandItem, context_fragment, parse_expand, split_top_level
 from bridge.sandbox.odata.keys import Key, KeySyntaxError, parse_path
 from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Unit, WriteRecord
@@ -147,7 +145,7 @@ class DataverseService(ODataService):
         if op.path in ("WhoAmI", "WhoAmI()", "", "$metadata") or op.path.startswith(METADATA_SET):
             if op.method != "GET":
                 raise DvError(405, ODATA, f"The resource '{op.path or '/'}' only supports GET.")
-            return self._service_resource(op, ctx)
+            return resources.serve(self, op, ctx)
         head, *rest = split_top_level(op.path, "/")
         try:
             path = parse_path(head)
@@ -181,22 +179,6 @@ class DataverseService(ODataService):
                 f"prv{verb}{ts.table.logical_name} privilege.",
             )
 
-    def _service_resource(self, op: OpRequest, ctx: CallContext) -> OpResponse:
-        """WhoAmI, the service document, ``$metadata`` and ``EntityDefinitions``."""
-        if op.path.startswith("WhoAmI"):
-            return self._whoami(ctx)
-        if op.path == "":
-            return OpResponse.json(
-                200, csdl.service_document(self.tables.values(), ctx.base_url, (METADATA_SET,))
-            )
-        if op.path == "$metadata":
-            body = csdl.metadata_document(self.tables.values())
-            return OpResponse(200, {"Content-Type": "application/xml", "OData-Version": "4.0"}, body)
-        try:
-            return OpResponse.json(200, self.entity_definitions.get(op.path, op.query, ctx.base_url))
-        except MetadataError as exc:
-            raise DvError(exc.status, NOT_FOUND, exc.message) from exc
-
     async def _segment(
         self, op: OpRequest, ctx: CallContext, unit: Unit | None, entity_set: str, collection: bool, tail: str
     ) -> OpResponse:
@@ -221,17 +203,6 @@ class DataverseService(ODataService):
             ODATA,
             f"Resource not found for the segment '{tail}' (navigation paths and other actions are not "
             "emulated by the sandbox).",
-        )
-
-    def _whoami(self, ctx: CallContext) -> OpResponse:
-        return OpResponse.json(
-            200,
-            {
-                "@odata.context": f"{ctx.base_url}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
-                "BusinessUnitId": self.business_unit_id,
-                "UserId": ctx.principal.user_id,
-                "OrganizationId": self.organization_id,
-            },
         )
 
     # ------------------------------------------------------------------ reads (never take the write lock)
