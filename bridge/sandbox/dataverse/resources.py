@@ -2,7 +2,7 @@
 ``$metadata`` and ``EntityDefinitions`` (all GET only; generated from the schema tables per request).
 
 Shapes: MicrosoftDocs/powerapps-docs, powerapps-docs/developer/data-platform/webapi/
-``web-api-service-documents.md`` and ``query-metadata-web-api.md``; ``WhoAmI`` as in ``use-web-api-functions.md``.
+``web-api-service-documents.md``, ``query-metadata-web-api.md``; ``WhoAmI``: ``use-web-api-functions.md``.
 """
 
 from __future__ import annotations
