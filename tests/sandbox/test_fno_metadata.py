@@ -103,6 +103,8 @@ async def test_in_and_has_are_refused_and_wildcards_mean_contains(svc: FnoServic
     # odata.md: "The operators 'has' and 'in' are not supported."
     r = await client.get(B + "DeliveryModesV2", params={"$filter": "ModeCode in ('AIR','SEA')"})
     assert r.status == 400 and "'in'" in (await r.json())["error"]["innererror"]["message"]
+    r = await client.get(B + "DeliveryModesV2", params={"$filter": "ModeCode has 'AIR'"})
+    assert r.status == 400 and "'has'" in (await r.json())["error"]["innererror"]["message"]
     # odata.md: "Contains ... implemented as a wildcard character ... StringField eq '*retail*'"
     assert await codes("ModeDescription eq '*retail*'") == ["RAIL"]
     assert await codes("ModeDescription eq 'by*'") == ["AIR", "SEA"]
@@ -123,3 +125,18 @@ async def test_count_segment_respects_the_default_company(svc: FnoService, clien
     assert (
         await (await client.get(B + "DeliveryModesV2/$count", params={"cross-company": "true"})).text() == "2"
     )
+
+
+async def test_enums_support_only_eq_and_ne(client: Client) -> None:
+    await client.post(
+        B + "Warehouses", json={"WarehouseId": "W1", "OperationalSiteId": "1", "WarehouseType": "Transit"}
+    )
+    transit = "Microsoft.Dynamics.DataEntities.InventLocationType'Transit'"
+    # odata.md, "Using Enums": enum literals Namespace.Enum'Label'; "The operations supported for
+    # enums are eq and ne."
+    r = await client.get(B + "Warehouses", params={"$filter": f"WarehouseType eq {transit}"})
+    assert r.status == 200 and [w["WarehouseId"] for w in (await r.json())["value"]] == ["W1"]
+    r = await client.get(B + "Warehouses", params={"$filter": f"WarehouseType ne {transit}"})
+    assert r.status == 200 and (await r.json())["value"] == []
+    r = await client.get(B + "Warehouses", params={"$filter": f"WarehouseType gt {transit}"})
+    assert r.status == 400 and "eq and ne" in (await r.json())["error"]["innererror"]["message"]

@@ -30,6 +30,8 @@ logging.getLogger("odata_query").propagate = False
 _LEXER = ODataLexer()
 _PARSER = ODataParser()
 _ORDER_ITEM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s+(asc|desc))?\s*$", re.I)
+_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_HAS = re.compile(r"\shas\s", re.I)
 _ENUM_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?=')")
 
 
@@ -139,6 +141,11 @@ class _Visitor(AstToSqliteSqlVisitor):
                 raise QueryError(
                     "The query specified in the URI is not valid: the operator 'in' is not supported."
                 )
+            left = node.left
+            enum = isinstance(left, ast.Identifier) and self.columns.get(left.name) is Kind.ENUM
+            if enum and not isinstance(node.comparator, (ast.Eq, ast.NotEq)):
+                # odata.md, "Using Enums": "The operations supported for enums are eq and ne."
+                raise QueryError("The query specified in the URI is not valid: enums support only eq and ne.")
             wildcard = isinstance(node.right, ast.String) and "*" in node.right.val
             if wildcard and isinstance(node.comparator, (ast.Eq, ast.NotEq)):
                 assert isinstance(node.right, ast.String)
@@ -188,6 +195,8 @@ def compile_filter(
 ) -> str:
     """Transpile an OData ``$filter`` to a SQLite WHERE clause over ``columns`` (storage names)."""
     used = used if used is not None else set()
+    if dialect is Dialect.FNO and _HAS.search(_STRING_LITERAL.sub("''", text)):
+        raise QueryError("The query specified in the URI is not valid: the operator 'has' is not supported.")
     try:
         tree = _PARSER.parse(_LEXER.tokenize(strip_enum_prefixes(text)))
         sql = _Visitor(columns, used, dialect).visit(tree)
