@@ -196,6 +196,15 @@ async def test_formatted_values_and_lookup_annotations(client: Client) -> None:
     )
     assert f"_msdyn_company_value{FORMATTED}" in only_formatted
     assert "_msdyn_company_value@Microsoft.Dynamics.CRM.lookuplogicalname" not in only_formatted
+    # Annotations reach expanded rows too.
+    expanded = await ok(
+        await client.get(
+            B + f"msdyn_warehouses({wid})",
+            params={"$select": "msdyn_name", "$expand": "msdyn_company($select=statecode)"},
+            headers={"Prefer": 'odata.include-annotations="OData.Community.Display.V1.FormattedValue"'},
+        )
+    )
+    assert expanded["msdyn_company"][f"statecode{FORMATTED}"] == "Active"
     plain = await ok(
         await client.get(B + f"msdyn_warehouses({wid})", params={"$select": "msdyn_warehousetype"})
     )

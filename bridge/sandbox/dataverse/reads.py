@@ -110,7 +110,12 @@ class ReadExtras:
         return None if found is None else (target, found[0], found[1])
 
     def expand(
-        self, table: Table, row: Mapping[str, Any], out: dict[str, Any], items: tuple[ExpandItem, ...]
+        self,
+        table: Table,
+        row: Mapping[str, Any],
+        out: dict[str, Any],
+        items: tuple[ExpandItem, ...],
+        ann: Annotations,
     ) -> None:
         for item in items:
             column = self._lookup(table, item.nav)
@@ -121,7 +126,7 @@ class ReadExtras:
             target, trow, version = related
             body = self.codecs[target.entity_set].render(trow, version, item.select)
             body.pop("@odata.etag", None)
-            out[item.nav] = body
+            out[item.nav] = self.annotate(target, body, ann)
 
     def annotate(self, table: Table, out: dict[str, Any], ann: Annotations) -> dict[str, Any]:
         if not ann.include:

@@ -298,7 +298,7 @@ class DataverseService(ODataService):
         ann: Annotations,
     ) -> dict[str, Any]:
         out = self.extras.annotate(ts.table, self.codecs[ts.sql_name].render(row, version, select), ann)
-        self.extras.expand(ts.table, row, out, expand)
+        self.extras.expand(ts.table, row, out, expand, ann)
         return out
 
     def _missing(self, ts: TableStore, key: Key) -> DvError:
