@@ -186,7 +186,11 @@ async def test_only_the_default_company_unless_cross_company(client: Client, svc
 
     assert await codes("") == ["AIR"]
     assert await codes("?cross-company=true") == ["AIR", "SEA"]
-    assert await codes("?$filter=dataAreaId eq 'usrt'") == ["SEA"]
+    # MicrosoftDocs/dynamics-365-unified-operations-public, articles/fin-ops-core/dev-itpro/
+    # data-entities/odata.md, "Cross-company behavior": another company's rows need
+    # "$filter=dataAreaId eq 'usrt'&cross-company=true"; the filter alone stays in the default company.
+    assert await codes("?$filter=dataAreaId eq 'usrt'") == []
+    assert await codes("?$filter=dataAreaId eq 'usrt'&cross-company=true") == ["SEA"]
     other = B + "DeliveryModesV2(dataAreaId='usrt',ModeCode='SEA')"
     assert (await client.get(other)).status == 404
     assert (await client.get(other + "?cross-company=true")).status == 200

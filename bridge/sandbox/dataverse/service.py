@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.sandbox.contracts import HookFailed, WriteHooks
+from bridge.sandbox.dataverse import bulk, resources
 from bridge.sandbox.dataverse.codec import DvCodec, etag
 from bridge.sandbox.dataverse.errors import (
     CONCURRENCY,
@@ -24,16 +25,24 @@ from bridge.sandbox.dataverse.errors import (
     not_found,
     payload_error,
 )
+from bridge.sandbox.dataverse.reads import COUNT_EXCEEDED, TOTAL_COUNT, Annotations, ReadExtras
 from bridge.sandbox.dataverse.rows import RowWriter
+from bridge.sandbox.metadata.query import ENTITY_SET as METADATA_SET
+from bridge.sandbox.metadata.query import EntityDefinitions
+from bridge.sandbox.odata.expand import ExpandItem, context_fragment, parse_expand, split_top_level
 from bridge.sandbox.odata.keys import Key, KeySyntaxError, parse_path
 from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Unit, WriteRecord
-from bridge.sandbox.odata.query import QueryError, parse_options
+from bridge.sandbox.odata.query import QueryError, QueryOptions, page_size, parse_options
 from bridge.sandbox.odata.service import ODataService, SeedError
 from bridge.sandbox.schema import DATAVERSE_REGISTRATION_TABLES, DATAVERSE_TABLES
 from bridge.sandbox.store import TableStore
 
 ROOT = "/api/data/v9.2/"
 MAX_PAGE = 5000
+COUNT_LIMIT = 5000  # count-rows.md: "@odata.count ... up to 5,000"
+# Query parameters that run another query language: refused, never silently ignored (which would
+# answer with every row). query/overview.md names FetchXML and the (preview) sql= parameter.
+NOT_EMULATED_QUERIES = ("fetchxml", "sql", "savedquery", "userquery")
 _NS = uuid.NAMESPACE_URL
 _COMPANY_ALIASES = ("msdyn_company", "_msdyn_company_value")
 
@@ -65,6 +74,8 @@ class DataverseService(ODataService):
         self.codecs = {t.entity_set: DvCodec(t) for t in tables}
         self.denied: set[tuple[str, str]] = set()  # (client_id, entity_set or "*"): writes get 403
         self.writer = RowWriter(self.store, self.rules)
+        self.extras = ReadExtras(self.store, self.codecs, tables)
+        self.entity_definitions = EntityDefinitions(tables)
         self.seed_defaults()
 
     # ------------------------------------------------------------------ public surface
@@ -131,14 +142,17 @@ class DataverseService(ODataService):
             return DvError(400, ODATA, exc.message).response()
 
     async def _route(self, op: OpRequest, ctx: CallContext, unit: Unit | None) -> OpResponse:
-        if op.path in ("WhoAmI", "WhoAmI()"):
+        if op.path in ("WhoAmI", "WhoAmI()", "", "$metadata") or op.path.startswith(METADATA_SET):
             if op.method != "GET":
-                raise DvError(405, ODATA, "The WhoAmI function only supports GET.")
-            return self._whoami(ctx)
+                raise DvError(405, ODATA, f"The resource '{op.path or '/'}' only supports GET.")
+            return resources.serve(self, op, ctx)
+        head, *rest = split_top_level(op.path, "/")
         try:
-            path = parse_path(op.path)
+            path = parse_path(head)
         except KeySyntaxError as exc:
             raise DvError(400, ODATA, str(exc)) from exc
+        if rest:
+            return await self._segment(op, ctx, unit, path.entity_set, path.key is None, "/".join(rest))
         if path.entity_set not in self.store.tables:
             raise DvError(404, ODATA, f"Resource not found for the segment '{path.entity_set}'.")
         ts = self.store.table(path.entity_set)
@@ -165,15 +179,30 @@ class DataverseService(ODataService):
                 f"prv{verb}{ts.table.logical_name} privilege.",
             )
 
-    def _whoami(self, ctx: CallContext) -> OpResponse:
-        return OpResponse.json(
-            200,
-            {
-                "@odata.context": f"{ctx.base_url}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
-                "BusinessUnitId": self.business_unit_id,
-                "UserId": ctx.principal.user_id,
-                "OrganizationId": self.organization_id,
-            },
+    async def _segment(
+        self, op: OpRequest, ctx: CallContext, unit: Unit | None, entity_set: str, collection: bool, tail: str
+    ) -> OpResponse:
+        """``<set>/$count`` and ``<set>/Microsoft.Dynamics.CRM.<bulk action>``; other paths are 404."""
+        if entity_set not in self.store.tables:
+            raise DvError(404, ODATA, f"Resource not found for the segment '{entity_set}'.")
+        ts = self.store.table(entity_set)
+        if collection and tail == "$count" and op.method == "GET":
+            opts = self._options(op, ts)
+            total = self.store.count(ts, where_sql=opts.filter_sql)
+            # count-rows.md: "To get just a number ... append /$count" (text/plain), capped like $count.
+            body = str(min(total, COUNT_LIMIT)).encode()
+            return OpResponse(200, {"Content-Type": "text/plain", "OData-Version": "4.0"}, body)
+        action = tail.removeprefix(f"{bulk.CRM}.")
+        if collection and action in bulk.ACTIONS and tail != action and op.method == "POST":
+            self._check_privilege(ctx, ts, "POST" if action == "CreateMultiple" else "PATCH")
+            if unit is not None:
+                return await bulk.run(self, action, op, ctx, unit, ts)
+            return await self.tx.atomic(lambda u: bulk.run(self, action, op, ctx, u, ts))
+        raise DvError(
+            404 if op.method == "GET" else 405,
+            ODATA,
+            f"Resource not found for the segment '{tail}' (navigation paths and other actions are not "
+            "emulated by the sandbox).",
         )
 
     # ------------------------------------------------------------------ reads (never take the write lock)
@@ -216,18 +245,61 @@ class DataverseService(ODataService):
             ) from exc
 
     def _get_one(self, op: OpRequest, ctx: CallContext, ts: TableStore, key: Key) -> OpResponse:
-        opts = parse_options(op.query, ts.kinds, allow_skip=False)
+        opts = self._options(op, ts)
+        expand = self._expand(op, ts)
         found = self._find(ts, key, writer=False)
         if found is None:
             raise self._missing(ts, key)
         _, row, version = found
         if (op.header("if-none-match") or "") == etag(version):
             return OpResponse(304, {"ETag": etag(version)})
+        ann = Annotations(ctx.prefer.get("odata.include-annotations"))
+        fragment = context_fragment(opts.select, expand)
         body = {
-            "@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}{_sel(opts.select)}/$entity",
-            **self.codecs[ts.sql_name].render(row, version, opts.select),
+            "@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}{fragment}/$entity",
+            **self._render(ts, row, version, opts.select, expand, ann),
         }
-        return OpResponse.json(200, body, {"ETag": etag(version)})
+        return OpResponse.json(200, body, {"ETag": etag(version), **ann.applied})
+
+    def _options(self, op: OpRequest, ts: TableStore) -> QueryOptions:
+        lowered = {k.lower() for k in op.query}
+        for name in NOT_EMULATED_QUERIES:
+            if name in lowered:
+                raise DvError(
+                    400,
+                    ODATA,
+                    f"The '{name}' query parameter is not emulated by the sandbox; use OData query options "
+                    "($filter, $select, $orderby, $top, $count, $expand).",
+                )
+        try:
+            return parse_options(op.query, ts.kinds, allow_skip=False, allowed=frozenset({"$expand"}))
+        except QueryError as exc:
+            if exc.prop:
+                raise DvError(
+                    400,
+                    ODATA,
+                    f"Could not find a property named '{exc.prop}' on type "
+                    f"'Microsoft.Dynamics.CRM.{ts.table.logical_name}'.",
+                ) from exc
+            raise
+
+    def _expand(self, op: OpRequest, ts: TableStore) -> tuple[ExpandItem, ...]:
+        expand = parse_expand(op.query["$expand"]) if op.query.get("$expand") else ()
+        self.extras.check_expand(ts.table, expand)
+        return expand
+
+    def _render(
+        self,
+        ts: TableStore,
+        row: Mapping[str, Any],
+        version: int,
+        select: tuple[str, ...] | None,
+        expand: tuple[ExpandItem, ...],
+        ann: Annotations,
+    ) -> dict[str, Any]:
+        out = self.extras.annotate(ts.table, self.codecs[ts.sql_name].render(row, version, select), ann)
+        self.extras.expand(ts.table, row, out, expand, ann)
+        return out
 
     def _missing(self, ts: TableStore, key: Key) -> DvError:
         if key.is_single or (len(key.named) == 1 and key.named[0][0] == ts.table.primary_id):
@@ -240,21 +312,24 @@ class DataverseService(ODataService):
         )
 
     def _query(self, op: OpRequest, ctx: CallContext, ts: TableStore) -> OpResponse:
-        try:
-            opts = parse_options(op.query, ts.kinds, allow_skip=False)
-        except QueryError as exc:
-            if exc.prop:
-                raise DvError(
-                    400,
-                    ODATA,
-                    f"Could not find a property named '{exc.prop}' on type "
-                    f"'Microsoft.Dynamics.CRM.{ts.table.logical_name}'.",
-                ) from exc
-            raise
+        opts = self._options(op, ts)
+        expand = self._expand(op, ts)
+        if page_size(ctx.prefer, MAX_PAGE, MAX_PAGE)[1]:
+            opts.top = None  # page-results.md: "If you include both, $top is ignored."
+        ann = Annotations(ctx.prefer.get("odata.include-annotations"))
         fingerprint = "|".join(
-            (ts.sql_name, opts.filter_text, opts.order_sql, str(opts.select), str(opts.top))
+            (ts.sql_name, opts.filter_text, opts.order_sql, str(opts.select), str(opts.top), str(expand))
         )
-        codec = self.codecs[ts.sql_name]
+
+        def count_annotations(total: int | None) -> dict[str, Any]:
+            # count-rows.md: the two annotations on request; -1 without $count=true.
+            out: dict[str, Any] = {}
+            if ann.wants(TOTAL_COUNT):
+                out[f"@{TOTAL_COUNT}"] = -1 if total is None else min(total, COUNT_LIMIT)
+            if ann.wants(COUNT_EXCEEDED):
+                out[f"@{COUNT_EXCEEDED}"] = total is not None and total > COUNT_LIMIT
+            return out
+
         return self._page(
             op,
             ctx,
@@ -262,8 +337,11 @@ class DataverseService(ODataService):
             opts,
             where_sql=opts.filter_sql,
             fingerprint=fingerprint,
-            context=f"{ctx.base_url}$metadata#{ts.sql_name}{_sel(opts.select)}",
-            render=lambda r, v: codec.render(r, v, opts.select),
+            context=f"{ctx.base_url}$metadata#{ts.sql_name}{context_fragment(opts.select, expand)}",
+            render=lambda r, v: self._render(ts, r, v, opts.select, expand, ann),
+            count_cap=COUNT_LIMIT,
+            count_annotations=count_annotations if ann.include else None,
+            preferences=tuple(ann.applied.values()),
         )
 
     # ------------------------------------------------------------------ writes (inside a transaction)

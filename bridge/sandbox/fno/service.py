@@ -19,9 +19,11 @@ from bridge.sandbox.fno.errors import (
     fno_error,
     violation_error,
 )
+from bridge.sandbox.metadata import fno_csdl
+from bridge.sandbox.odata.expand import ExpandItem, parse_expand, split_top_level
 from bridge.sandbox.odata.keys import Key, KeySyntaxError, format_key, parse_key, parse_path
 from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Unit, WriteRecord
-from bridge.sandbox.odata.query import QueryError, parse_options
+from bridge.sandbox.odata.query import Dialect, QueryError, QueryOptions, parse_options
 from bridge.sandbox.odata.service import ODataService, SeedError
 from bridge.sandbox.rules import FNO_EMPTY_DATE, Rule, Violation
 from bridge.sandbox.schema import FNO_TABLES, Kind
@@ -88,10 +90,25 @@ class FnoService(ODataService):
             return FnoError(400, exc.message, ODATA_EXCEPTION).response()
 
     async def _route(self, op: OpRequest, ctx: CallContext, unit: Unit | None) -> OpResponse:
+        if op.path in ("", "$metadata"):
+            if op.method != "GET":
+                raise FnoError(405, f"The resource '{op.path or '/'}' only supports GET.", ODATA_EXCEPTION)
+            if op.path == "":
+                return OpResponse.json(200, fno_csdl.service_document(self.tables.values(), ctx.base_url))
+            body = fno_csdl.metadata_document(self.tables.values())
+            return OpResponse(200, {"Content-Type": "application/xml", "OData-Version": "4.0"}, body)
+        head, *rest = split_top_level(op.path, "/")
         try:
-            path = parse_path(op.path)
+            path = parse_path(head)
         except KeySyntaxError as exc:
             raise FnoError(400, str(exc), ODATA_EXCEPTION) from exc
+        if rest and (rest != ["$count"] or path.key is not None or op.method != "GET"):
+            raise FnoError(
+                404,
+                f"No HTTP resource was found that matches the request URI '{ctx.base_url}{op.path}' "
+                "(navigation paths and actions are not emulated by the sandbox).",
+                ODATA_EXCEPTION,
+            )
         if path.entity_set not in self.store.tables:
             raise FnoError(
                 404,
@@ -100,6 +117,12 @@ class FnoService(ODataService):
             )
         ts = self.store.table(path.entity_set)
         cross = op.query.get("cross-company", "").lower() == "true"
+        if rest:  # <set>/$count: the number alone, as text/plain (OData URL conventions 4.8)
+            opts = self._options(op, ts)
+            total = self.store.count(ts, where_sql=self._company_where(ts, opts, cross))
+            return OpResponse(
+                200, {"Content-Type": "text/plain", "OData-Version": "4.0"}, str(total).encode()
+            )
         if op.method == "GET":
             return (
                 self._get_one(op, ctx, ts, path.key, cross) if path.key else self._query(op, ctx, ts, cross)
@@ -146,33 +169,81 @@ class FnoService(ODataService):
         )
 
     def _render(
-        self, ts: TableStore, row: Mapping[str, Any], version: int, select: Any = None
+        self,
+        ts: TableStore,
+        row: Mapping[str, Any],
+        version: int,
+        select: Any = None,
+        expand: tuple[ExpandItem, ...] = (),
     ) -> dict[str, Any]:
         out: dict[str, Any] = {"@odata.etag": etag(version)}
         for name in select or ts.columns:
             out[name] = row.get(name)
+        for item in expand:
+            out[item.nav] = self._related(ts, row, item)
         return out
 
+    def _related(self, ts: TableStore, row: Mapping[str, Any], item: ExpandItem) -> dict[str, Any] | None:
+        """The entity a reference field names, in the same company (odata.md: first level only)."""
+        column = fno_csdl.navigations(ts.table)[item.nav]
+        target = self.store.table(column.target or "")
+        if not row.get(column.name):
+            return None
+        where = {column.target_key or "": row[column.name]}
+        if target.table.company_column and ts.table.company_column:
+            where[AREA] = row[AREA]
+        found = self.store.get(target, where)
+        return None if found is None else self._render(target, found[0], found[1], item.select)
+
+    def _options(self, op: OpRequest, ts: TableStore) -> QueryOptions:
+        return parse_options(op.query, ts.kinds, allowed=frozenset({"$expand"}), dialect=Dialect.FNO)
+
+    def _expand(self, op: OpRequest, ts: TableStore) -> tuple[ExpandItem, ...]:
+        items = parse_expand(op.query["$expand"]) if op.query.get("$expand") else ()
+        navs = fno_csdl.navigations(ts.table)
+        for item in items:
+            if item.nav not in navs:
+                raise FnoError(
+                    400,
+                    f"Could not find a navigation property named '{item.nav}' on type "
+                    f"'Microsoft.Dynamics.DataEntities.{ts.table.logical_name}'.",
+                    ODATA_EXCEPTION,
+                )
+            target = self.store.table(navs[item.nav].target or "")
+            for name in item.select or ():
+                if name not in target.kinds:
+                    raise QueryError(f"Could not find a property named '{name}'.", prop=name)
+        return items
+
     def _get_one(self, op: OpRequest, ctx: CallContext, ts: TableStore, key: Key, cross: bool) -> OpResponse:
-        opts = parse_options(op.query, ts.kinds, allowed=frozenset())
+        opts = self._options(op, ts)
+        expand = self._expand(op, ts)
         found = self._find(ts, key, cross, writer=False)
         if found is None:
             raise self._not_found(ts, key)
         _, row, version = found
         body = {
             "@odata.context": f"{ctx.base_url}$metadata#{ts.sql_name}/$entity",
-            **self._render(ts, row, version, opts.select),
+            **self._render(ts, row, version, opts.select, expand),
         }
         return OpResponse.json(200, body, {"ETag": etag(version)})
 
-    def _query(self, op: OpRequest, ctx: CallContext, ts: TableStore, cross: bool) -> OpResponse:
-        opts = parse_options(op.query, ts.kinds)
+    def _company_where(self, ts: TableStore, opts: QueryOptions, cross: bool) -> str:
+        """odata.md, cross-company behavior: "By default, OData returns only data that belongs to the
+        user's default company" — a ``$filter`` on ``dataAreaId`` narrows that, it does not widen it
+        (another company's rows need ``cross-company=true`` as well)."""
         where = opts.filter_sql
-        if ts.table.company_column and not cross and AREA not in opts.filtered_columns:
+        if ts.table.company_column and not cross:
             company = self.default_company.replace("'", "''")
             where = f"\"{AREA}\" = '{company}'" + (f" AND ({where})" if where else "")
+        return where
+
+    def _query(self, op: OpRequest, ctx: CallContext, ts: TableStore, cross: bool) -> OpResponse:
+        opts = self._options(op, ts)
+        expand = self._expand(op, ts)
+        where = self._company_where(ts, opts, cross)
         fingerprint = "|".join(
-            (ts.sql_name, where, opts.order_sql, str(opts.select), str(opts.top), str(opts.skip))
+            (ts.sql_name, where, opts.order_sql, str(opts.select), str(opts.top), str(opts.skip), str(expand))
         )
         return self._page(
             op,
@@ -182,7 +253,7 @@ class FnoService(ODataService):
             where_sql=where,
             fingerprint=fingerprint,
             context=f"{ctx.base_url}$metadata#{ts.sql_name}",
-            render=lambda r, v: self._render(ts, r, v, opts.select),
+            render=lambda r, v: self._render(ts, r, v, opts.select, expand),
         )
 
     # ------------------------------------------------------------------ writes

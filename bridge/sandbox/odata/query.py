@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from odata_query import ast, exceptions
 from odata_query.grammar import ODataLexer, ODataParser
@@ -29,6 +30,8 @@ logging.getLogger("odata_query").propagate = False
 _LEXER = ODataLexer()
 _PARSER = ODataParser()
 _ORDER_ITEM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s+(asc|desc))?\s*$", re.I)
+_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_HAS = re.compile(r"\shas\s", re.I)
 _ENUM_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?=')")
 
 
@@ -54,19 +57,37 @@ class QueryOptions:
     filtered_columns: set[str] = field(default_factory=set)
 
 
+def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == sep and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
 def parse_prefer(header: str | None) -> dict[str, str | None]:
-    """``Prefer: return=representation, odata.maxpagesize=10`` → {"return": "representation", ...}."""
+    """``Prefer: return=representation, odata.maxpagesize=10`` → {"return": "representation", ...}.
+
+    A quoted value keeps its commas: ``odata.include-annotations="A,B"`` is one preference (RFC 7240)."""
     out: dict[str, str | None] = {}
     if not header:
         return out
-    for item in header.split(","):
+    for item in _split_outside_quotes(header, ","):
         name, sep, value = item.strip().partition("=")
         if name:
             out[name.strip().lower()] = value.strip().strip('"') if sep else None
     return out
 
 
-def _strip_enum_prefixes(text: str) -> str:
+def strip_enum_prefixes(text: str) -> str:
     """``Ns.Enum'Yes'`` → ``'Yes'`` outside string literals (F&O enum literals; odata_query lacks them)."""
     out: list[str] = []
     i, in_str = 0, False
@@ -96,13 +117,43 @@ def _strip_enum_prefixes(text: str) -> str:
     return "".join(out)
 
 
+class Dialect(StrEnum):
+    """Where the two services' ``$filter`` grammars differ."""
+
+    DATAVERSE = "dataverse"
+    # articles/fin-ops-core/dev-itpro/data-entities/odata.md: "The operators 'has' and 'in' are not
+    # supported"; "Contains ... has been implemented as a wildcard character: StringField eq '*retail*'".
+    FNO = "fno"
+
+
 class _Visitor(AstToSqliteSqlVisitor):
     """Literals in the store's own forms: datetimes 'YYYY-MM-DDTHH:MM:SSZ', dates 'YYYY-MM-DD'."""
 
-    def __init__(self, columns: Mapping[str, Kind], used: set[str]) -> None:
+    def __init__(self, columns: Mapping[str, Kind], used: set[str], dialect: Dialect) -> None:
         super().__init__()
         self.columns = columns
         self.used = used
+        self.dialect = dialect
+
+    def visit_Compare(self, node: ast.Compare) -> str:
+        if self.dialect is Dialect.FNO:
+            if isinstance(node.comparator, ast.In):
+                raise QueryError(
+                    "The query specified in the URI is not valid: the operator 'in' is not supported."
+                )
+            left = node.left
+            enum = isinstance(left, ast.Identifier) and self.columns.get(left.name) is Kind.ENUM
+            if enum and not isinstance(node.comparator, (ast.Eq, ast.NotEq)):
+                # odata.md, "Using Enums": "The operations supported for enums are eq and ne."
+                raise QueryError("The query specified in the URI is not valid: enums support only eq and ne.")
+            wildcard = isinstance(node.right, ast.String) and "*" in node.right.val
+            if wildcard and isinstance(node.comparator, (ast.Eq, ast.NotEq)):
+                assert isinstance(node.right, ast.String)
+                pattern = node.right.val.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                pattern = pattern.replace("*", "%").replace("'", "''")
+                op = "LIKE" if isinstance(node.comparator, ast.Eq) else "NOT LIKE"
+                return f"{self.visit(node.left)} {op} '{pattern}' ESCAPE '\\'"
+        return str(super().visit_Compare(node))
 
     def visit_Identifier(self, node: ast.Identifier) -> str:
         if node.namespace or node.name not in self.columns:
@@ -127,12 +178,28 @@ class _Visitor(AstToSqliteSqlVisitor):
         return f"'{node.val.lower()}'"
 
 
-def compile_filter(text: str, columns: Mapping[str, Kind], used: set[str] | None = None) -> str:
+def parse_filter(text: str) -> ast._Node:
+    """The ``$filter`` expression tree (F&O and metadata enum literals reduced to their labels)."""
+    try:
+        tree: ast._Node = _PARSER.parse(_LEXER.tokenize(strip_enum_prefixes(text)))
+        return tree
+    except (exceptions.ODataException, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise QueryError(f"Syntax error in $filter '{text}': {exc}") from exc
+
+
+def compile_filter(
+    text: str,
+    columns: Mapping[str, Kind],
+    used: set[str] | None = None,
+    dialect: Dialect = Dialect.DATAVERSE,
+) -> str:
     """Transpile an OData ``$filter`` to a SQLite WHERE clause over ``columns`` (storage names)."""
     used = used if used is not None else set()
+    if dialect is Dialect.FNO and _HAS.search(_STRING_LITERAL.sub("''", text)):
+        raise QueryError("The query specified in the URI is not valid: the operator 'has' is not supported.")
     try:
-        tree = _PARSER.parse(_LEXER.tokenize(_strip_enum_prefixes(text)))
-        sql = _Visitor(columns, used).visit(tree)
+        tree = _PARSER.parse(_LEXER.tokenize(strip_enum_prefixes(text)))
+        sql = _Visitor(columns, used, dialect).visit(tree)
     except QueryError:
         raise
     except (exceptions.ODataException, ValueError, TypeError, AttributeError, IndexError) as exc:
@@ -171,6 +238,7 @@ def parse_options(
     *,
     allow_skip: bool = True,
     allowed: frozenset[str] = frozenset(),
+    dialect: Dialect = Dialect.DATAVERSE,
 ) -> QueryOptions:
     """Parse the system query options; unknown ``$`` options and bad values raise ``QueryError``."""
     opts = QueryOptions()
@@ -180,7 +248,7 @@ def parse_options(
             raise QueryError(f"The query parameter '{name}' is not supported.")
     if text := query.get("$filter", ""):
         opts.filter_text = text
-        opts.filter_sql = compile_filter(text, columns, opts.filtered_columns)
+        opts.filter_sql = compile_filter(text, columns, opts.filtered_columns, dialect)
     if "$select" in query:
         names = tuple(s.strip() for s in query["$select"].split(",") if s.strip())
         for n in names:

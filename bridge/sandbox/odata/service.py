@@ -151,6 +151,9 @@ class ODataService(ABC):
         fingerprint: str,
         context: str,
         render: Render,
+        count_cap: int | None = None,
+        count_annotations: Callable[[int | None], dict[str, Any]] | None = None,
+        preferences: tuple[str, ...] = (),
     ) -> OpResponse:
         """One page of a query: at most ``max_page`` rows (or the caller's ``odata.maxpagesize``),
         ``$top`` honoured across pages, and a ``@odata.nextLink`` whose ``$skiptoken`` is bound to
@@ -163,14 +166,18 @@ class ODataService(ABC):
         )
         more = len(rows) > n and (opts.top is None or offset + n < opts.top)
         body: dict[str, Any] = {"@odata.context": context}
-        if opts.count:
-            body["@odata.count"] = self.store.count(ts, where_sql=where_sql)
+        total = self.store.count(ts, where_sql=where_sql) if opts.count else None
+        if total is not None:
+            body["@odata.count"] = total if count_cap is None else min(total, count_cap)
+        if count_annotations is not None:
+            body.update(count_annotations(total))
         body["value"] = [render(r, v) for r, v in rows[:n]]
         if more:
             query = {k: v for k, v in op.query.items() if k != "$skiptoken"}
             query["$skiptoken"] = encode_skiptoken(offset + n, fingerprint)
             body["@odata.nextLink"] = f"{ctx.base_url}{ts.sql_name}?{urlencode(query, quote_via=quote)}"
-        headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if applied else {}
+        applied_prefs = ((f"odata.maxpagesize={size}",) if applied else ()) + preferences
+        headers = {"Preference-Applied": ", ".join(applied_prefs)} if applied_prefs else {}
         return OpResponse.json(200, body, headers)
 
     async def _notify(

@@ -1,0 +1,1 @@
+"""Metadata both emulators publish, generated from the schema tables at run time."""
