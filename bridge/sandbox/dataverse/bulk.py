@@ -16,15 +16,13 @@ Each record notifies as its own Create or Update, as the sandbox's webhooks regi
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge.sandbox.dataverse.errors import payload_error
+from bridge.sandbox.dataverse.host import DataverseHost
 from bridge.sandbox.odata.keys import Key, KeySyntaxError, parse_path
 from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Unit
 from bridge.sandbox.store import TableStore
-
-if TYPE_CHECKING:
-    from bridge.sandbox.dataverse.service import DataverseService
 
 CRM = "Microsoft.Dynamics.CRM"
 ACTIONS = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
@@ -52,7 +50,7 @@ def _targets(op: OpRequest, ts: TableStore) -> list[dict[str, Any]]:
     return targets
 
 
-def _record_key(svc: DataverseService, ts: TableStore, target: dict[str, Any], i: int) -> Key | None:
+def _record_key(svc: DataverseHost, ts: TableStore, target: dict[str, Any], i: int) -> Key | None:
     """The key an Update/Upsert target names: ``@odata.id`` or the primary key in the body."""
     pid = ts.table.primary_id or ""
     ref = target.get("@odata.id")
@@ -72,7 +70,7 @@ def _record_key(svc: DataverseService, ts: TableStore, target: dict[str, Any], i
 
 
 async def run(
-    svc: DataverseService, action: str, op: OpRequest, ctx: CallContext, unit: Unit, ts: TableStore
+    svc: DataverseHost, action: str, op: OpRequest, ctx: CallContext, unit: Unit, ts: TableStore
 ) -> OpResponse:
     targets = _targets(op, ts)
     codec = svc.codecs[ts.sql_name]

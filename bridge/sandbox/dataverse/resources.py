@@ -7,18 +7,14 @@ Shapes: MicrosoftDocs/powerapps-docs, powerapps-docs/developer/data-platform/web
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bridge.sandbox.dataverse.errors import NOT_FOUND, DvError
+from bridge.sandbox.dataverse.host import DataverseHost
 from bridge.sandbox.metadata import csdl
 from bridge.sandbox.metadata.query import ENTITY_SET, MetadataError
 from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse
 
-if TYPE_CHECKING:
-    from bridge.sandbox.dataverse.service import DataverseService
 
-
-def serve(svc: DataverseService, op: OpRequest, ctx: CallContext) -> OpResponse:
+def serve(svc: DataverseHost, op: OpRequest, ctx: CallContext) -> OpResponse:
     if op.path.startswith("WhoAmI"):
         return OpResponse.json(
             200,
