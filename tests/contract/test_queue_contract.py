@@ -1,9 +1,11 @@
-"""The QueuePort contract: every queue implementation runs these tests.
+"""The queue ports' contract: every queue backend runs these tests, built through its factory.
 
-To add an implementation, subclass ``QueueContract`` in a test module and give it a ``make_queue``
-fixture: an async factory ``make(name) -> opened QueuePort`` where the same ``name`` reaches the same
-durable storage again (after ``close``), closing whatever it opened at teardown. Set ``lease_s`` to the
-shortest lease the backend allows (the expiry tests sleep a little longer than it).
+``TestQueueContract`` runs them for every backend ``bridge.queue.factory`` knows (``QUEUE_BUILDERS``):
+a new backend is one module and one entry there, and these tests then run against it. ``make_queue``
+is ``make(name, owner=...) -> QueuePort`` opened as the composition root opens it (``open_queue``),
+where the same ``name`` reaches the same durable storage again (after ``close``). A test of an
+optional capability (``QueueCapability``) is skipped for a backend that does not declare it. Set
+``lease_s`` to the shortest lease the backend allows (the expiry tests sleep a little longer than it).
 """
 
 from __future__ import annotations
@@ -11,18 +13,31 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import pytest
 
 from bridge.core.events import ChangeEvent, Operation, System
-from bridge.queue.base import QueuedEvent, QueuePort
-from bridge.queue.sqlite import SqliteQueue
+from bridge.queue.base import (
+    LeaseReclaim,
+    LeasingEnqueue,
+    QueueAdmin,
+    QueueCapability,
+    QueuedEvent,
+    QueuePort,
+    WorkQueue,
+    leasing,
+    reclaiming,
+)
+from bridge.queue.factory import QUEUE_BUILDERS, build_queue, open_queue
+from bridge.settings import StorageSettings
 
-QueueFactory = Callable[[str], Awaitable[QueuePort]]
+
+class QueueFactory(Protocol):
+    def __call__(self, name: str, *, owner: str = "contract") -> Awaitable[QueuePort]: ...
 
 
 def make_event(
@@ -46,6 +61,25 @@ def numbers(items: list[QueuedEvent]) -> list[int]:
     return sorted(int(i.event.changed["n"]) for i in items)
 
 
+def needs(queue: QueuePort, capability: QueueCapability) -> None:
+    if capability not in queue.capabilities:
+        pytest.skip(f"{type(queue).__name__} does not declare {capability.value}")
+
+
+def leaser(queue: QueuePort) -> LeasingEnqueue:
+    found = leasing(queue)
+    if found is None:
+        pytest.skip(f"{type(queue).__name__} does not declare enqueue_leased")
+    return found
+
+
+def reclaimer(queue: QueuePort) -> LeaseReclaim:
+    found = reclaiming(queue)
+    if found is None:
+        pytest.skip(f"{type(queue).__name__} does not declare reclaim")
+    return found
+
+
 class QueueContract:
     lease_s: ClassVar[float] = 0.2
 
@@ -57,6 +91,19 @@ class QueueContract:
 
     async def test_implements_the_port(self, queue: QueuePort) -> None:
         assert isinstance(queue, QueuePort)
+        assert isinstance(queue, WorkQueue) and isinstance(queue, QueueAdmin)
+        assert isinstance(queue.capabilities, frozenset)
+        assert all(isinstance(c, QueueCapability) for c in queue.capabilities)
+
+    async def test_a_declared_capability_is_really_there(self, queue: QueuePort) -> None:
+        if QueueCapability.ENQUEUE_LEASED in queue.capabilities:
+            assert isinstance(queue, LeasingEnqueue) and leasing(queue) is queue
+        else:
+            assert leasing(queue) is None
+        if QueueCapability.RECLAIM in queue.capabilities:
+            assert isinstance(queue, LeaseReclaim) and reclaiming(queue) is queue
+        else:
+            assert reclaiming(queue) is None
 
     async def test_enqueued_event_comes_back_unchanged(self, queue: QueuePort) -> None:
         event = make_event(1)
@@ -161,7 +208,7 @@ class QueueContract:
 
     async def test_enqueue_leased_hands_an_idle_records_event_to_the_caller(self, queue: QueuePort) -> None:
         event = make_event(1)
-        fresh, item = await queue.enqueue_leased(event, 30)
+        fresh, item = await leaser(queue).enqueue_leased(event, 30)
         assert fresh is True and item is not None
         assert item.event == event and item.attempts == 0
         assert await queue.depth() == 1
@@ -172,7 +219,7 @@ class QueueContract:
 
     async def test_enqueue_leased_queues_behind_the_records_earlier_events(self, queue: QueuePort) -> None:
         await queue.enqueue(make_event(1))
-        fresh, item = await queue.enqueue_leased(make_event(2), 30)
+        fresh, item = await leaser(queue).enqueue_leased(make_event(2), 30)
         assert fresh is True and item is None
         [first] = await queue.lease(10, 30)
         assert numbers([first]) == [1]
@@ -181,22 +228,22 @@ class QueueContract:
         assert numbers([second]) == [2] and second.attempts == 0
 
     async def test_enqueue_leased_behind_a_leased_event_waits_its_turn(self, queue: QueuePort) -> None:
-        _, held = await queue.enqueue_leased(make_event(1), 30)
+        _, held = await leaser(queue).enqueue_leased(make_event(1), 30)
         assert held is not None
-        fresh, item = await queue.enqueue_leased(make_event(2), 30)
+        fresh, item = await leaser(queue).enqueue_leased(make_event(2), 30)
         assert fresh is True and item is None
         await queue.complete(held)
         assert numbers(await queue.lease(10, 30)) == [2]
 
     async def test_enqueue_leased_of_a_repeat_is_neither_queued_nor_leased(self, queue: QueuePort) -> None:
-        _, item = await queue.enqueue_leased(make_event(1), 30)
+        _, item = await leaser(queue).enqueue_leased(make_event(1), 30)
         assert item is not None
         await queue.complete(item)
-        assert await queue.enqueue_leased(make_event(1), 30) == (False, None)
+        assert await leaser(queue).enqueue_leased(make_event(1), 30) == (False, None)
         assert await queue.depth() == 0 and await queue.lease(10, 30) == []
 
     async def test_an_expired_lease_from_enqueue_is_handed_out_again(self, queue: QueuePort) -> None:
-        _, first = await queue.enqueue_leased(make_event(1), self.lease_s)
+        _, first = await leaser(queue).enqueue_leased(make_event(1), self.lease_s)
         assert first is not None
         await asyncio.sleep(self.lease_s * 1.5)
         [again] = await queue.lease(1, 30)
@@ -334,6 +381,7 @@ class QueueContract:
     async def test_drain_removes_queued_events_oldest_first_but_not_leased_ones(
         self, queue: QueuePort
     ) -> None:
+        needs(queue, QueueCapability.MAP_FIGURES)
         await queue.enqueue(make_event(1, key="A"))
         [a1] = await queue.lease(1, 30)
         await queue.enqueue_many([make_event(2, key="A"), make_event(3, key="B"), make_event(4, key="B")])
@@ -367,6 +415,7 @@ class QueueContract:
     async def test_purge_drops_a_maps_queue_but_not_leases_dead_letters_or_other_maps(
         self, queue: QueuePort
     ) -> None:
+        needs(queue, QueueCapability.MAP_FIGURES)
         await queue.enqueue_many([make_event(1, key="A"), make_event(2, key="D")])
         leased = {i.event.key: i for i in await queue.lease(10, 30)}
         await queue.dead_letter(leased["D"], "bad")
@@ -383,6 +432,7 @@ class QueueContract:
     # ---- gauges --------------------------------------------------------------------------------
 
     async def test_depth_counts_queued_events_per_map(self, queue: QueuePort) -> None:
+        needs(queue, QueueCapability.MAP_FIGURES)
         assert await queue.depth() == 0
         await queue.enqueue_many([make_event(1), make_event(2), make_event(3, entity="ship_via")])
         assert await queue.depth() == 3
@@ -391,6 +441,7 @@ class QueueContract:
         assert await queue.depth("payment_terms") == 0
 
     async def test_oldest_enqueued_at(self, queue: QueuePort) -> None:
+        needs(queue, QueueCapability.MAP_FIGURES)
         assert await queue.oldest_enqueued_at() is None
         await queue.enqueue(make_event(1, entity="ship_via"))
         await asyncio.sleep(0.02)
@@ -437,6 +488,59 @@ class QueueContract:
         assert await q.enqueue(make_event(1)) is False
         assert numbers(await q.lease(10, 30)) == [2]
 
+    # ---- lease owners ----------------------------------------------------------------------------
+
+    async def test_reopening_as_the_same_owner_takes_back_its_leases_and_no_one_elses(
+        self, make_queue: QueueFactory
+    ) -> None:
+        q = await make_queue("owned", owner="bridge-a")
+        reclaimer(q)
+        await q.enqueue_many([make_event(1, key="A"), make_event(2, key="B"), make_event(3, key="A")])
+        [held_by_a] = await q.lease(1, 30)  # killed while holding it: never settled
+        await q.close()
+        q = await make_queue("owned", owner="bridge-b")  # another owner, still alive
+        [held_by_b] = await q.lease(1, 30)
+        assert held_by_b.event.key != held_by_a.event.key
+        await q.close()
+        q = await make_queue("owned", owner="bridge-a")  # A restarts: open_queue takes back its own
+        [again] = await q.lease(10, 30)
+        assert (again.seq, again.event) == (held_by_a.seq, held_by_a.event)
+        assert again.attempts == 1 and again.lease_token != held_by_a.lease_token
+        assert await q.complete(held_by_a) is False  # the dead run's token settles nothing
+        assert await q.complete(held_by_b) is True  # B's lease was left alone
+
+    async def test_reclaim_releases_only_that_owners_leases_at_once(self, make_queue: QueueFactory) -> None:
+        q = await make_queue("owners", owner="bridge-a")
+        await q.enqueue_many([make_event(1, key="A"), make_event(2, key="A")])
+        [held] = await q.lease(1, 30)
+        assert await reclaimer(q).reclaim("bridge-z") == 0  # nobody's leases by that name
+        assert await q.lease(10, 30) == []
+        assert await reclaimer(q).reclaim("bridge-a") == 1
+        [again] = await q.lease(10, 30)  # at once, not 30 s later; still the record's oldest
+        assert numbers([again]) == [1]
+        assert await reclaimer(q).reclaim("bridge-a") == 1  # the new lease names the owner too
+        assert await q.complete(again) is False and await q.complete(held) is False
+        assert await q.depth() == 2
+
+    async def test_an_enqueued_lease_names_its_owner_too(self, make_queue: QueueFactory) -> None:
+        q = await make_queue("enqueued", owner="bridge-a")
+        _, item = await leaser(q).enqueue_leased(make_event(1), 30)
+        assert item is not None
+        assert await reclaimer(q).reclaim("bridge-a") == 1
+        assert numbers(await q.lease(10, 30)) == [1]
+
+    async def test_settled_leases_are_not_reclaimed(self, make_queue: QueueFactory) -> None:
+        q = await make_queue("settled", owner="bridge-a")
+        await q.enqueue_many([make_event(n, key=f"K{n}") for n in range(4)])
+        a, b, c, d = sorted(await q.lease(10, 30), key=lambda i: i.seq)
+        await q.complete(a)
+        await q.release(b, delay=30)
+        await q.dead_letter(c, "bad")
+        assert await reclaimer(q).reclaim("bridge-a") == 1  # only d is still held
+        assert await q.complete(d) is False
+        assert numbers(await q.lease(10, 30)) == [3]
+        assert len(await q.dead_letters()) == 1
+
     async def test_random_churn_keeps_per_record_order_and_loses_nothing(self, queue: QueuePort) -> None:
         rng = random.Random(7)
         keys = [f"R{i}" for i in range(6)]
@@ -469,17 +573,17 @@ class QueueContract:
         assert applied == enqueued
 
 
-class TestSqliteQueueContract(QueueContract):
-    @pytest.fixture
-    async def make_queue(self, tmp_path: Path) -> AsyncIterator[QueueFactory]:
-        opened: list[SqliteQueue] = []
+class TestQueueContract(QueueContract):
+    @pytest.fixture(params=sorted(QUEUE_BUILDERS))
+    async def make_queue(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueFactory]:
+        opened: list[QueuePort] = []
 
-        async def make(name: str) -> QueuePort:
-            q = SqliteQueue(tmp_path / f"{name}.db")
-            await q.open()
-            opened.append(q)
-            return q
+        async def make(name: str, *, owner: str = "contract") -> QueuePort:
+            queue = build_queue(request.param, StorageSettings(data_dir=tmp_path / name), owner=owner)
+            await open_queue(queue)
+            opened.append(queue)
+            return queue
 
         yield make
-        for q in opened:
-            await q.close()
+        for queue in opened:
+            await queue.close()
