@@ -1,11 +1,13 @@
 """The queue ports' contract: every queue backend runs these tests, built through its factory.
 
-``TestQueueContract`` runs them for every backend ``bridge.queue.factory`` knows (``QUEUE_BUILDERS``):
-a new backend is one module and one entry there, and these tests then run against it. ``make_queue``
-is ``make(name, owner=...) -> QueuePort`` opened as the composition root opens it (``open_queue``),
-where the same ``name`` reaches the same durable storage again (after ``close``). A test of an
-optional capability (``QueueCapability``) is skipped for a backend that does not declare it. Set
-``lease_s`` to the shortest lease the backend allows (the expiry tests sleep a little longer than it).
+``TestQueueContract`` (here) and ``TestQueueLeaseContract`` (test_queue_lease_contract.py: leases
+taken as an event is enqueued, lease owners) run for every backend ``bridge.queue.factory`` knows
+(``QUEUE_BUILDERS``; the ``make_queue`` fixture in conftest.py): a new backend is one module and one
+entry there, and these tests then run against it. ``make_queue`` is ``make(name, owner=...) ->
+QueuePort`` opened as the composition root opens it (``open_queue``), where the same ``name`` reaches
+the same durable storage again (after ``close``). A test of an optional capability
+(``QueueCapability``) is skipped for a backend that does not declare it. Set ``lease_s`` to the
+shortest lease the backend allows (the expiry tests sleep a little longer than it).
 """
 
 from __future__ import annotations
@@ -13,14 +15,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import pytest
 
-from bridge.core.events import ChangeEvent, Operation, System
 from bridge.queue.base import (
     LeaseReclaim,
     LeasingEnqueue,
@@ -32,52 +31,7 @@ from bridge.queue.base import (
     leasing,
     reclaiming,
 )
-from bridge.queue.factory import QUEUE_BUILDERS, build_queue, open_queue
-from bridge.settings import StorageSettings
-
-
-class QueueFactory(Protocol):
-    def __call__(self, name: str, *, owner: str = "contract") -> Awaitable[QueuePort]: ...
-
-
-def make_event(
-    n: int, *, key: str = "W1", entity: str = "warehouse", event_id: str | None = None
-) -> ChangeEvent:
-    return ChangeEvent(
-        event_id=event_id or f"evt-{entity}-{n}",
-        source=System.SCM,
-        entity=entity,
-        company="USMF",
-        key=key,
-        operation=Operation.UPDATE,
-        changed={"WarehouseName": f"name {n}", "n": n},
-        image={"WarehouseId": key, "WarehouseName": f"name {n}"},
-        correlation_id=f"corr-{n}",
-        trace_context={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
-    )
-
-
-def numbers(items: list[QueuedEvent]) -> list[int]:
-    return sorted(int(i.event.changed["n"]) for i in items)
-
-
-def needs(queue: QueuePort, capability: QueueCapability) -> None:
-    if capability not in queue.capabilities:
-        pytest.skip(f"{type(queue).__name__} does not declare {capability.value}")
-
-
-def leaser(queue: QueuePort) -> LeasingEnqueue:
-    found = leasing(queue)
-    if found is None:
-        pytest.skip(f"{type(queue).__name__} does not declare enqueue_leased")
-    return found
-
-
-def reclaimer(queue: QueuePort) -> LeaseReclaim:
-    found = reclaiming(queue)
-    if found is None:
-        pytest.skip(f"{type(queue).__name__} does not declare reclaim")
-    return found
+from tests.contract.queue_support import QueueFactory, make_event, needs, numbers
 
 
 class QueueContract:
@@ -203,52 +157,6 @@ class QueueContract:
         items = await queue.lease(10, 30, exclude_entities={"warehouse"})
         assert [i.event.entity for i in items] == ["ship_via"]
         assert [i.event.entity for i in await queue.lease(10, 30)] == ["warehouse"]
-
-    # ---- enqueued and leased at once (a synchronous change) --------------------------------------
-
-    async def test_enqueue_leased_hands_an_idle_records_event_to_the_caller(self, queue: QueuePort) -> None:
-        event = make_event(1)
-        fresh, item = await leaser(queue).enqueue_leased(event, 30)
-        assert fresh is True and item is not None
-        assert item.event == event and item.attempts == 0
-        assert await queue.depth() == 1
-        await queue.enqueue(make_event(2))
-        assert await queue.lease(10, 30) == []  # held: the record's later events wait
-        assert await queue.complete(item) is True
-        assert numbers(await queue.lease(10, 30)) == [2]
-
-    async def test_enqueue_leased_queues_behind_the_records_earlier_events(self, queue: QueuePort) -> None:
-        await queue.enqueue(make_event(1))
-        fresh, item = await leaser(queue).enqueue_leased(make_event(2), 30)
-        assert fresh is True and item is None
-        [first] = await queue.lease(10, 30)
-        assert numbers([first]) == [1]
-        await queue.complete(first)
-        [second] = await queue.lease(10, 30)
-        assert numbers([second]) == [2] and second.attempts == 0
-
-    async def test_enqueue_leased_behind_a_leased_event_waits_its_turn(self, queue: QueuePort) -> None:
-        _, held = await leaser(queue).enqueue_leased(make_event(1), 30)
-        assert held is not None
-        fresh, item = await leaser(queue).enqueue_leased(make_event(2), 30)
-        assert fresh is True and item is None
-        await queue.complete(held)
-        assert numbers(await queue.lease(10, 30)) == [2]
-
-    async def test_enqueue_leased_of_a_repeat_is_neither_queued_nor_leased(self, queue: QueuePort) -> None:
-        _, item = await leaser(queue).enqueue_leased(make_event(1), 30)
-        assert item is not None
-        await queue.complete(item)
-        assert await leaser(queue).enqueue_leased(make_event(1), 30) == (False, None)
-        assert await queue.depth() == 0 and await queue.lease(10, 30) == []
-
-    async def test_an_expired_lease_from_enqueue_is_handed_out_again(self, queue: QueuePort) -> None:
-        _, first = await leaser(queue).enqueue_leased(make_event(1), self.lease_s)
-        assert first is not None
-        await asyncio.sleep(self.lease_s * 1.5)
-        [again] = await queue.lease(1, 30)
-        assert again.seq == first.seq and again.attempts == 1
-        assert await queue.complete(first) is False
 
     # ---- leases --------------------------------------------------------------------------------
 
@@ -488,59 +396,6 @@ class QueueContract:
         assert await q.enqueue(make_event(1)) is False
         assert numbers(await q.lease(10, 30)) == [2]
 
-    # ---- lease owners ----------------------------------------------------------------------------
-
-    async def test_reopening_as_the_same_owner_takes_back_its_leases_and_no_one_elses(
-        self, make_queue: QueueFactory
-    ) -> None:
-        q = await make_queue("owned", owner="bridge-a")
-        reclaimer(q)
-        await q.enqueue_many([make_event(1, key="A"), make_event(2, key="B"), make_event(3, key="A")])
-        [held_by_a] = await q.lease(1, 30)  # killed while holding it: never settled
-        await q.close()
-        q = await make_queue("owned", owner="bridge-b")  # another owner, still alive
-        [held_by_b] = await q.lease(1, 30)
-        assert held_by_b.event.key != held_by_a.event.key
-        await q.close()
-        q = await make_queue("owned", owner="bridge-a")  # A restarts: open_queue takes back its own
-        [again] = await q.lease(10, 30)
-        assert (again.seq, again.event) == (held_by_a.seq, held_by_a.event)
-        assert again.attempts == 1 and again.lease_token != held_by_a.lease_token
-        assert await q.complete(held_by_a) is False  # the dead run's token settles nothing
-        assert await q.complete(held_by_b) is True  # B's lease was left alone
-
-    async def test_reclaim_releases_only_that_owners_leases_at_once(self, make_queue: QueueFactory) -> None:
-        q = await make_queue("owners", owner="bridge-a")
-        await q.enqueue_many([make_event(1, key="A"), make_event(2, key="A")])
-        [held] = await q.lease(1, 30)
-        assert await reclaimer(q).reclaim("bridge-z") == 0  # nobody's leases by that name
-        assert await q.lease(10, 30) == []
-        assert await reclaimer(q).reclaim("bridge-a") == 1
-        [again] = await q.lease(10, 30)  # at once, not 30 s later; still the record's oldest
-        assert numbers([again]) == [1]
-        assert await reclaimer(q).reclaim("bridge-a") == 1  # the new lease names the owner too
-        assert await q.complete(again) is False and await q.complete(held) is False
-        assert await q.depth() == 2
-
-    async def test_an_enqueued_lease_names_its_owner_too(self, make_queue: QueueFactory) -> None:
-        q = await make_queue("enqueued", owner="bridge-a")
-        _, item = await leaser(q).enqueue_leased(make_event(1), 30)
-        assert item is not None
-        assert await reclaimer(q).reclaim("bridge-a") == 1
-        assert numbers(await q.lease(10, 30)) == [1]
-
-    async def test_settled_leases_are_not_reclaimed(self, make_queue: QueueFactory) -> None:
-        q = await make_queue("settled", owner="bridge-a")
-        await q.enqueue_many([make_event(n, key=f"K{n}") for n in range(4)])
-        a, b, c, d = sorted(await q.lease(10, 30), key=lambda i: i.seq)
-        await q.complete(a)
-        await q.release(b, delay=30)
-        await q.dead_letter(c, "bad")
-        assert await reclaimer(q).reclaim("bridge-a") == 1  # only d is still held
-        assert await q.complete(d) is False
-        assert numbers(await q.lease(10, 30)) == [3]
-        assert len(await q.dead_letters()) == 1
-
     async def test_random_churn_keeps_per_record_order_and_loses_nothing(self, queue: QueuePort) -> None:
         rng = random.Random(7)
         keys = [f"R{i}" for i in range(6)]
@@ -574,16 +429,4 @@ class QueueContract:
 
 
 class TestQueueContract(QueueContract):
-    @pytest.fixture(params=sorted(QUEUE_BUILDERS))
-    async def make_queue(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueFactory]:
-        opened: list[QueuePort] = []
-
-        async def make(name: str, *, owner: str = "contract") -> QueuePort:
-            queue = build_queue(request.param, StorageSettings(data_dir=tmp_path / name), owner=owner)
-            await open_queue(queue)
-            opened.append(queue)
-            return queue
-
-        yield make
-        for queue in opened:
-            await queue.close()
+    """Every backend (``make_queue`` in conftest.py)."""

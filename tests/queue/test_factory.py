@@ -26,7 +26,7 @@ from bridge.state.factory import STATE_BUILDERS, build_state, create_state
 from bridge.state.memory import MemoryState
 from bridge.state.sqlite import SqliteState
 from bridge.storage.owner import owner_id
-from tests.contract.test_queue_contract import make_event
+from tests.contract.queue_support import make_event
 
 
 def _settings(tmp_path: Path) -> Settings:

@@ -6,7 +6,7 @@ import pytest
 
 from bridge.queue.base import CapabilityMissing, QueueCapability, leasing, reclaiming
 from bridge.queue.memory import MemoryQueue
-from tests.contract.test_queue_contract import make_event
+from tests.contract.queue_support import make_event
 
 
 async def test_without_map_figures_a_per_map_figure_is_refused_not_invented() -> None:

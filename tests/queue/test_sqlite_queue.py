@@ -22,7 +22,7 @@ from bridge.core.events import ChangeEvent
 from bridge.queue.factory import open_queue
 from bridge.queue.sqlite import LEASE_SQL, NEXT_HEAD_SQL, NEXT_READY_SQL, OLDEST_SQL, SCHEMA, SqliteQueue
 from bridge.queue.sqlite_schema import RECLAIM_SQL
-from tests.contract.test_queue_contract import make_event
+from tests.contract.queue_support import make_event
 
 REPO = Path(__file__).resolve().parents[2]
 
