@@ -26,9 +26,10 @@ from bench.cost import run_cost
 from bench.live import Direction, Keys, run_direction, run_scaling
 from bench.procs import DEFAULT_EVENT_LOOP, DEFAULT_GC_GEN0_THRESHOLD
 from bench.profile import run_profile
+from bench.restart import run_restart
 from bench.syncpath import run_sync
 
-SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "profile")
+SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "profile")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,6 +84,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "backlog": [10_000, 30_000],
             "catchup_window_s": 5.0,
             "scaling": {1: 60, 10: 200, 100: 400, 1000: 1000},
+            "restart": {"records": 20, "kills": 3},
             "profile": None,
         }
     return {
@@ -325,6 +327,27 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                     f"{ratio(rate, largest):.2f} of {max(scale):,} records",
                 )
             )
+
+    if "restart" in only:
+        print("restart after kill -9 ...", flush=True)
+        r = await run_restart(state_dir, workdir, keys=keys, **sizes["restart"])
+        out.update(
+            restart_recovery_s=r.longest_s,
+            restart_recovery_s_each=r.recovery_s,
+            restart_held_leases=r.held,
+            restart_settled_before_lease_end=sum(r.before_lease_end),
+            restart_kills=len(r.recovery_s),
+            restart_lease_s=r.lease_s,
+        )
+        figures.append(
+            Figure(
+                "restart: kill -9 to converged, longest",
+                r.longest_s,
+                "s",
+                f"{len(r.recovery_s)} kills, {sum(r.held)} changes in hand, lease {r.lease_s:.0f} s",
+                "<= 5 s",
+            )
+        )
 
     if "profile" in only and sizes["profile"] is not None:
         print("profile ...", flush=True)

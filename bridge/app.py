@@ -27,11 +27,12 @@ from bridge.listeners.handlers import WebhookListener
 from bridge.metrics import Metrics, RequestCounts
 from bridge.ops.auth import AdminAuth
 from bridge.ops.server import setup_ops
-from bridge.queue.sqlite import SqliteQueue
+from bridge.queue.factory import create_queue, open_queue
 from bridge.register import register_webhooks, scm_endpoint_instructions
 from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
-from bridge.state.sqlite import SqliteState
+from bridge.state.factory import create_state
+from bridge.storage.owner import owner_id
 from bridge.systems.auth import TokenProvider
 from bridge.systems.connect import COUNT_KEYS, connect_systems
 from bridge.systems.dataverse import DataverseClient
@@ -55,10 +56,12 @@ class Bridge:
         self.systems = connect_systems(settings, _secret(settings, "client_secret"))
         self.cds_tokens, self.scm_tokens = self.systems.cds_tokens, self.systems.scm_tokens
         self.cds, self.scm = self.systems.cds, self.systems.scm
-        data_dir = settings.storage.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.queue = SqliteQueue(data_dir / "queue.db", synchronous=settings.storage.synchronous)
-        self.state = SqliteState(data_dir / "state.db", synchronous=settings.storage.synchronous)
+        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        # The queue and the state store the settings choose ([queue] / [state] backend). The queue's
+        # leases name this bridge (its data directory's owner id), so a restart takes its own back.
+        self.owner = owner_id(settings.storage.data_dir)
+        self.queue = create_queue(settings, owner=self.owner)
+        self.state = create_state(settings)
         self.metrics = Metrics(maps=self.mappings.maps)
         self.metrics.watch_requests(self._request_counts)
         self.own_ids: set[str] = set()
@@ -162,7 +165,7 @@ class Bridge:
                 delay = min(delay * 2, 60.0)
 
     async def start(self) -> None:
-        await self.queue.open()
+        await open_queue(self.queue)  # takes back this bridge's leases from before a crash
         await self.state.open()
         try:
             await asyncio.wait_for(self.learn_identity(), timeout=15)

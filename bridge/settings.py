@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.core.errors import ConfigError
@@ -51,6 +51,40 @@ class StorageSettings(BaseModel):
 
     data_dir: Path = Path(".dualwrite/bridge")
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+
+# The backends a settings file may choose; each is one module behind its factory
+# (bridge/queue/factory.py, bridge/state/factory.py). PostgreSQL and Service Bus come later.
+QUEUE_BACKENDS = ("sqlite",)
+STATE_BACKENDS = ("sqlite",)
+
+
+def _one_of(kind: str, accepted: tuple[str, ...], value: str) -> str:
+    if value not in accepted:
+        raise ValueError(f"unknown {kind} backend {value!r}; accepted: {', '.join(accepted)}")
+    return value
+
+
+class QueueSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
+    backend: str = Field(default="sqlite", description="Where the queue lives: sqlite (queue.db in data_dir)")
+
+    @field_validator("backend")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _one_of("queue", QUEUE_BACKENDS, value)
+
+
+class StateSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
+    backend: str = Field(default="sqlite", description="Where the state lives: sqlite (state.db in data_dir)")
+
+    @field_validator("backend")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _one_of("state", STATE_BACKENDS, value)
 
 
 class SyncSettings(BaseModel):
@@ -93,6 +127,8 @@ class Settings(BaseSettings):
     auth: AuthSettings
     listen: ListenSettings = ListenSettings()
     storage: StorageSettings = StorageSettings()
+    queue: QueueSettings = QueueSettings()
+    state: StateSettings = StateSettings()
     sync: SyncSettings = SyncSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     mappings_dir: Path = Path("mappings")

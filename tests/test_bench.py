@@ -76,3 +76,14 @@ def test_quick_sync_section_times_every_save_inside_the_bridge_process(tmp_path:
     assert 0 < figures["sync_added_ms_p50"] < figures["sync_webhook_ms_p50"]
     assert figures["sync_direct_scm_write_ms_p50_at_50ms"] >= 50  # the latency fault was on
     assert "sync: added by the bridge, p50" in table
+
+
+def test_quick_restart_section_times_each_kill_with_the_default_lease(tmp_path: Path) -> None:
+    figures, table = _quick("restart", tmp_path)
+    each = figures["restart_recovery_s_each"]
+    assert figures["restart_kills"] == len(each) == 3
+    assert figures["restart_lease_s"] == 60  # the bridge's default: no short lease in this section
+    assert figures["restart_recovery_s"] == max(each) > 0
+    assert sum(figures["restart_held_leases"]) > 0  # the kills landed while it held changes
+    assert figures["restart_settled_before_lease_end"] == 3  # what it held did not wait the lease out
+    assert "restart: kill -9 to converged, longest" in table

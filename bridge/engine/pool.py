@@ -3,7 +3,7 @@
 Python runs one thread of Python at a time, so one process applies changes on one core. With
 ``apply_processes = N`` the serve process keeps the webhooks, the queue, synchronous changes, the
 dashboard and the metrics, and hands each asynchronous change it leased to the least busy of N
-helper processes (``bridge.engine.applyproc``), which write the ledger and the target system.
+helper processes (``bridge.applyproc``), which write the ledger and the target system.
 
 Nothing moves out of the serve process's hands: the change stays leased there until the answer
 comes back, and the answer is the ``Applied`` or the error the in-process applier would have given,
@@ -95,7 +95,7 @@ class ApplyPool:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bridge.engine.applyproc",
+            "bridge.applyproc",
             f"--event-loop={self.settings.event_loop}",
             f"--nice={self.settings.sync.apply_nice}",
             stdin=asyncio.subprocess.PIPE,

@@ -27,7 +27,7 @@ from bridge.engine.outcome import Answer, Outcomes, Verdict, deadline_of
 from bridge.engine.ports import SinkResult
 from bridge.engine.recovery import Recovery
 from bridge.metrics import Metrics
-from bridge.queue.base import QueuedEvent, QueuePort
+from bridge.queue.base import QueuedEvent, QueuePort, leasing
 from bridge.settings import SyncSettings
 from bridge.state.base import MapStatus, StatePort
 from bridge.telemetry import (
@@ -146,10 +146,11 @@ class Engine:
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._waiters[event.event_id] = future
-            if self._has_room():
+            leaser = leasing(self.queue) if self._has_room() else None  # None: a backend without it
+            if leaser is not None:
                 # Its record idle (the usual case): leased as it is queued and applied at once.
-                fresh, leased = await self.queue.enqueue_leased(event, self.settings.lease_s)
-            else:
+                fresh, leased = await leaser.enqueue_leased(event, self.settings.lease_s)
+            else:  # queued; the worker leases it (woken below)
                 fresh, leased = await self.queue.enqueue(event), None
             if not fresh:
                 # Received before, by an earlier run of the bridge: that call's originator is gone, so

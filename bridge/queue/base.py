@@ -1,7 +1,18 @@
-"""The queue port: what the writer needs from a durable queue.
+"""The queue ports: the work queue the engine leases from, and the administration of that queue.
 
-Implementations: ``bridge.queue.sqlite`` (embedded default); Azure Service Bus (sessions = record
-keys) next. One contract suite (tests/contract/test_queue_contract.py) runs against every one.
+Two protocols, one per kind of caller:
+- ``WorkQueue``: enqueue, lease, complete, release with a delay, dead-letter, wait (the engine).
+- ``QueueAdmin``: depth, drain, purge, dead letters, replay, discard (operations, pause/resume).
+``QueuePort`` is both, for the composition root and callers that need both.
+
+What a backend may lack is an optional capability (``QueueCapability``), declared in its
+``capabilities`` and never faked: ``leasing(queue)`` / ``reclaiming(queue)`` give the optional
+protocol or None, and a per-map figure asked of a backend without ``MAP_FIGURES`` raises
+``CapabilityMissing`` instead of inventing a number.
+
+Implementations: ``bridge.queue.sqlite`` (embedded default), ``bridge.queue.memory`` (the in-memory
+double); Azure Service Bus (sessions = record keys) next. ``bridge.queue.factory`` builds one from the
+settings; one contract suite (tests/contract/test_queue_contract.py) runs against every one.
 
 Guarantees every implementation gives:
 - ``enqueue`` returns only once the event is durable; a repeated ``event_id`` (queued or already
@@ -13,6 +24,9 @@ Guarantees every implementation gives:
   ``dead_letter`` parks it (the record's later events stay behind it until it is replayed or discarded).
 - A stale lease (expired, and the event leased again by another worker) settles nothing: ``complete``,
   ``release`` and ``dead_letter`` then return False and leave the new lease alone.
+- A lease names its owner (the process that took it, ``bridge.storage.owner``): with ``RECLAIM``,
+  ``reclaim(owner)`` hands that owner's leases out again at once (a restarted bridge takes back what
+  it held when it was killed, instead of waiting for the leases to run out).
 """
 
 from __future__ import annotations
@@ -20,9 +34,27 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from enum import StrEnum
+from typing import Protocol, cast, runtime_checkable
 
+from bridge.core.errors import DualWriteError
 from bridge.core.events import ChangeEvent
+
+
+class QueueCapability(StrEnum):
+    """What a queue backend may or may not do; each backend lists what it does in ``capabilities``."""
+
+    ENQUEUE_LEASED = "enqueue_leased"  # ``LeasingEnqueue``: enqueue and lease in one durable step
+    MAP_FIGURES = "map_figures"  # ``depth(entity)`` / ``oldest_enqueued_at(entity)`` for one map
+    RECLAIM = "reclaim"  # ``LeaseReclaim``: leases name their owner; an owner's can be taken back
+
+
+class CapabilityMissing(DualWriteError):
+    """Asked a backend for something it declared it cannot do (see ``capabilities``)."""
+
+    def __init__(self, backend: object, capability: QueueCapability) -> None:
+        super().__init__(f"{type(backend).__name__} cannot do {capability.value}")
+        self.capability = capability
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +77,11 @@ class DeadLetter:
 
 
 @runtime_checkable
-class QueuePort(Protocol):
+class WorkQueue(Protocol):
+    """What the engine needs: a durable queue leased in per-record order."""
+
+    capabilities: frozenset[QueueCapability]
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -56,14 +92,6 @@ class QueuePort(Protocol):
 
     async def enqueue_many(self, events: Sequence[ChangeEvent]) -> list[bool]:
         """``enqueue`` for several events in one durable step; one flag per event, in order."""
-        ...
-
-    async def enqueue_leased(
-        self, event: ChangeEvent, lease_seconds: float
-    ) -> tuple[bool, QueuedEvent | None]:
-        """``enqueue``, and when ``event`` is at once its record's only queued event, lease it to the
-        caller in the same durable step (a lease would hand it out next anyway). Returns (added,
-        the lease or None: the record has earlier events, or the event was seen before)."""
         ...
 
     async def lease(
@@ -89,6 +117,21 @@ class QueuePort(Protocol):
 
     async def dead_letter(self, item: QueuedEvent, reason: str) -> bool: ...
 
+    async def wait(self, timeout: float) -> None:
+        """Return when new work may be available (an enqueue or release here), or after ``timeout``."""
+        ...
+
+
+@runtime_checkable
+class QueueAdmin(Protocol):
+    """What operations need: the queue's figures, its dead letters, and a paused map's backlog."""
+
+    capabilities: frozenset[QueueCapability]
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
     async def dead_letters(self, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]: ...
 
     async def replay(self, seqs: Collection[int] | None = None) -> int:
@@ -109,11 +152,58 @@ class QueuePort(Protocol):
         ...
 
     async def depth(self, entity: str | None = None) -> int:
-        """Queued events (not dead letters), optionally for one map."""
+        """Queued events (not dead letters); for one map only with ``MAP_FIGURES`` (else
+        ``CapabilityMissing``)."""
         ...
 
-    async def oldest_enqueued_at(self, entity: str | None = None) -> datetime | None: ...
-
-    async def wait(self, timeout: float) -> None:
-        """Return when new work may be available (an enqueue or release here), or after ``timeout``."""
+    async def oldest_enqueued_at(self, entity: str | None = None) -> datetime | None:
+        """When the oldest queued event was enqueued; for one map only with ``MAP_FIGURES``."""
         ...
+
+
+@runtime_checkable
+class QueuePort(WorkQueue, QueueAdmin, Protocol):
+    """Both sides of one queue: what a backend module provides and the composition root holds."""
+
+
+@runtime_checkable
+class LeasingEnqueue(Protocol):
+    """Optional (``QueueCapability.ENQUEUE_LEASED``): enqueue and lease in one durable step."""
+
+    async def enqueue_leased(
+        self, event: ChangeEvent, lease_seconds: float
+    ) -> tuple[bool, QueuedEvent | None]:
+        """``enqueue``, and when ``event`` is at once its record's only queued event, lease it to the
+        caller in the same durable step (a lease would hand it out next anyway). Returns (added,
+        the lease or None: the record has earlier events, or the event was seen before)."""
+        ...
+
+
+@runtime_checkable
+class LeaseReclaim(Protocol):
+    """Optional (``QueueCapability.RECLAIM``): every lease names its owner, and an owner's leases can
+    be handed out again before they run out."""
+
+    @property
+    def owner(self) -> str:
+        """The owner this queue names on the leases it hands out."""
+        ...
+
+    async def reclaim(self, owner: str) -> int:
+        """Release every lease ``owner`` holds (leasable again at once, as if each had run out);
+        returns how many. Only for an owner that is gone: its own earlier run, or a dead replica."""
+        ...
+
+
+def leasing(queue: WorkQueue) -> LeasingEnqueue | None:
+    """``queue`` as a ``LeasingEnqueue`` when it declares ``ENQUEUE_LEASED``, else None."""
+    if QueueCapability.ENQUEUE_LEASED in queue.capabilities:
+        return cast(LeasingEnqueue, queue)
+    return None
+
+
+def reclaiming(queue: WorkQueue) -> LeaseReclaim | None:
+    """``queue`` as a ``LeaseReclaim`` when it declares ``RECLAIM``, else None."""
+    if QueueCapability.RECLAIM in queue.capabilities:
+        return cast(LeaseReclaim, queue)
+    return None

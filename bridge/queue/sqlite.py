@@ -1,20 +1,15 @@
 """The embedded durable queue: one SQLite file in WAL mode (the default ``QueuePort``).
 
-Tables (docs/queue-and-state.md has the full schema and how to inspect them):
-- ``events``: every queued or dead-lettered event, ``seq`` increasing (AUTOINCREMENT: never reused).
-- ``heads``: one row per record key that has events: its oldest event (``head_seq``) and when that
-  record may next be leased (``ready_at``: enqueue time, end of a lease, end of a release delay;
-  NULL while its head is dead-lettered). ``lease`` reads only ``heads`` through the index
-  ``(entity, ready_at)``, one range per map, so its cost does not grow with the backlog and a paused
-  map's million queued records are never visited.
-- ``depth``: queued (not dead) events per map, kept by every write: ``depth()`` and the list of maps
-  for ``lease`` without counting rows.
-- ``seen``: event ids with the time they were enqueued, for dedupe; pruned lazily, a bounded batch
-  at a time, every ``PRUNE_EVERY`` enqueues.
+This module is the work queue (enqueue, lease, settle, wait, reclaim); ``bridge.queue.sqlite_admin``
+the administration (figures, dead letters, drain, purge); ``bridge.queue.sqlite_schema`` the tables
+and the statements both share. ``SqliteQueue`` is both halves on one file.
 
 Lease tokens: ``complete``/``release``/``dead_letter`` check the token against the record's head.
 A stale token (the lease expired and another worker took the event) is a no-op that returns False
 and leaves the new lease alone. Completing after expiry but before anyone re-leased still succeeds.
+Every lease names its ``owner`` (``heads.lease_owner``): ``reclaim(owner)`` hands that owner's leases
+out again at once, so a bridge restarted after a crash applies what it held without waiting the
+lease out.
 
 Concurrency: one process owns the file (one dedicated database thread, see bridge.storage.sqlite);
 other connections (sqlite3 CLI, a second process) may read at any time (WAL) and writers wait on
@@ -30,53 +25,29 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bridge.core.events import ChangeEvent
-from bridge.queue.base import DeadLetter, QueuedEvent
+from bridge.queue.base import QueueCapability, QueuedEvent
+from bridge.queue.sqlite_admin import SqliteQueueAdmin
+from bridge.queue.sqlite_schema import (
+    DEPTH_SQL,
+    LEASE_SQL,
+    NEXT_HEAD_SQL,
+    NEXT_READY_SQL,
+    OLDEST_SQL,
+    RECLAIM_SQL,
+    SCHEMA,
+    advance_head,
+    dt,
+    migrate,
+)
 from bridge.storage.batcher import TurnBatcher
 from bridge.storage.sqlite import SqliteDb, transaction
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id    TEXT NOT NULL,
-    record_key  TEXT NOT NULL,
-    entity      TEXT NOT NULL,
-    body        TEXT NOT NULL,             -- ChangeEvent.model_dump_json()
-    enqueued_at REAL NOT NULL,             -- unix seconds
-    attempts    INTEGER NOT NULL DEFAULT 0,  -- times leased
-    last_error  TEXT,
-    dead_at     REAL,                      -- NULL = queued; set = dead-lettered
-    dead_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS events_record ON events(record_key, seq);
-CREATE INDEX IF NOT EXISTS events_entity ON events(entity, seq);
-CREATE INDEX IF NOT EXISTS events_dead ON events(seq) WHERE dead_at IS NOT NULL;
-
-CREATE TABLE IF NOT EXISTS heads (
-    record_key  TEXT PRIMARY KEY,
-    entity      TEXT NOT NULL,
-    head_seq    INTEGER NOT NULL,
-    ready_at    REAL,                      -- NULL = blocked by a dead letter
-    lease_token TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS heads_ready ON heads(entity, ready_at);
-CREATE INDEX IF NOT EXISTS heads_next ON heads(ready_at);
-
-CREATE TABLE IF NOT EXISTS depth (
-    entity TEXT PRIMARY KEY,
-    n      INTEGER NOT NULL
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS seen (
-    event_id TEXT PRIMARY KEY,
-    seen_at  REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_age ON seen(seen_at);
-"""
+# the hot-path reads live with the schema; named here too, for the tests that EXPLAIN them
+__all__ = ["LEASE_SQL", "NEXT_HEAD_SQL", "NEXT_READY_SQL", "OLDEST_SQL", "SCHEMA", "SqliteQueue"]
 
 PRUNE_EVERY = 1000  # enqueues between two lazy prunes of the dedupe table
 PRUNE_BATCH = 5000  # ids deleted per prune at most: keeps one enqueue's worst case small
@@ -91,19 +62,9 @@ _HEAD_SQL = (
     "ON CONFLICT(record_key) DO NOTHING"
 )
 _LEASED_HEAD_SQL = (
-    "INSERT INTO heads(record_key, entity, head_seq, ready_at, lease_token) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT(record_key) DO NOTHING"
+    "INSERT INTO heads(record_key, entity, head_seq, ready_at, lease_token, lease_owner) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(record_key) DO NOTHING"
 )
-# the hot-path reads, named so tests can EXPLAIN them (each must be an index search, never a scan)
-LEASE_SQL = (
-    "SELECT record_key, head_seq, ready_at FROM heads "
-    "WHERE entity = ? AND ready_at <= ? ORDER BY ready_at LIMIT ?"
-)
-NEXT_HEAD_SQL = "SELECT seq, enqueued_at FROM events WHERE record_key = ? AND seq > ? ORDER BY seq LIMIT 1"
-NEXT_READY_SQL = "SELECT min(ready_at) FROM heads WHERE ready_at > ?"
-OLDEST_SQL = "SELECT enqueued_at FROM events WHERE entity = ? AND dead_at IS NULL ORDER BY seq LIMIT 1"
-_DEPTH_SQL = "INSERT INTO depth(entity, n) VALUES (?, ?) ON CONFLICT(entity) DO UPDATE SET n = n + excluded.n"
-
 
 _Row = tuple[str, str, str, str]  # event_id, record_key, entity, body
 _Enqueued = tuple[int | None, tuple[str, float] | None]  # seq (None: seen before), (token, enqueued_at)
@@ -113,12 +74,12 @@ def _row(event: ChangeEvent) -> _Row:
     return (event.event_id, event.record_key, event.entity, event.model_dump_json())
 
 
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+class SqliteQueue(SqliteQueueAdmin):
+    """``QueuePort`` on one SQLite file, with every optional capability. ``synchronous="FULL"`` also
+    survives power loss. ``owner`` is named on every lease (a random one when not given: such a
+    queue's leases are never reclaimed, they run out)."""
 
-
-class SqliteQueue:
-    """``QueuePort`` on one SQLite file. ``synchronous="FULL"`` also survives power loss."""
+    capabilities = frozenset(QueueCapability)
 
     def __init__(
         self,
@@ -126,8 +87,12 @@ class SqliteQueue:
         *,
         dedupe_retention_s: float = 7 * 86400,
         synchronous: str = "NORMAL",
+        owner: str | None = None,
     ) -> None:
-        self._db = SqliteDb(path, schema=SCHEMA, synchronous=synchronous, name="dualwrite-queue")
+        self._db = SqliteDb(
+            path, schema=SCHEMA, synchronous=synchronous, name="dualwrite-queue", migrate=migrate
+        )
+        self._owner = owner or f"anonymous-{secrets.token_hex(8)}"
         self._retention = dedupe_retention_s
         self._since_prune = 0
         self._wake = asyncio.Event()
@@ -147,6 +112,10 @@ class SqliteQueue:
     @property
     def path(self) -> Path:
         return self._db.path
+
+    @property
+    def owner(self) -> str:
+        return self._owner
 
     @property
     def db(self) -> SqliteDb:
@@ -192,7 +161,7 @@ class SqliteQueue:
             return True, None
         token, enqueued_at = lease
         return True, QueuedEvent(
-            seq=seq, event=event, attempts=0, lease_token=token, enqueued_at=_dt(enqueued_at)
+            seq=seq, event=event, attempts=0, lease_token=token, enqueued_at=dt(enqueued_at)
         )
 
     def _enqueue_op(
@@ -230,14 +199,14 @@ class SqliteQueue:
                     conn.execute(_HEAD_SQL, (record_key, entity, seq, now))
                     out.append((seq, None))
                 elif conn.execute(
-                    _LEASED_HEAD_SQL, (record_key, entity, seq, now + lease[1], lease[0])
+                    _LEASED_HEAD_SQL, (record_key, entity, seq, now + lease[1], lease[0], self._owner)
                 ).rowcount:
                     # The record's only event: leased as ``lease`` would (one more attempt).
                     conn.execute("UPDATE events SET attempts = 1 WHERE seq = ?", (seq,))
                     out.append((seq, (lease[0], now)))
                 else:
                     out.append((seq, None))  # earlier events of the record go first
-            conn.executemany(_DEPTH_SQL, per_entity.items())
+            conn.executemany(DEPTH_SQL, per_entity.items())
             if prune:
                 conn.execute(
                     "DELETE FROM seen WHERE event_id IN "
@@ -267,7 +236,7 @@ class SqliteQueue:
                 event=ChangeEvent.model_validate_json(body),
                 attempts=attempts - 1,
                 lease_token=token,
-                enqueued_at=_dt(enqueued_at),
+                enqueued_at=dt(enqueued_at),
                 last_error=last_error,
             )
             for seq, body, attempts, enqueued_at, last_error, token in rows
@@ -292,7 +261,8 @@ class SqliteQueue:
             for _, seq, key in candidates[:limit]:
                 token = self._next_token()
                 conn.execute(
-                    "UPDATE heads SET ready_at = ?, lease_token = ? WHERE record_key = ?", (until, token, key)
+                    "UPDATE heads SET ready_at = ?, lease_token = ?, lease_owner = ? WHERE record_key = ?",
+                    (until, token, self._owner, key),
                 )
                 body, attempts, enqueued_at, last_error = conn.execute(
                     "UPDATE events SET attempts = attempts + 1 WHERE seq = ? "
@@ -324,7 +294,7 @@ class SqliteQueue:
                     continue
                 conn.execute("DELETE FROM events WHERE seq = ?", (item.seq,))
                 conn.execute("UPDATE depth SET n = n - 1 WHERE entity = ?", (entity,))
-                self._advance_head(conn, item.event.record_key, item.seq)
+                advance_head(conn, item.event.record_key, item.seq)
                 done.append(True)
         return done
 
@@ -343,7 +313,7 @@ class SqliteQueue:
                 return False
             conn.execute("UPDATE events SET last_error = ? WHERE seq = ?", (error, item.seq))
             conn.execute(
-                "UPDATE heads SET ready_at = ?, lease_token = NULL WHERE record_key = ?",
+                "UPDATE heads SET ready_at = ?, lease_token = NULL, lease_owner = NULL WHERE record_key = ?",
                 (time.time() + delay, item.event.record_key),
             )
         return True
@@ -362,7 +332,8 @@ class SqliteQueue:
                 (time.time(), reason, item.seq),
             )
             conn.execute(
-                "UPDATE heads SET ready_at = NULL, lease_token = NULL WHERE record_key = ?",
+                "UPDATE heads SET ready_at = NULL, lease_token = NULL, lease_owner = NULL "
+                "WHERE record_key = ?",
                 (item.event.record_key,),
             )
             conn.execute("UPDATE depth SET n = n - 1 WHERE entity = ?", (entity,))
@@ -377,179 +348,18 @@ class SqliteQueue:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    @staticmethod
-    def _advance_head(conn: sqlite3.Connection, record_key: str, after_seq: int) -> None:
-        nxt = conn.execute(NEXT_HEAD_SQL, (record_key, after_seq)).fetchone()
-        if nxt is None:
-            conn.execute("DELETE FROM heads WHERE record_key = ?", (record_key,))
-        else:
-            # ready since it was enqueued: the oldest waiting work goes first
-            conn.execute(
-                "UPDATE heads SET head_seq = ?, ready_at = ?, lease_token = NULL WHERE record_key = ?",
-                (nxt[0], nxt[1], record_key),
-            )
+    # ---- taking back a dead owner's leases -----------------------------------------------------
 
-    # ---- dead letters --------------------------------------------------------------------------
-
-    async def dead_letters(self, *, offset: int = 0, limit: int = 100) -> list[DeadLetter]:
-        """Dead letters, oldest (lowest seq) first."""
-        rows = await self._db.run(
-            lambda c: c.execute(
-                "SELECT seq, body, attempts, dead_reason, dead_at FROM events "
-                "WHERE dead_at IS NOT NULL ORDER BY seq LIMIT ? OFFSET ?",
-                (max(limit, 0), max(offset, 0)),
-            ).fetchall()
-        )
-        return [
-            DeadLetter(
-                seq=seq,
-                event=ChangeEvent.model_validate_json(body),
-                attempts=attempts,
-                reason=reason or "",
-                dead_lettered_at=_dt(dead_at),
-            )
-            for seq, body, attempts, reason, dead_at in rows
-        ]
-
-    async def replay(self, seqs: Collection[int] | None = None) -> int:
-        """Put dead letters back at the head of their records (attempts reset to 0)."""
-        n = await self._db.run(lambda c: self._settle_dead_tx(c, seqs, replay=True))
+    async def reclaim(self, owner: str) -> int:
+        """Release every lease ``owner`` holds: leasable again at once. For an owner that is gone
+        (this bridge's own run before a crash, or a dead replica): a live owner's work would be
+        handed out twice."""
+        n = await self._db.run(lambda c: int(c.execute(RECLAIM_SQL, (time.time(), owner)).rowcount))
         if n:
             self._wake.set()
         return n
 
-    async def discard(self, seqs: Collection[int] | None = None) -> int:
-        """Drop dead letters for good; their records' later events become leasable."""
-        return await self._db.run(lambda c: self._settle_dead_tx(c, seqs, replay=False))
-
-    def _settle_dead_tx(self, conn: sqlite3.Connection, seqs: Collection[int] | None, *, replay: bool) -> int:
-        now = time.time()
-        with transaction(conn):
-            if seqs is None:
-                targets = conn.execute(
-                    "SELECT seq, record_key, entity FROM events WHERE dead_at IS NOT NULL"
-                ).fetchall()
-            else:
-                targets = [
-                    row
-                    for seq in set(seqs)
-                    for row in conn.execute(
-                        "SELECT seq, record_key, entity FROM events WHERE seq = ? AND dead_at IS NOT NULL",
-                        (seq,),
-                    )
-                ]
-            for seq, record_key, entity in targets:
-                if replay:
-                    conn.execute(
-                        "UPDATE events SET dead_at = NULL, dead_reason = NULL, attempts = 0 WHERE seq = ?",
-                        (seq,),
-                    )
-                    conn.execute("UPDATE heads SET ready_at = ? WHERE record_key = ?", (now, record_key))
-                    conn.execute(_DEPTH_SQL, (entity, 1))
-                else:
-                    conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
-                    self._advance_head(conn, record_key, seq)
-        return len(targets)
-
-    # ---- skipping a paused map's backlog -------------------------------------------------------
-
-    _ACTIVE_LEASES = (
-        "SELECT head_seq FROM heads WHERE entity = ? AND ready_at > ? AND lease_token IS NOT NULL"
-    )
-
-    async def drain(self, entity: str, limit: int) -> list[QueuedEvent]:
-        """Remove and return up to ``limit`` queued (not dead-lettered, not leased) events of one map,
-        oldest first. The returned items hold no lease (``lease_token`` is empty)."""
-        if limit <= 0:
-            return []
-        rows = await self._db.run(lambda c: self._drain_tx(c, entity, limit))
-        return [
-            QueuedEvent(
-                seq=seq,
-                event=ChangeEvent.model_validate_json(body),
-                attempts=attempts,
-                lease_token="",
-                enqueued_at=_dt(enqueued_at),
-                last_error=last_error,
-            )
-            for seq, body, attempts, enqueued_at, last_error in rows
-        ]
-
-    def _drain_tx(
-        self, conn: sqlite3.Connection, entity: str, limit: int
-    ) -> list[tuple[int, str, int, float, str | None]]:
-        now = time.time()
-        out: list[tuple[int, str, int, float, str | None]] = []
-        with transaction(conn):
-            rows = conn.execute(
-                "SELECT seq, record_key, body, attempts, enqueued_at, last_error FROM events "
-                f"WHERE entity = ? AND dead_at IS NULL AND seq NOT IN ({self._ACTIVE_LEASES}) "
-                "ORDER BY seq LIMIT ?",
-                (entity, entity, now, limit),
-            ).fetchall()
-            # oldest first: a record's head goes before its later events, so advancing stays correct
-            for seq, record_key, body, attempts, enqueued_at, last_error in rows:
-                conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
-                head = conn.execute(
-                    "SELECT head_seq FROM heads WHERE record_key = ?", (record_key,)
-                ).fetchone()
-                if head is not None and head[0] == seq:
-                    self._advance_head(conn, record_key, seq)
-                out.append((seq, body, attempts, enqueued_at, last_error))
-            conn.execute("UPDATE depth SET n = n - ? WHERE entity = ?", (len(out), entity))
-        return out
-
-    async def purge(self, entity: str) -> int:
-        """Drop every queued (not dead-lettered, not leased) event of one map; returns how many."""
-        return await self._db.run(lambda c: self._purge_tx(c, entity))
-
-    def _purge_tx(self, conn: sqlite3.Connection, entity: str) -> int:
-        now = time.time()
-        with transaction(conn):
-            deleted = conn.execute(
-                "DELETE FROM events WHERE entity = ? AND dead_at IS NULL "
-                f"AND seq NOT IN ({self._ACTIVE_LEASES})",
-                (entity, entity, now),
-            ).rowcount
-            # left: heads blocked by a dead letter (NULL ready_at) and heads under an active lease;
-            # any later events of both were just deleted, which the head rows do not record
-            conn.execute(
-                "DELETE FROM heads WHERE entity = ? AND ready_at IS NOT NULL "
-                "AND NOT (ready_at > ? AND lease_token IS NOT NULL)",
-                (entity, now),
-            )
-            left = conn.execute(
-                "SELECT count(*) FROM events WHERE entity = ? AND dead_at IS NULL", (entity,)
-            ).fetchone()[0]
-            conn.execute("UPDATE depth SET n = ? WHERE entity = ?", (left, entity))
-        return int(deleted)
-
-    # ---- gauges and waiting --------------------------------------------------------------------
-
-    async def depth(self, entity: str | None = None) -> int:
-        """Queued events (not dead letters), optionally for one map."""
-
-        def q(conn: sqlite3.Connection) -> int:
-            if entity is None:
-                return int(conn.execute("SELECT coalesce(sum(n), 0) FROM depth").fetchone()[0])
-            row = conn.execute("SELECT n FROM depth WHERE entity = ?", (entity,)).fetchone()
-            return 0 if row is None else int(row[0])
-
-        return await self._db.run(q)
-
-    async def oldest_enqueued_at(self, entity: str | None = None) -> datetime | None:
-        def q(conn: sqlite3.Connection) -> float | None:
-            if entity is None:
-                row = conn.execute(
-                    "SELECT enqueued_at FROM events WHERE dead_at IS NULL ORDER BY seq LIMIT 1"
-                )
-            else:
-                row = conn.execute(OLDEST_SQL, (entity,))
-            row = row.fetchone()
-            return None if row is None else float(row[0])
-
-        ts = await self._db.run(q)
-        return None if ts is None else _dt(ts)
+    # ---- waiting --------------------------------------------------------------------
 
     async def wait(self, timeout: float) -> None:
         """Return on an enqueue/release/replay in this process, when a lease or delay ends, or after

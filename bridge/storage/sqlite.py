@@ -120,6 +120,7 @@ class SqliteDb:
         busy_timeout_s: float = 5.0,
         cache_kib: int = 16384,
         name: str = "sqlite",
+        migrate: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         level = synchronous.upper()
         if level not in SYNCHRONOUS_LEVELS:
@@ -132,6 +133,7 @@ class SqliteDb:
         self._busy_timeout_s = busy_timeout_s
         self._cache_kib = cache_kib  # bounds SQLite's page cache: memory stays flat with the backlog
         self._name = name
+        self._migrate = migrate  # brings a file of an earlier version up to ``schema``, at open
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # guards _waiting and _running (the loop and the thread)
@@ -168,6 +170,8 @@ class SqliteDb:
             conn.execute(f"PRAGMA cache_size=-{int(self._cache_kib)}")
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.executescript(self._schema)
+            if self._migrate is not None:
+                self._migrate(conn)
         except BaseException:
             conn.close()
             raise

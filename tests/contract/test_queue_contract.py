@@ -1,8 +1,12 @@
-"""The QueuePort contract: every queue implementation runs these tests.
+"""The queue ports' contract: every queue backend runs these tests, built through its factory.
 
-To add an implementation, subclass ``QueueContract`` in a test module and give it a ``make_queue``
-fixture: an async factory ``make(name) -> opened QueuePort`` where the same ``name`` reaches the same
-durable storage again (after ``close``), closing whatever it opened at teardown. Set ``lease_s`` to the
+``TestQueueContract`` (here) and ``TestQueueLeaseContract`` (test_queue_lease_contract.py: leases
+taken as an event is enqueued, lease owners) run for every backend ``bridge.queue.factory`` knows
+(``QUEUE_BUILDERS``; the ``make_queue`` fixture in conftest.py): a new backend is one module and one
+entry there, and these tests then run against it. ``make_queue`` is ``make(name, owner=...) ->
+QueuePort`` opened as the composition root opens it (``open_queue``), where the same ``name`` reaches
+the same durable storage again (after ``close``). A test of an optional capability
+(``QueueCapability``) is skipped for a backend that does not declare it. Set ``lease_s`` to the
 shortest lease the backend allows (the expiry tests sleep a little longer than it).
 """
 
@@ -11,39 +15,23 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from bridge.core.events import ChangeEvent, Operation, System
-from bridge.queue.base import QueuedEvent, QueuePort
-from bridge.queue.sqlite import SqliteQueue
-
-QueueFactory = Callable[[str], Awaitable[QueuePort]]
-
-
-def make_event(
-    n: int, *, key: str = "W1", entity: str = "warehouse", event_id: str | None = None
-) -> ChangeEvent:
-    return ChangeEvent(
-        event_id=event_id or f"evt-{entity}-{n}",
-        source=System.SCM,
-        entity=entity,
-        company="USMF",
-        key=key,
-        operation=Operation.UPDATE,
-        changed={"WarehouseName": f"name {n}", "n": n},
-        image={"WarehouseId": key, "WarehouseName": f"name {n}"},
-        correlation_id=f"corr-{n}",
-        trace_context={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
-    )
-
-
-def numbers(items: list[QueuedEvent]) -> list[int]:
-    return sorted(int(i.event.changed["n"]) for i in items)
+from bridge.queue.base import (
+    LeaseReclaim,
+    LeasingEnqueue,
+    QueueAdmin,
+    QueueCapability,
+    QueuedEvent,
+    QueuePort,
+    WorkQueue,
+    leasing,
+    reclaiming,
+)
+from tests.contract.queue_support import QueueFactory, make_event, needs, numbers
 
 
 class QueueContract:
@@ -57,6 +45,19 @@ class QueueContract:
 
     async def test_implements_the_port(self, queue: QueuePort) -> None:
         assert isinstance(queue, QueuePort)
+        assert isinstance(queue, WorkQueue) and isinstance(queue, QueueAdmin)
+        assert isinstance(queue.capabilities, frozenset)
+        assert all(isinstance(c, QueueCapability) for c in queue.capabilities)
+
+    async def test_a_declared_capability_is_really_there(self, queue: QueuePort) -> None:
+        if QueueCapability.ENQUEUE_LEASED in queue.capabilities:
+            assert isinstance(queue, LeasingEnqueue) and leasing(queue) is queue
+        else:
+            assert leasing(queue) is None
+        if QueueCapability.RECLAIM in queue.capabilities:
+            assert isinstance(queue, LeaseReclaim) and reclaiming(queue) is queue
+        else:
+            assert reclaiming(queue) is None
 
     async def test_enqueued_event_comes_back_unchanged(self, queue: QueuePort) -> None:
         event = make_event(1)
@@ -156,52 +157,6 @@ class QueueContract:
         items = await queue.lease(10, 30, exclude_entities={"warehouse"})
         assert [i.event.entity for i in items] == ["ship_via"]
         assert [i.event.entity for i in await queue.lease(10, 30)] == ["warehouse"]
-
-    # ---- enqueued and leased at once (a synchronous change) --------------------------------------
-
-    async def test_enqueue_leased_hands_an_idle_records_event_to_the_caller(self, queue: QueuePort) -> None:
-        event = make_event(1)
-        fresh, item = await queue.enqueue_leased(event, 30)
-        assert fresh is True and item is not None
-        assert item.event == event and item.attempts == 0
-        assert await queue.depth() == 1
-        await queue.enqueue(make_event(2))
-        assert await queue.lease(10, 30) == []  # held: the record's later events wait
-        assert await queue.complete(item) is True
-        assert numbers(await queue.lease(10, 30)) == [2]
-
-    async def test_enqueue_leased_queues_behind_the_records_earlier_events(self, queue: QueuePort) -> None:
-        await queue.enqueue(make_event(1))
-        fresh, item = await queue.enqueue_leased(make_event(2), 30)
-        assert fresh is True and item is None
-        [first] = await queue.lease(10, 30)
-        assert numbers([first]) == [1]
-        await queue.complete(first)
-        [second] = await queue.lease(10, 30)
-        assert numbers([second]) == [2] and second.attempts == 0
-
-    async def test_enqueue_leased_behind_a_leased_event_waits_its_turn(self, queue: QueuePort) -> None:
-        _, held = await queue.enqueue_leased(make_event(1), 30)
-        assert held is not None
-        fresh, item = await queue.enqueue_leased(make_event(2), 30)
-        assert fresh is True and item is None
-        await queue.complete(held)
-        assert numbers(await queue.lease(10, 30)) == [2]
-
-    async def test_enqueue_leased_of_a_repeat_is_neither_queued_nor_leased(self, queue: QueuePort) -> None:
-        _, item = await queue.enqueue_leased(make_event(1), 30)
-        assert item is not None
-        await queue.complete(item)
-        assert await queue.enqueue_leased(make_event(1), 30) == (False, None)
-        assert await queue.depth() == 0 and await queue.lease(10, 30) == []
-
-    async def test_an_expired_lease_from_enqueue_is_handed_out_again(self, queue: QueuePort) -> None:
-        _, first = await queue.enqueue_leased(make_event(1), self.lease_s)
-        assert first is not None
-        await asyncio.sleep(self.lease_s * 1.5)
-        [again] = await queue.lease(1, 30)
-        assert again.seq == first.seq and again.attempts == 1
-        assert await queue.complete(first) is False
 
     # ---- leases --------------------------------------------------------------------------------
 
@@ -334,6 +289,7 @@ class QueueContract:
     async def test_drain_removes_queued_events_oldest_first_but_not_leased_ones(
         self, queue: QueuePort
     ) -> None:
+        needs(queue, QueueCapability.MAP_FIGURES)
         await queue.enqueue(make_event(1, key="A"))
         [a1] = await queue.lease(1, 30)
         await queue.enqueue_many([make_event(2, key="A"), make_event(3, key="B"), make_event(4, key="B")])
@@ -367,6 +323,7 @@ class QueueContract:
     async def test_purge_drops_a_maps_queue_but_not_leases_dead_letters_or_other_maps(
         self, queue: QueuePort
     ) -> None:
+        needs(queue, QueueCapability.MAP_FIGURES)
         await queue.enqueue_many([make_event(1, key="A"), make_event(2, key="D")])
         leased = {i.event.key: i for i in await queue.lease(10, 30)}
         await queue.dead_letter(leased["D"], "bad")
@@ -383,6 +340,7 @@ class QueueContract:
     # ---- gauges --------------------------------------------------------------------------------
 
     async def test_depth_counts_queued_events_per_map(self, queue: QueuePort) -> None:
+        needs(queue, QueueCapability.MAP_FIGURES)
         assert await queue.depth() == 0
         await queue.enqueue_many([make_event(1), make_event(2), make_event(3, entity="ship_via")])
         assert await queue.depth() == 3
@@ -391,6 +349,7 @@ class QueueContract:
         assert await queue.depth("payment_terms") == 0
 
     async def test_oldest_enqueued_at(self, queue: QueuePort) -> None:
+        needs(queue, QueueCapability.MAP_FIGURES)
         assert await queue.oldest_enqueued_at() is None
         await queue.enqueue(make_event(1, entity="ship_via"))
         await asyncio.sleep(0.02)
@@ -469,17 +428,5 @@ class QueueContract:
         assert applied == enqueued
 
 
-class TestSqliteQueueContract(QueueContract):
-    @pytest.fixture
-    async def make_queue(self, tmp_path: Path) -> AsyncIterator[QueueFactory]:
-        opened: list[SqliteQueue] = []
-
-        async def make(name: str) -> QueuePort:
-            q = SqliteQueue(tmp_path / f"{name}.db")
-            await q.open()
-            opened.append(q)
-            return q
-
-        yield make
-        for q in opened:
-            await q.close()
+class TestQueueContract(QueueContract):
+    """Every backend (``make_queue`` in conftest.py)."""

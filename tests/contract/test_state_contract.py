@@ -1,8 +1,9 @@
-"""The StatePort contract: every state store runs these tests.
+"""The StatePort contract: every state backend runs these tests, built through its factory.
 
-To add an implementation, subclass ``StateContract`` in a test module and give it a ``make_state``
-fixture: an async factory ``make(name) -> opened StatePort`` where the same ``name`` reaches the same
-durable storage again (after ``close``), closing whatever it opened at teardown.
+``TestStateContract`` runs them for every backend ``bridge.state.factory`` knows (``STATE_BUILDERS``):
+a new backend is one module and one entry there, and these tests then run against it. ``make_state``
+is ``make(name) -> opened StatePort`` where the same ``name`` reaches the same durable storage again
+(after ``close``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from bridge.core.ledger import LedgerEntry
+from bridge.settings import StorageSettings
 from bridge.state.base import Failure, MapState, MapStatus, StatePort
-from bridge.state.sqlite import SqliteState
+from bridge.state.factory import STATE_BUILDERS, build_state
 
 StateFactory = Callable[[str], Awaitable[StatePort]]
 
@@ -234,17 +236,17 @@ class StateContract:
         assert await s.get_journal("cds:1") == {"a": 1}
 
 
-class TestSqliteStateContract(StateContract):
-    @pytest.fixture
-    async def make_state(self, tmp_path: Path) -> AsyncIterator[StateFactory]:
-        opened: list[SqliteState] = []
+class TestStateContract(StateContract):
+    @pytest.fixture(params=sorted(STATE_BUILDERS))
+    async def make_state(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateFactory]:
+        opened: list[StatePort] = []
 
         async def make(name: str) -> StatePort:
-            s = SqliteState(tmp_path / f"{name}.db")
-            await s.open()
-            opened.append(s)
-            return s
+            state = build_state(request.param, StorageSettings(data_dir=tmp_path / name))
+            await state.open()
+            opened.append(state)
+            return state
 
         yield make
-        for s in opened:
-            await s.close()
+        for state in opened:
+            await state.close()

@@ -41,7 +41,7 @@ async def _spawn() -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bridge.engine.applyproc",
+        "bridge.applyproc",
         "--event-loop=asyncio",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

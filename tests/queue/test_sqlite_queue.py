@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,8 +19,10 @@ import pytest
 import bridge.queue.sqlite as queue_module
 from bridge.core.errors import ConfigError
 from bridge.core.events import ChangeEvent
-from bridge.queue.sqlite import LEASE_SQL, NEXT_HEAD_SQL, NEXT_READY_SQL, OLDEST_SQL, SqliteQueue
-from tests.contract.test_queue_contract import make_event
+from bridge.queue.factory import open_queue
+from bridge.queue.sqlite import LEASE_SQL, NEXT_HEAD_SQL, NEXT_READY_SQL, OLDEST_SQL, SCHEMA, SqliteQueue
+from bridge.queue.sqlite_schema import RECLAIM_SQL
+from tests.contract.queue_support import make_event
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,8 +36,8 @@ def event(n):
     return ChangeEvent(event_id=f"k{n}", source="scm", entity="warehouse", company="USMF",
                        key=f"R{n % 7}", operation="update", changed={"n": n})
 
-async def main(path, mode):
-    q = SqliteQueue(path)
+async def main(path, mode, owner):
+    q = SqliteQueue(path, owner=owner)
     await q.open()
     if mode == "enqueue":
         n = 0
@@ -48,14 +51,14 @@ async def main(path, mode):
         print(" ".join(str(i.seq) for i in items), flush=True)
         await asyncio.sleep(60)
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
 """
 
 
-def start_child(path: Path, mode: str) -> subprocess.Popen[str]:
+def start_child(path: Path, mode: str, *owner: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), mode],
+        [sys.executable, "-c", CHILD, str(path), mode, *owner],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -212,6 +215,7 @@ async def test_hot_path_reads_are_index_searches(queue: SqliteQueue) -> None:
             "next_head": explain(other, NEXT_HEAD_SQL, ("warehouse|USMF|K1", 0)),
             "next_ready": explain(other, NEXT_READY_SQL, (now,)),
             "oldest": explain(other, OLDEST_SQL, ("warehouse",)),
+            "reclaim": explain(other, RECLAIM_SQL, (now, "bridge-1")),
         }
     for name, plan in plans.items():
         assert plan and all(step.startswith("SEARCH") and "INDEX" in step for step in plan), (name, plan)
@@ -309,6 +313,68 @@ def test_leases_of_a_killed_worker_come_back_after_expiry(tmp_path: Path) -> Non
     available_now, after_expiry = asyncio.run(reopen_and_lease(path, expires))
     assert len(available_now) == 4 and available_now.isdisjoint(leased)
     assert sorted(after_expiry) == sorted((seq, 1) for seq in leased)
+
+
+async def reopen_as(path: Path, owner: str) -> tuple[int, set[int]]:
+    """Open the file as ``owner`` the way the bridge does: (leases taken back, seqs leasable now)."""
+    q = SqliteQueue(path, owner=owner)
+    try:
+        taken = await open_queue(q)
+        return taken, {item.seq for item in await q.lease(100, 30)}
+    finally:
+        await q.close()
+
+
+def test_a_killed_owner_reopening_takes_its_leases_back_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    proc = start_child(path, "60", "bridge-1")  # 60 s leases: the default, nowhere near expiry
+    leased = {int(s) for s in read_line(proc).split()}
+    kill(proc)
+    assert len(leased) == 3
+    taken, available = asyncio.run(reopen_as(path, "bridge-1"))
+    assert taken == 3 and leased <= available and len(available) == 7
+
+
+def test_another_owner_reopening_leaves_a_killed_owners_leases_to_run_out(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    proc = start_child(path, "60", "bridge-1")
+    leased = {int(s) for s in read_line(proc).split()}
+    kill(proc)
+    taken, available = asyncio.run(reopen_as(path, "bridge-2"))
+    assert taken == 0 and available.isdisjoint(leased) and len(available) == 4
+
+
+async def test_a_file_from_before_lease_owners_gets_the_column_and_its_old_leases_run_out(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    old_schema = re.sub(r"lease_token TEXT,\n\s*lease_owner TEXT[^\n]*\n", "lease_token TEXT\n", SCHEMA)
+    assert "lease_owner" not in old_schema
+    with sqlite3.connect(path) as conn:
+        conn.executescript(old_schema)
+        now = time.time()
+        body = make_event(1).model_dump_json()
+        conn.execute(
+            "INSERT INTO events(seq, event_id, record_key, entity, body, enqueued_at, attempts) "
+            "VALUES (1, 'evt-warehouse-1', 'warehouse|USMF|W1', 'warehouse', ?, ?, 1)",
+            (body, now),
+        )
+        conn.execute(
+            "INSERT INTO heads VALUES ('warehouse|USMF|W1', 'warehouse', 1, ?, 'old-token')", (now + 60,)
+        )
+        conn.execute("INSERT INTO depth VALUES ('warehouse', 1)")
+    q = SqliteQueue(path, owner="bridge-1")
+    try:
+        assert await open_queue(q) == 0  # an old lease names nobody: nothing to take back
+        assert await q.lease(10, 30) == []  # it runs out as before
+        assert await q.depth() == 1
+        columns = await q.db.run(lambda c: [r[1] for r in c.execute("PRAGMA table_info(heads)")])
+        assert "lease_owner" in columns
+        await q.enqueue(make_event(2, key="W2"))
+        [item] = await q.lease(10, 30)
+        assert await q.reclaim("bridge-1") == 1 and item.event.key == "W2"
+    finally:
+        await q.close()
 
 
 # ---- one operation per turn (TurnBatcher) -------------------------------------------------------

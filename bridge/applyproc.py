@@ -1,11 +1,13 @@
 """An apply process: applies asynchronous changes for ``dualwrite serve`` (``sync.apply_processes``).
 
-The serve process starts it as ``python -m bridge.engine.applyproc`` and talks frames
+The serve process starts it as ``python -m bridge.applyproc`` and talks frames
 (``bridge.engine.applywire``) over its stdin and stdout; its log goes to stderr, as the serve
 process's does. It owns no queue: the serve process leases a change, hands it over, and settles the
 lease with the answer, so per-record order, retries, compensation and dead letters stay where they
-were. Here the change goes through the same ``Applier`` as in-process: the ledger (state.db, shared
-with the serve process through SQLite's own locking) and the write to the target system.
+were. Here the change goes through the same ``Applier`` as in-process: the ledger (the state store
+the settings choose, ``bridge.state.factory``: state.db shared with the serve process through
+SQLite's own locking) and the write to the target system. Like ``bridge.app`` it is a composition
+root: it alone wires adapters (state, system clients) into the engine's ``Applier``.
 
 It exits when its stdin closes, so it never outlives the serve process (a crash included): what it
 had in hand is still leased there and is handed out again, and the ledger makes a repeat harmless.
@@ -30,17 +32,18 @@ from bridge.engine import applywire
 from bridge.engine.apply import Applier
 from bridge.runtime import run, settle_heap
 from bridge.settings import Settings
-from bridge.state.sqlite import SqliteState
+from bridge.state.base import StatePort
+from bridge.state.factory import create_state
 from bridge.systems.connect import Systems, connect_systems
 from bridge.systems.sides import sides_for
 
-log = logging.getLogger("bridge.engine.applyproc")
+log = logging.getLogger("bridge.applyproc")
 
 COUNTS_EVERY_S = 1.0  # how often the serve process hears this process's request counts
 
 
 class ApplyProcess:
-    def __init__(self, settings: Settings, systems: Systems, state: SqliteState, own_ids: set[str]) -> None:
+    def __init__(self, settings: Settings, systems: Systems, state: StatePort, own_ids: set[str]) -> None:
         self.systems = systems
         self.own_ids = own_ids
         mappings = load_mappings(settings.mappings_dir)
@@ -147,7 +150,7 @@ async def main(out: BinaryIO) -> int:
     try:
         settings = Settings.model_validate(config["settings"])  # the secret goes to the clients alone
         systems = connect_systems(settings, config["client_secret"])
-        state = SqliteState(settings.storage.data_dir / "state.db", synchronous=settings.storage.synchronous)
+        state = create_state(settings)
         await state.open()
         proc = ApplyProcess(settings, systems, state, {str(i) for i in config.get("own_ids", [])})
     except Exception as exc:  # tell the serve process why, then go

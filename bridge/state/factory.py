@@ -1,0 +1,51 @@
+"""The one place that chooses the state backend: ``[state] backend`` in the settings.
+
+A new backend is one module implementing ``StatePort`` plus one entry here (and its name in
+``bridge.settings.STATE_BACKENDS``), and its run of the contract suite (tests/contract), which goes
+through ``build_state`` for every name in ``STATE_BUILDERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from bridge.core.errors import ConfigError
+from bridge.settings import STATE_BACKENDS, Settings, StorageSettings
+from bridge.state.base import StatePort
+from bridge.state.memory import MemoryState, MemoryStateData
+from bridge.state.sqlite import SqliteState
+
+StateBuilder = Callable[[StorageSettings], StatePort]
+
+
+def _sqlite(storage: StorageSettings) -> StatePort:
+    return SqliteState(storage.data_dir / "state.db", synchronous=storage.synchronous)
+
+
+_MEMORY: dict[Path, MemoryStateData] = {}
+
+
+def _memory(storage: StorageSettings) -> StatePort:
+    """The in-memory double (tests): one data set per data directory, for the life of the process."""
+    data = _MEMORY.setdefault(storage.data_dir.resolve(), MemoryStateData())
+    return MemoryState(data)
+
+
+# Every backend a state store can be built with. Settings accept STATE_BACKENDS; "memory" is the double.
+STATE_BUILDERS: Mapping[str, StateBuilder] = {"sqlite": _sqlite, "memory": _memory}
+
+
+def build_state(backend: str, storage: StorageSettings) -> StatePort:
+    """The state store of ``backend``, not opened yet."""
+    builder = STATE_BUILDERS.get(backend)
+    if builder is None:
+        raise ConfigError(
+            f"unknown state backend {backend!r}; accepted: {', '.join(STATE_BACKENDS)}", field="state.backend"
+        )
+    return builder(storage)
+
+
+def create_state(settings: Settings) -> StatePort:
+    """The state store the settings choose (``[state] backend``, ``[storage]``), not opened yet."""
+    return build_state(settings.state.backend, settings.storage)
