@@ -22,6 +22,7 @@ from bridge.engine.control import EngineController
 from bridge.engine.pool import ApplyPool
 from bridge.engine.worker import Engine
 from bridge.listeners.auth import SharedKeyAuth
+from bridge.listeners.body import SERVER_HANDLER_ARGS
 from bridge.listeners.handlers import WebhookListener
 from bridge.metrics import Metrics, RequestCounts
 from bridge.ops.auth import AdminAuth
@@ -102,7 +103,10 @@ class Bridge:
         self.admin_auth = AdminAuth(
             _secret(settings, "admin_token"), password=settings.admin_password.get_secret_value() or None
         )
-        self.app = web.Application(client_max_size=settings.listen.max_body_bytes + 1024)
+        # No automatic decompression, no draining of unread bodies (bridge/listeners/body.py).
+        self.app = web.Application(
+            client_max_size=settings.listen.max_body_bytes + 1024, handler_args=SERVER_HANDLER_ARGS
+        )
         self.listener.add_to(self.app)
         self.watcher = setup_ops(
             self.app,
