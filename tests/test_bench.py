@@ -76,3 +76,13 @@ def test_quick_sync_section_times_every_save_inside_the_bridge_process(tmp_path:
     assert 0 < figures["sync_added_ms_p50"] < figures["sync_webhook_ms_p50"]
     assert figures["sync_direct_scm_write_ms_p50_at_50ms"] >= 50  # the latency fault was on
     assert "sync: added by the bridge, p50" in table
+
+
+def test_quick_attack_section_times_healthz_while_bombs_are_refused(tmp_path: Path) -> None:
+    figures, table = _quick("attack", tmp_path)
+    assert figures["attack_bombs"] > 0
+    assert figures["attack_refused"] == figures["attack_bombs"]  # every bomb answered 401
+    assert figures["attack_bomb_expands_to"] >= 1000 * figures["attack_bomb_bytes"]  # a real bomb
+    assert figures["attack_healthz_calls"] >= 20
+    assert figures["attack_healthz_ms_max"] >= figures["attack_healthz_ms_p50"] > 0
+    assert "attack: slowest /healthz under compression bombs" in table
