@@ -170,6 +170,4 @@ class AdminAuth:
 def _unauthorized(request: web.Request, api: bool, message: str) -> web.StreamResponse:
     if api or request.method not in SAFE_METHODS:
         return json_error(401, "unauthorized", message, **{"WWW-Authenticate": 'Bearer realm="dualwrite"'})
-    return web.Response(
-        status=302, headers={"Location": f"/login?next={quote(request.path_qs, safe='', errors='replace')}"}
-    )
+    return web.Response(status=302, headers={"Location": f"/login?next={quote(request.path_qs, safe='')}"})

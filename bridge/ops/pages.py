@@ -17,6 +17,7 @@ from bridge.ops.openapi import Handler
 
 STATIC_DIR = Path(__file__).parent / "static"
 FAILED_LOGIN_DELAY_S = 0.25  # slows password guessing without locking admins out
+MAX_LOGIN_BODY = 4096  # a password and a next= fit many times over; the form is read before any check
 ERROR_MARKER = "<!--login-error-->"
 HOME = "/"
 # The dashboard's pages (path -> file), the only places a login may send the browser back to.
@@ -71,6 +72,11 @@ def page_routes(auth: AdminAuth) -> list[web.AbstractRouteDef]:
         return _page("login.html")
 
     async def login(request: web.Request) -> web.StreamResponse:
+        if request.content_length is None or request.content_length > MAX_LOGIN_BODY:
+            # Refused unread (and the connection closed): no one holds a connection on an endless form.
+            response = web.Response(status=413, text=f"a login form has at most {MAX_LOGIN_BODY} bytes")
+            response.force_close()
+            return response
         form = await request.post()
         password = form.get("password")
         target = safe_next(request.query.get("next") or str(form.get("next") or ""))

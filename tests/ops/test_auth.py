@@ -283,3 +283,20 @@ async def test_webhooks_are_left_to_their_own_auth() -> None:
         await client.close()
 
     assert hook.status == 200 and api.status == 401
+
+
+@pytest.mark.parametrize("path", [b"/%FF%FE", b"/\xff\xfe", b"/api/%ED%A0%80", b"/?next=%FF"])
+async def test_unauthenticated_paths_that_are_not_utf8_are_refused_not_500(ops: Ops, path: bytes) -> None:
+    host, port = str(ops.client.host), int(ops.client.port or 0)
+    answer = await send_raw(
+        host, port, request_bytes("GET", "/", []).replace(b"GET / ", b"GET " + path + b" ", 1)
+    )
+    assert answer.status in (302, 400, 401, 404), answer
+
+
+async def test_a_login_form_larger_than_a_form_can_be_is_refused_unread(ops: Ops) -> None:
+    resp = await ops.client.post(
+        "/login", data={"password": "open-sesame-pw", "pad": "x" * 5000}, allow_redirects=False
+    )
+    assert resp.status == 413 and COOKIE_NAME not in resp.cookies
+    assert resp.headers.get("Connection") == "close"

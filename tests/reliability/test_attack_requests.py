@@ -244,3 +244,30 @@ async def test_slow_authenticated_sender_is_read_to_the_end_and_judged(rig: Rig)
         writer.close()
     assert answer.status == 400
     assert await rig.bridge.queue.depth() == 0
+
+
+@pytest.mark.parametrize("path", ["/api/pause", "/logout", "/login"])
+async def test_admin_side_refuses_bombs_without_inflating_or_draining_them(
+    rig: Rig, zlib_count: Zlib, path: str
+) -> None:
+    # The whole app runs without automatic decompression or draining: an admin call (and a login
+    # form announced larger than a form can be) is refused without a byte of the bomb inflated.
+    host, port = _address(rig)
+    headers = [(b"Content-Encoding", b"gzip"), (b"Authorization", b"Bearer wrong-token-0123456789")]
+    if path == "/login":
+        headers = [(b"Content-Encoding", b"gzip"), (b"Content-Type", b"application/x-www-form-urlencoded")]
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        announced = [(b"Content-Length", str(len(BOMB) + (10 << 20)).encode())]  # more than is sent
+        writer.write(request_bytes("POST", path, headers + announced, BOMB))
+        await writer.drain()
+        answer = await read_answer(reader)
+        if path != "/login":
+            assert await reader.read() == b""  # closed: the other 10 MB are not waited for or read
+    finally:
+        writer.close()
+    assert (
+        answer.status in (401, 403) if path != "/login" else answer.status == 0 or 400 <= answer.status < 500
+    )
+    assert zlib_count.made == 0
+    assert await rig.bridge.queue.depth() == 0
