@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.attack import run_attack
 from bench.backlog import run_backlog
 from bench.common import Figure, ratio, table
 from bench.cost import run_cost
@@ -29,7 +30,7 @@ from bench.profile import run_profile
 from bench.restart import run_restart
 from bench.syncpath import run_sync
 
-SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "profile")
+SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "attack", "profile")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +87,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "scaling": {1: 60, 10: 200, 100: 400, 1000: 1000},
             "restart": {"records": 20, "kills": 3},
             "profile": None,
+            "attack": {"senders": 8, "seconds": 3.0, "expanded_mb": 1024},
         }
     return {
         "sync": {"creates": 100, "updates": 400, "latency_changes": 60},
@@ -95,6 +97,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "catchup_window_s": 60.0,
         "scaling": {1: 300, 10: 1000, 100: 3000, 10_000: 10_000},
         "profile": {"records": 500, "updates": 5000},
+        "attack": {"senders": 8, "seconds": 15.0, "expanded_mb": 1024},
     }
 
 
@@ -348,6 +351,37 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                 "<= 5 s",
             )
         )
+    if "attack" in only:
+        print("attack: /healthz under unauthenticated compression bombs ...", flush=True)
+        a = await run_attack(state_dir, workdir, keys=keys, **sizes["attack"])
+        out.update(
+            attack_healthz_ms_max=a.healthz_ms_max,
+            attack_healthz_ms_p50=a.healthz_ms_p50,
+            attack_healthz_calls=a.healthz_calls,
+            attack_idle_healthz_ms_max=a.idle_healthz_ms_max,
+            attack_bombs=a.bombs,
+            attack_bomb_bytes=a.bomb_bytes,
+            attack_bomb_expands_to=a.bomb_expands_to,
+            attack_refused=a.refused,
+            attack_statuses={str(k): v for k, v in a.statuses.items()},
+            attack_bridge_cpu_s=a.bridge_cpu_s,
+        )
+        figures += [
+            Figure(
+                "attack: slowest /healthz under compression bombs",
+                a.healthz_ms_max,
+                "ms",
+                f"idle {a.idle_healthz_ms_max:.1f} ms; {a.bombs} bombs of {a.bomb_bytes / 1e6:.1f} MB"
+                f" -> {a.bomb_expands_to / 1e9:.1f} GB, {a.refused} refused 401",
+                "<= 100 ms",
+            ),
+            Figure(
+                "attack: bridge CPU over the attack",
+                a.bridge_cpu_s,
+                "s",
+                f"{a.healthz_calls} /healthz calls, p50 {a.healthz_ms_p50:.1f} ms",
+            ),
+        ]
 
     if "profile" in only and sizes["profile"] is not None:
         print("profile ...", flush=True)

@@ -23,6 +23,7 @@ from bridge.engine.pool import ApplyPool
 from bridge.engine.recovery import Recovery
 from bridge.engine.worker import Engine
 from bridge.listeners.auth import SharedKeyAuth
+from bridge.listeners.body import SERVER_HANDLER_ARGS
 from bridge.listeners.handlers import WebhookListener
 from bridge.metrics import Metrics, RequestCounts
 from bridge.ops.auth import AdminAuth
@@ -40,6 +41,14 @@ from bridge.systems.sides import sides_for
 from bridge.telemetry import configure_export
 
 log = logging.getLogger(__name__)
+
+
+def _webhook_keys(settings: Settings, system: Literal["cds", "scm"]) -> list[str]:
+    keys = settings.webhook_keys(system)
+    if not keys:
+        name = f"{system}_webhook_key"
+        raise ConfigError(f"set DUALWRITE_{name.upper()} in the environment", field=name)
+    return keys
 
 
 def _secret(settings: Settings, name: str) -> str:
@@ -99,8 +108,8 @@ class Bridge:
         self.listener = WebhookListener(
             mappings=self.mappings,
             sink=self.engine,
-            cds_auth=SharedKeyAuth([_secret(settings, "cds_webhook_key")]),
-            scm_auth=SharedKeyAuth([_secret(settings, "scm_webhook_key")]),
+            cds_auth=SharedKeyAuth(_webhook_keys(settings, "cds")),  # every configured key (rotation)
+            scm_auth=SharedKeyAuth(_webhook_keys(settings, "scm")),
             companies=self.cds,
             fetch_cds_record=self.cds.get,
             max_body_bytes=settings.listen.max_body_bytes,
@@ -109,7 +118,10 @@ class Bridge:
         self.admin_auth = AdminAuth(
             _secret(settings, "admin_token"), password=settings.admin_password.get_secret_value() or None
         )
-        self.app = web.Application(client_max_size=settings.listen.max_body_bytes + 1024)
+        # No automatic decompression, no draining of unread bodies (bridge/listeners/body.py).
+        self.app = web.Application(
+            client_max_size=settings.listen.max_body_bytes + 1024, handler_args=SERVER_HANDLER_ARGS
+        )
         self.listener.add_to(self.app)
         self.watcher = setup_ops(
             self.app,
@@ -244,12 +256,12 @@ async def register(config: Path, *, webhook_url: str | None, mode: Literal["sync
     )
     async with DataverseClient(settings.cds.url, tokens, ca_file=ca_file) as client:
         reg = await register_webhooks(
-            client, mappings, webhook_url=cds_url, webhook_key=_secret(settings, "cds_webhook_key"), mode=mode
+            client, mappings, webhook_url=cds_url, webhook_key=_webhook_keys(settings, "cds")[0], mode=mode
         )
     print(
         f"Dataverse: webhook {cds_url} registered"
         f" ({len(reg.steps)} steps; {reg.created} created, {reg.updated} updated)"
     )
     scm_url = cds_url.rsplit("/webhooks/", 1)[0] + "/webhooks/scm"
-    print(scm_endpoint_instructions(scm_url, bool(settings.scm_webhook_key.get_secret_value())))
+    print(scm_endpoint_instructions(scm_url, bool(settings.webhook_keys("scm"))))
     return 0

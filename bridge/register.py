@@ -45,6 +45,11 @@ async def register_webhooks(
 ) -> Registration:
     if not webhook_key:
         raise ConfigError("a webhook key is needed (DUALWRITE_CDS_WEBHOOK_KEY)", field="cds_webhook_key")
+    if "," in webhook_key:
+        # Dataverse would send the whole list as ?code=, which matches none of its keys.
+        raise ConfigError(
+            "register one key, the first of DUALWRITE_CDS_WEBHOOK_KEY, not the list", field="cds_webhook_key"
+        )
     endpoint_body = {
         "name": ENDPOINT_NAME,
         "description": "dualwrite: Dataverse changes to Finance and Operations",
@@ -152,7 +157,9 @@ async def _ensure(
 
 
 def scm_endpoint_instructions(webhook_url: str, has_key: bool) -> str:
-    header = "x-dualwrite-key: <DUALWRITE_SCM_WEBHOOK_KEY>" if has_key else "(no key configured!)"
+    header = (
+        "x-dualwrite-key: <the first key of DUALWRITE_SCM_WEBHOOK_KEY>" if has_key else "(no key configured!)"
+    )
     return (
         "Finance and Operations: in System administration > Setup > Business events > Endpoints, create an\n"
         f"HTTPS endpoint with URL {webhook_url} and header {header}; then, in the Data event catalog,\n"

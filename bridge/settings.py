@@ -143,10 +143,18 @@ class Settings(BaseSettings):
     )
     # Secrets: environment only (DUALWRITE_CLIENT_SECRET, …).
     client_secret: SecretStr = SecretStr("")
+    # One key, or several separated by commas while one is rotated out: see webhook_keys().
     cds_webhook_key: SecretStr = SecretStr("")
     scm_webhook_key: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
     admin_password: SecretStr = SecretStr("")  # the dashboard login; the admin token when empty
+
+    def webhook_keys(self, system: Literal["cds", "scm"]) -> list[str]:
+        """The keys of one webhook endpoint, from ``DUALWRITE_<CDS|SCM>_WEBHOOK_KEY``: comma-separated,
+        each trimmed, empty ones dropped. Every one is accepted; the first is the one
+        ``dualwrite register`` gives Dataverse (and the one to configure in F&O)."""
+        value = (self.cds_webhook_key if system == "cds" else self.scm_webhook_key).get_secret_value()
+        return [key.strip() for key in value.split(",") if key.strip()]
 
     @classmethod
     def settings_customise_sources(

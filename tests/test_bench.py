@@ -87,3 +87,13 @@ def test_quick_restart_section_times_each_kill_with_the_default_lease(tmp_path: 
     assert sum(figures["restart_held_leases"]) > 0  # the kills landed while it held changes
     assert figures["restart_settled_before_lease_end"] == 3  # what it held did not wait the lease out
     assert "restart: kill -9 to converged, longest" in table
+
+
+def test_quick_attack_section_times_healthz_while_bombs_are_refused(tmp_path: Path) -> None:
+    figures, table = _quick("attack", tmp_path)
+    assert figures["attack_bombs"] > 0
+    assert figures["attack_refused"] == figures["attack_bombs"]  # every bomb answered 401
+    assert figures["attack_bomb_expands_to"] >= 1000 * figures["attack_bomb_bytes"]  # a real bomb
+    assert figures["attack_healthz_calls"] >= 20
+    assert figures["attack_healthz_ms_max"] >= figures["attack_healthz_ms_p50"] > 0
+    assert "attack: slowest /healthz under compression bombs" in table

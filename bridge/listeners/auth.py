@@ -4,7 +4,7 @@ One ``SharedKeyAuth`` covers every way both systems send a credential:
 - Dataverse WebhookKey (authtype 4): ``?code=VALUE`` -> ``query_param="code"``;
 - Dataverse HttpHeader (5) / HttpQueryString (6): a named header / query parameter;
 - F&O: the endpoint's header (``x-dualwrite-key``) or a ``code`` query parameter in its URL.
-Several secrets may be valid at once (rotation).
+Several secrets may be valid at once (rotation): every configured one is accepted.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ class SharedKeyAuth:
     def _matches(self, offered: str | None) -> bool:
         if offered is None:
             return False
-        given = offered.encode()
+        # aiohttp hands over header bytes that are not UTF-8 as lone surrogates: encoded as they
+        # came they simply match no secret (a plain 401), where a strict encode() raised (a 500).
+        given = offered.encode("utf-8", "surrogatepass")
         ok = False
         for secret in self._secrets:  # no early exit: timing does not tell which secret matched
             ok |= hmac.compare_digest(given, secret)

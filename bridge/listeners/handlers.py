@@ -2,7 +2,9 @@
 events).
 
 Order of checks, each answering before anything is submitted:
-401 bad/missing credential -> 413 body over ``max_body_bytes`` -> 400 not JSON / wrong shape or types
+401 bad/missing credential (nothing of the body read; the connection is closed) -> 415 a
+Content-Encoding other than gzip/deflate -> 413 body over ``max_body_bytes``, compressed or once
+decompressed (bridge/listeners/body.py) -> 400 not JSON / wrong shape or types
 (the message names the locations) -> 200 unmapped entity (acknowledged, counted, logged: a 4xx would
 roll back an unrelated save on a synchronous step) -> the ``EventSink``'s answer (202 durable, 200
 applied, 5xx failures). Dataverse reads only the status code; the JSON body is for people and logs.
@@ -15,15 +17,20 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.core.errors import PayloadError, RejectedError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode
 from bridge.engine.ports import EventSink, SinkResult
 from bridge.listeners.auth import SharedKeyAuth
+from bridge.listeners.body import (
+    SERVER_HANDLER_ARGS,
+    BodyNotDecodable,
+    BodyTooLarge,
+    EncodingNotSupported,
+    read_body,
+)
 from bridge.listeners.cds import CdsChange, parse_cds_notification
 from bridge.listeners.scm import parse_scm_notification
 from bridge.listeners.sink import CompanyDirectory, FetchCdsRecord
@@ -31,6 +38,8 @@ from bridge.listeners.values import MappingLookup
 
 log = logging.getLogger(__name__)
 
+MAX_PROBLEMS = 10  # a refusal names this many problems, then counts the rest
+MAX_PROBLEM_CHARS = 300
 DEFAULT_MAX_BODY = 1024 * 1024  # Dataverse strips bodies over 256 KB itself; F&O arrays can be larger
 TRACE_HEADERS = ("traceparent", "tracestate")
 
@@ -41,6 +50,23 @@ def _json(status: int, payload: dict[str, Any]) -> web.Response:
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return _json(status, {"error": {"code": code, "message": message}})
+
+
+def _closing(response: web.Response) -> web.Response:
+    """Answer with ``Connection: close``: the unread rest of the body is neither read nor kept."""
+    response.force_close()
+    return response
+
+
+def bounded(message: str) -> str:
+    """A refusal's message as answered and logged: the first ``MAX_PROBLEMS`` of its '; '-separated
+    problems, each at most ``MAX_PROBLEM_CHARS`` long (a sender's value is echoed in some), then a count."""
+    problems = message.split("; ")
+    shown = [
+        p if len(p) <= MAX_PROBLEM_CHARS else p[:MAX_PROBLEM_CHARS] + "..." for p in problems[:MAX_PROBLEMS]
+    ]
+    more = len(problems) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more problem{'s' if more > 1 else ''}" if more else "")
 
 
 class WebhookListener:
@@ -76,35 +102,26 @@ class WebhookListener:
 
     # ---------------------------------------------------------------- shared steps
     async def _read_json(self, request: web.Request, auth: SharedKeyAuth) -> Any:
-        """Authenticate, bound the size, parse JSON. Raises a ready ``web.Response`` as ``_Answer``."""
+        """Authenticate, then read (and only then decompress) at most ``max_body_bytes``, then parse
+        JSON. Raises a ready ``web.Response`` as ``_Answer``."""
         try:
             auth.check(request.headers, request.query)
         except PayloadError as exc:
-            raise _Answer(_error(401, "unauthorized", str(exc)), "unauthorized") from None
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
-            raise _Answer(self._too_large(request.content_length), "too_large")
-        body = bytearray()
+            raise _Answer(_closing(_error(401, "unauthorized", str(exc))), "unauthorized") from None
         try:
-            while chunk := await request.content.read(64 * 1024):
-                body += chunk
-                if len(body) > self.max_body_bytes:  # chunked bodies carry no Content-Length
-                    raise _Answer(self._too_large(None), "too_large")
-        except (web.RequestPayloadError, aiohttp.ClientPayloadError, HttpProcessingError) as exc:
-            # e.g. Content-Encoding: gzip on a body that is not gzip
-            message = (
-                f"<body>: cannot be decoded ({request.headers.get('Content-Encoding', 'identity')}): {exc}"
-            )
-            raise _Answer(_error(400, "bad_request", message), "bad_request") from None
+            body = await read_body(request, self.max_body_bytes)
+        except BodyTooLarge as exc:
+            raise _Answer(_closing(_error(413, "too_large", str(exc))), "too_large") from None
+        except EncodingNotSupported as exc:
+            raise _Answer(_closing(_error(415, "unsupported_encoding", str(exc))), "bad_request") from None
+        except BodyNotDecodable as exc:
+            raise _Answer(_error(400, "bad_request", str(exc)), "bad_request") from None
         try:
             # orjson: strict RFC 8259 (UTF-8 only, no NaN, no lone surrogates; nesting up to 1,024
             # deep), anything else a 400 here; twice as fast as json on a Dataverse body.
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise _Answer(_error(400, "bad_request", f"<body>: not JSON: {exc}"), "bad_request") from None
-
-    def _too_large(self, size: int | None) -> web.Response:
-        got = f"{size} bytes" if size is not None else "more"
-        return _error(413, "too_large", f"body of {got}; at most {self.max_body_bytes} bytes accepted")
 
     async def _guarded(
         self, system: str, request: web.Request, run: Callable[[web.Request], Awaitable[web.Response]]
@@ -119,8 +136,9 @@ class WebhookListener:
             return answer.response
         except PayloadError as exc:
             self.stats[f"{system}.bad_request"] += 1
-            log.warning("%s webhook: 400 %s", system, exc)
-            return _error(400, "bad_request", str(exc))
+            message = bounded(str(exc))
+            log.warning("%s webhook: 400 %s", system, message)
+            return _error(400, "bad_request", message)
 
     async def _submit_all(self, system: str, events: list[ChangeEvent]) -> web.Response:
         """Submit in body order; stop at the first failure (later events of a record must not pass it)."""
@@ -233,6 +251,6 @@ class _Answer(Exception):
 def create_app(listener: WebhookListener) -> web.Application:
     """A standalone app with both endpoints (the lead's app adds ``listener.routes()`` to its own)."""
     # aiohttp's own cap sits above ours so our 413 (with its JSON message) answers first.
-    app = web.Application(client_max_size=listener.max_body_bytes + 1024)
+    app = web.Application(client_max_size=listener.max_body_bytes + 1024, handler_args=SERVER_HANDLER_ARGS)
     listener.add_to(app)
     return app

@@ -3,21 +3,21 @@
 - API clients send ``Authorization: Bearer <admin token>``; bearer calls need no CSRF token (a
   browser never adds that header on its own, so a cross-site page cannot forge one).
 - The dashboard logs in with a password (the admin token, or a separately configured password) and
-  gets an HttpOnly, SameSite=Strict session cookie: ``<payload>.<HMAC-SHA256>``, with an expiry.
-  State-changing calls made with the cookie also need ``X-CSRF-Token``: an HMAC of the session's
-  nonce, so it is bound to that session and needs no server-side storage.
-- Every secret comparison is constant-time. Unauthenticated: 401 JSON under /api/, a redirect to
-  /login for pages; the handler never runs, so nothing changes.
+  gets an HttpOnly, SameSite=Strict session cookie: ``<payload>.<signature>``, with an expiry, signed
+  by itsdangerous (HMAC, its own key derivation and constant-time check; we no longer keep our own).
+  State-changing calls made with the cookie also need ``X-CSRF-Token``: the session's nonce signed
+  under another salt, so it is bound to that session and needs no server-side storage.
+- Every secret comparison is constant-time, and none raises on bytes that are not UTF-8 (aiohttp
+  hands those over as lone surrogates): a mangled credential is a plain 401 (403 for CSRF), never a
+  500. Unauthenticated: 401 JSON under /api/, a redirect to /login for pages; the handler never runs,
+  so nothing changes.
 - Open without credentials: /healthz, /readyz, the login page and its stylesheet, and /webhooks/*
   (the listeners authenticate those themselves).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import web
+from itsdangerous import BadData, URLSafeSerializer
 
 from bridge.core.errors import ConfigError
 
@@ -38,16 +39,12 @@ MIN_SECRET_LENGTH = 16
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+MAX_COOKIE_CHARS = 512  # ours are ~110; a longer one is refused unread
 
 
 def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+    # surrogatepass: a header's non-UTF-8 bytes arrive as lone surrogates; they match nothing.
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
 
 
 def json_error(status: int, error: str, message: str, **headers: str) -> web.Response:
@@ -88,8 +85,10 @@ class AdminAuth:
         self._ttl = session_ttl_s
         self._cookie_secure = cookie_secure  # None: Secure when the request came over TLS
         self._clock = clock
-        # Derived from the token: rotating the token logs every session out.
-        self._key = hmac.new(token.encode(), b"dualwrite-ops-session-v1", hashlib.sha256).digest()
+        # Keyed by the token: rotating the token logs every session out. Two salts, two derived keys:
+        # a CSRF token is never a valid cookie, nor the reverse.
+        self._sessions = URLSafeSerializer(token, salt="dualwrite-ops-session-v1")
+        self._csrf_tokens = URLSafeSerializer(token, salt="dualwrite-ops-csrf-v1")
 
     # ------------------------------------------------------------ credentials
 
@@ -106,29 +105,23 @@ class AdminAuth:
 
     # ------------------------------------------------------------ sessions
 
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).digest())
-
     def _csrf(self, nonce: str) -> str:
-        return _b64(hmac.new(self._key, b"csrf:" + nonce.encode("ascii"), hashlib.sha256).digest())
+        return self._csrf_tokens.dumps(nonce)
 
     def new_session(self) -> tuple[str, Session]:
         """A fresh cookie value and the session it carries."""
         nonce = secrets.token_urlsafe(18)
         expires = int(self._clock()) + self._ttl
-        payload = _b64(json.dumps({"n": nonce, "exp": expires}, separators=(",", ":")).encode())
-        return f"{payload}.{self._sign(payload)}", Session(nonce, expires, self._csrf(nonce))
+        cookie = self._sessions.dumps({"n": nonce, "exp": expires})
+        return cookie, Session(nonce, expires, self._csrf(nonce))
 
     def verify_cookie(self, value: str | None) -> Session | None:
-        if not value or value.count(".") != 1:
-            return None
-        payload, signature = value.split(".")
-        if not _same(signature, self._sign(payload)):
+        if not value or len(value) > MAX_COOKIE_CHARS or not value.isascii():
             return None
         try:
-            data = json.loads(_unb64(payload))
+            data = self._sessions.loads(value)  # checks the signature first, in constant time
             nonce, expires = str(data["n"]), int(data["exp"])
-        except (ValueError, KeyError, TypeError):
+        except (BadData, ValueError, KeyError, TypeError):
             return None
         if expires <= self._clock():
             return None
@@ -178,10 +171,3 @@ def _unauthorized(request: web.Request, api: bool, message: str) -> web.StreamRe
     if api or request.method not in SAFE_METHODS:
         return json_error(401, "unauthorized", message, **{"WWW-Authenticate": 'Bearer realm="dualwrite"'})
     return web.Response(status=302, headers={"Location": f"/login?next={quote(request.path_qs, safe='')}"})
-
-
-def safe_next(target: str | None) -> str:
-    """Only local absolute paths after login (no open redirect to another site)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target

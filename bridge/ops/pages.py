@@ -12,12 +12,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bridge.ops.auth import AdminAuth, safe_next
+from bridge.ops.auth import AdminAuth
 from bridge.ops.openapi import Handler
 
 STATIC_DIR = Path(__file__).parent / "static"
 FAILED_LOGIN_DELAY_S = 0.25  # slows password guessing without locking admins out
+MAX_LOGIN_BODY = 4096  # a password and a next= fit many times over; the form is read before any check
 ERROR_MARKER = "<!--login-error-->"
+HOME = "/"
+# The dashboard's pages (path -> file), the only places a login may send the browser back to.
+PAGES = {HOME: "index.html"}
 
 SECURITY_HEADERS = {
     # Nothing is fetched from anywhere but the bridge itself; no inline script.
@@ -53,14 +57,26 @@ def _page(name: str, *, status: int = 200, error: str | None = None) -> web.Resp
     )
 
 
+def safe_next(target: str | None) -> str:
+    """Where to go after login: ``target`` only if it is exactly one of the dashboard's pages, else
+    its home. An allow-list, not a filter: ``/\t/evil.example`` passed the old "starts with one /"
+    check, and browsers drop the tab and go to //evil.example."""
+    return target if target in PAGES else HOME
+
+
 def page_routes(auth: AdminAuth) -> list[web.AbstractRouteDef]:
-    async def index(request: web.Request) -> web.Response:
-        return _page("index.html")
+    async def page(request: web.Request) -> web.Response:
+        return _page(PAGES[request.path])
 
     async def login_form(request: web.Request) -> web.Response:
         return _page("login.html")
 
     async def login(request: web.Request) -> web.StreamResponse:
+        if request.content_length is None or request.content_length > MAX_LOGIN_BODY:
+            # Refused unread (and the connection closed): no one holds a connection on an endless form.
+            response = web.Response(status=413, text=f"a login form has at most {MAX_LOGIN_BODY} bytes")
+            response.force_close()
+            return response
         form = await request.post()
         password = form.get("password")
         target = safe_next(request.query.get("next") or str(form.get("next") or ""))
@@ -78,7 +94,7 @@ def page_routes(auth: AdminAuth) -> list[web.AbstractRouteDef]:
         return response
 
     return [
-        web.get("/", index),
+        *(web.get(path, page) for path in PAGES),
         web.get("/login", login_form),
         web.post("/login", login),
         web.post("/logout", logout),

@@ -9,7 +9,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.core.errors import ConfigError
-from bridge.ops.auth import COOKIE_NAME, AdminAuth, safe_next
+from bridge.ops.auth import COOKIE_NAME, AdminAuth
+from bridge.ops.pages import safe_next
+from tests.listeners.rawhttp import RawAnswer, request_bytes, send_raw
 from tests.ops.conftest import BEARER, TOKEN, Ops
 from tests.ops.helpers import dead_letters, failures
 
@@ -104,10 +106,10 @@ async def test_wrong_password_sets_no_cookie(ops: Ops) -> None:
 
 async def test_login_sets_a_strict_httponly_cookie_that_opens_the_dashboard(ops: Ops) -> None:
     resp = await ops.client.post(
-        "/login?next=%2Fapi%2Fmaps", data={"password": "open-sesame-pw"}, allow_redirects=False
+        "/login?next=%2F", data={"password": "open-sesame-pw"}, allow_redirects=False
     )
 
-    assert resp.status == 303 and resp.headers["Location"] == "/api/maps"
+    assert resp.status == 303 and resp.headers["Location"] == "/"
     header = resp.headers["Set-Cookie"]
     assert "HttpOnly" in header and "SameSite=Strict" in header and "Max-Age=28800" in header
     page = await ops.client.get("/")
@@ -193,17 +195,74 @@ def test_short_secrets_are_a_config_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "expected"),
+    "target",
     [
-        ("/api/maps", "/api/maps"),
-        ("//evil.example/x", "/"),
-        ("https://evil.example", "/"),
-        ("/\\evil", "/"),
-        (None, "/"),
+        "/\t/evil.example",  # browsers drop the tab: //evil.example
+        "/\n/evil.example",
+        "/\r\n/evil.example",
+        "/ /evil.example",
+        "/%09/evil.example",
+        "//evil.example/x",
+        "https://evil.example",
+        "/\\evil",
+        "/\u3000/evil.example",
+        "/api/maps",  # not a page of the dashboard
+        "/login",
+        "",
+        None,
     ],
 )
-def test_login_redirects_only_to_local_paths(target: str | None, expected: str) -> None:
-    assert safe_next(target) == expected
+def test_login_redirects_only_to_a_page_of_the_dashboard(target: str | None) -> None:
+    assert safe_next(target) == "/"
+
+
+async def test_login_with_a_tab_in_next_goes_home_not_off_site(ops: Ops) -> None:
+    for next_ in ("/\t/evil.example", "/\t/evil.example/", "/\\/evil.example"):
+        resp = await ops.client.post(
+            "/login", params={"next": next_}, data={"password": "open-sesame-pw"}, allow_redirects=False
+        )
+        assert resp.status == 303 and resp.headers["Location"] == "/", next_
+    resp = await ops.client.post(
+        "/login", data={"password": "open-sesame-pw", "next": "/"}, allow_redirects=False
+    )
+    assert resp.headers["Location"] == "/"
+
+
+async def _raw(ops: Ops, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> RawAnswer:
+    data = request_bytes(method, path, headers, b"{}" if method == "POST" else b"")
+    return await send_raw(str(ops.client.host), int(ops.client.port or 0), data)
+
+
+@pytest.mark.parametrize(
+    "value", [b"Bearer \xff\xfe\xfd", b"Bearer caf\xe9", b"\xc3(", b"Bearer " + b"\x80" * 4000]
+)
+async def test_authorization_header_that_is_not_utf8_is_a_plain_401(ops: Ops, value: bytes) -> None:
+    before = await _snapshot(ops)
+    assert (await _raw(ops, "GET", "/api/maps", [(b"Authorization", value)])).status == 401
+    assert (await _raw(ops, "POST", "/api/pause", [(b"Authorization", value)])).status == 401
+    assert await _snapshot(ops) == before
+
+
+@pytest.mark.parametrize(
+    "cookie", ["caf\u00e9.sig", "\u00ff\u00fe.\u00fd", "a.b\u00e9", "\u00e9" * 3000, "x" * 3000 + ".y"]
+)
+async def test_session_cookie_that_is_not_ascii_is_a_plain_401(ops: Ops, cookie: str) -> None:
+    header = [(b"Cookie", f"{COOKIE_NAME}={cookie}".encode())]
+    before = await _snapshot(ops)
+    assert (await _raw(ops, "GET", "/api/maps", header)).status == 401
+    assert (await _raw(ops, "POST", "/api/pause", header)).status == 401
+    page = await _raw(ops, "GET", "/", header)
+    assert page.status == 302 and page.headers["location"].startswith("/login")
+    assert await _snapshot(ops) == before
+
+
+async def test_csrf_header_that_is_not_utf8_is_a_plain_403(ops: Ops) -> None:
+    _, cookie = await _login(ops)
+    assert cookie is not None
+    before = await _snapshot(ops)
+    headers = [(b"Cookie", f"{COOKIE_NAME}={cookie}".encode()), (b"X-CSRF-Token", b"\xff\xfe")]
+    assert (await _raw(ops, "POST", "/api/pause", headers)).status == 403
+    assert await _snapshot(ops) == before
 
 
 async def test_webhooks_are_left_to_their_own_auth() -> None:
@@ -224,3 +283,20 @@ async def test_webhooks_are_left_to_their_own_auth() -> None:
         await client.close()
 
     assert hook.status == 200 and api.status == 401
+
+
+@pytest.mark.parametrize("path", [b"/%FF%FE", b"/\xff\xfe", b"/api/%ED%A0%80", b"/?next=%FF"])
+async def test_unauthenticated_paths_that_are_not_utf8_are_refused_not_500(ops: Ops, path: bytes) -> None:
+    host, port = str(ops.client.host), int(ops.client.port or 0)
+    answer = await send_raw(
+        host, port, request_bytes("GET", "/", []).replace(b"GET / ", b"GET " + path + b" ", 1)
+    )
+    assert answer.status in (302, 400, 401, 404), answer
+
+
+async def test_a_login_form_larger_than_a_form_can_be_is_refused_unread(ops: Ops) -> None:
+    resp = await ops.client.post(
+        "/login", data={"password": "open-sesame-pw", "pad": "x" * 5000}, allow_redirects=False
+    )
+    assert resp.status == 413 and COOKIE_NAME not in resp.cookies
+    assert resp.headers.get("Connection") == "close"
