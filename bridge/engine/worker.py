@@ -27,6 +27,7 @@ from bridge.core.events import ChangeEvent, Operation, SyncMode
 from bridge.engine.apply import Applied, Applier, Result, direction
 from bridge.engine.ports import SinkResult
 from bridge.engine.recovery import Undo
+from bridge.engine.syncgate import SyncGate
 from bridge.metrics import Metrics
 from bridge.queue.base import QueuedEvent, QueuePort
 from bridge.settings import SyncSettings
@@ -78,6 +79,7 @@ class Engine:
         self._wake = asyncio.Event()
         self._stopping = False
         self._rng = random.Random()
+        self.gate = SyncGate(queue=queue, state=state, applier=applier, metrics=metrics, settings=settings)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -152,6 +154,15 @@ class Engine:
                 self._start(leased)
             else:
                 self._wake.set()  # a lease taken while stopping ends and is handed out again
+            if leased is None:
+                # Behind its record's earlier events: decide now if one writes into this save (syncgate).
+                try:
+                    verdict = await self.gate.decide_ahead(event, self._deadline(event))
+                except asyncio.CancelledError:
+                    self._give_up(event, future)  # the originator disconnected
+                    raise
+                if verdict is not None:
+                    self._resolve(event, Outcome(verdict.ok, verdict.status, verdict.message))
         remaining = (self._deadline(event) - datetime.now(UTC)).total_seconds()
         try:
             done, _ = await asyncio.wait({future}, timeout=max(remaining, 0.0))
