@@ -142,12 +142,12 @@ class SyncGate:
         if not decision.save_wins:
             if not await self.queue.withdraw(save.event_id):
                 return None  # leased meanwhile: its rivals are done, so its turn came as usual
-            await self._record(decision.rival, save, decision.reason)
+            await self._record(loser=save, winner=decision.rival, reason=decision.reason)
             self.metrics.skipped(save.entity, direction(save.source), "conflict-lost")
             return Verdict(False, 409, decision.reason)
         verdict = await self._apply_now(save, deadline)
         if verdict.ok:
-            await self._record(save, decision.rival, decision.reason)
+            await self._record(loser=decision.rival, winner=save, reason=decision.reason)
             verdict = Verdict(True, verdict.status, f"{verdict.message}; {decision.reason}")
         # Leased meanwhile (its rivals finished): the worker finds it applied (a no-op) or refused.
         await self.queue.withdraw(save.event_id)
@@ -189,7 +189,7 @@ class SyncGate:
         await self.state.add_failure(_failure(save, "rejected", None, message))
         return Verdict(False, status, message)
 
-    async def _record(self, loser: ChangeEvent, winner: ChangeEvent, reason: str) -> None:
+    async def _record(self, *, loser: ChangeEvent, winner: ChangeEvent, reason: str) -> None:
         """A conflict resolved by policy, for admins to see (it does not count as a malfunction)."""
         note = f"lost to {SYSTEM_NAMES[winner.source]}'s change {winner.event_id}"
         await self.state.add_failure(_failure(loser, "conflict", note, reason, compensated=True))

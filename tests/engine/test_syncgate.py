@@ -179,6 +179,7 @@ class World:
     gate: SyncGate
     applier: Applier
     queue: SqliteQueue
+    state: SqliteState
     cds: MemorySide
     scm: MemorySide
 
@@ -198,7 +199,7 @@ async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
     applier = Applier(mappings=mappings, state=state, cds=cds, scm=scm, own_ids=set())
     gate = SyncGate(queue=queue, state=state, applier=applier, metrics=Metrics(), settings=SyncSettings())
     try:
-        yield World(gate, applier, queue, cds, scm)
+        yield World(gate, applier, queue, state, cds, scm)
     finally:
         await queue.close()
         await state.close()
@@ -248,6 +249,8 @@ async def test_a_winning_save_is_written_to_fno_at_once_and_the_write_on_its_way
     applied = await in_flight  # 412 once the save committed: the decision stands, no retry over it
     assert applied.result is Result.SKIPPED and "superseded" in applied.reason
     assert world.cds.image["msdyn_description"] == "cds" and world.cds.writes == []
+    [conflict] = await world.state.failures()  # listed for admins: F&O's change lost
+    assert (conflict.kind, conflict.event_id, conflict.direction) == ("conflict", "scm:1", "scm->cds")
 
 
 @pytest.mark.parametrize(
@@ -271,6 +274,8 @@ async def test_a_losing_save_is_refused_at_once_and_the_write_on_its_way_lands(
     applied = await in_flight
     assert applied.result is Result.APPLIED
     assert world.cds.image["msdyn_description"] == "scm"  # both sides hold F&O's change
+    [conflict] = await world.state.failures()  # listed for admins: the save lost
+    assert (conflict.kind, conflict.event_id, conflict.direction) == ("conflict", "cds:save", "cds->scm")
 
 
 @pytest.mark.parametrize("world", [ConflictPolicy.SCM_WINS], indirect=True)
