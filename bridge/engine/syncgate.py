@@ -145,18 +145,21 @@ class SyncGate:
             await self._record(loser=save, winner=decision.rival, reason=decision.reason)
             self.metrics.skipped(save.entity, direction(save.source), "conflict-lost")
             return Verdict(False, 409, decision.reason)
-        verdict = await self._apply_now(save, deadline)
+        verdict, settled = await self._apply_now(save, deadline)
         if verdict.ok:
             await self._record(loser=decision.rival, winner=save, reason=decision.reason)
             verdict = Verdict(True, verdict.status, f"{verdict.message}; {decision.reason}")
-        # Leased meanwhile (its rivals finished): the worker finds it applied (a no-op) or refused.
-        await self.queue.withdraw(save.event_id)
+        if settled:
+            # Leased meanwhile (its rivals finished): the worker finds it applied (a no-op) or refused.
+            await self.queue.withdraw(save.event_id)
+        # else left queued: in its turn the worker finds its originator gone and takes back the write
         return verdict
 
-    async def _apply_now(self, save: ChangeEvent, deadline: datetime) -> Verdict:
-        """Apply the winning save to the other side within the sync budget; on any failure take back
-        what was written (the undo journal) and refuse it: the originator rolls back and the pending
-        change of the other side lands."""
+    async def _apply_now(self, save: ChangeEvent, deadline: datetime) -> tuple[Verdict, bool]:
+        """Apply the winning save to the other side within the sync budget; on a failure refuse it
+        (the originator rolls back and the pending change of the other side lands), taking back what
+        an attempt that timed out may have written. Returns (the answer, whether nothing is left to
+        take back)."""
         attempt = 0
         while True:
             remaining = max((deadline - datetime.now(UTC)).total_seconds(), 0.05)
@@ -167,26 +170,40 @@ class SyncGate:
             except RetryableError as exc:
                 attempt += 1
                 delay = min(self.settings.backoff_max_s, self.settings.backoff_initial_s * 2 ** (attempt - 1))
+                delay = max(delay, exc.retry_after or 0.0)
                 if (deadline - datetime.now(UTC)).total_seconds() > delay:
                     await asyncio.sleep(delay)
                     continue
-                return await self._refused(save, 503, f"{SYSTEM_NAMES[save.source.other]} unavailable: {exc}")
+                message = f"{SYSTEM_NAMES[save.source.other]} unavailable: {exc.message}"
+                return await self._gave_up(save, message)
             except SyncError as exc:
-                status = 409 if exc.code == "conflict" else 400 if (exc.status or 400) < 500 else 502
-                return await self._refused(
-                    save, status, f"{SYSTEM_NAMES[save.source.other]} rejected the change: {exc.message}"
-                )
+                # Refused by the other side: nothing was written, the undo entry is not needed.
+                conflict = exc.code == "conflict"
+                status = 409 if conflict else 400 if (exc.status or 400) < 500 else 502
+                message = f"{SYSTEM_NAMES[save.source.other]} rejected the change: {exc.message}"
+                await self.applier.recovery.settle(save)
+                kind = "conflict" if conflict else "rejected"
+                return await self._refused(save, status, kind, message), True
             except TimeoutError:
-                return await self._refused(save, 503, "not finished within the sync budget")
+                return await self._gave_up(save, "not finished within the sync budget")
             latency = (datetime.now(UTC) - save.received_at).total_seconds()
             self.metrics.applied(save.entity, direction(save.source), latency)
-            return Verdict(True, 200, applied.reason or applied.result.value)
+            return Verdict(True, 200, applied.reason or applied.result.value), True
 
-    async def _refused(self, save: ChangeEvent, status: int, message: str) -> Verdict:
-        self.metrics.failed(save.entity, direction(save.source), "rejected", message)
-        await self.applier.recovery.revert_if_applied(save)  # an attempt that timed out may have written
-        await self.applier.recovery.settle(save)
-        await self.state.add_failure(_failure(save, "rejected", None, message))
+    async def _gave_up(self, save: ChangeEvent, message: str) -> tuple[Verdict, bool]:
+        """Budget spent: an attempt that timed out may have written, so take it back now, or leave
+        that to the queued copy's turn when the other side is still unreachable."""
+        try:
+            await self.applier.recovery.revert_if_applied(save)
+            settled = True
+        except SyncError as exc:
+            log.warning("revert of %s pending (left queued): %s", save.event_id, exc.message)
+            settled = False
+        return await self._refused(save, 503, "retry-exhausted", message), settled
+
+    async def _refused(self, save: ChangeEvent, status: int, kind: str, message: str) -> Verdict:
+        self.metrics.failed(save.entity, direction(save.source), kind, message)
+        await self.state.add_failure(_failure(save, kind, None, message))
         return Verdict(False, status, message)
 
     async def _record(self, *, loser: ChangeEvent, winner: ChangeEvent, reason: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bridge.core.entitymap import ConflictPolicy, EntityMap
-from bridge.core.errors import ConflictError
+from bridge.core.errors import ConflictError, RejectedError, RetryableError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
 from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import MappingSet, load_mappings
@@ -124,6 +124,7 @@ class MemorySide:
         self.unlocked = asyncio.Event()
         self.unlocked.set()
         self.writes: list[dict[str, Any]] = []
+        self.refuse: Exception | None = None  # what every write raises, when set
 
     @property
     def etag(self) -> str:
@@ -147,6 +148,8 @@ class MemorySide:
         self, emap: EntityMap, company: str, key: str, row: Row, payload: dict[str, Any]
     ) -> str | None:
         await self.unlocked.wait()  # the row is locked by a save in progress
+        if self.refuse is not None:
+            raise self.refuse
         if row.etag is not None and row.etag != self.etag:
             raise ConflictError("changed since", system=self.system.value, status=412, code="stale")
         self.writes.append(dict(payload))
@@ -205,7 +208,9 @@ async def world(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator
         await state.close()
 
 
-async def _meet(world: World, save_at: datetime, fno_at: datetime) -> tuple[Any, asyncio.Task[Any]]:
+async def _meet(
+    world: World, save_at: datetime, fno_at: datetime, budget_s: float = 20.0
+) -> tuple[Any, asyncio.Task[Any]]:
     """F&O is edited at ``fno_at`` and its change is on its way into Dataverse (leased, its write
     waiting on the row); Dataverse's save of ``save_at`` is then in its synchronous step, queued
     behind it. Returns the gate's answer and the in-flight F&O -> Dataverse apply."""
@@ -218,9 +223,12 @@ async def _meet(world: World, save_at: datetime, fno_at: datetime) -> tuple[Any,
     await asyncio.sleep(0.05)  # it has read the ledger and is waiting on the row
     save = dataverse_save(save_at)
     await world.queue.enqueue(save)
-    verdict = await world.gate.decide_ahead(save, datetime.now(UTC) + timedelta(seconds=20))
-    assert [e.event_id for e in await world.queue.pending_of(save.record_key)] == [fno.event_id]
+    verdict = await world.gate.decide_ahead(save, datetime.now(UTC) + timedelta(seconds=budget_s))
     return verdict, in_flight
+
+
+async def _queued(world: World) -> list[str]:
+    return [e.event_id for e in await world.queue.pending_of("ship_via|USMF|AIR")]
 
 
 async def _save_commits(world: World, at: datetime) -> None:
@@ -242,6 +250,7 @@ async def test_a_winning_save_is_written_to_fno_at_once_and_the_write_on_its_way
 ) -> None:
     verdict, in_flight = await _meet(world, save_at, fno_at)
     assert verdict is not None and (verdict.ok, verdict.status) == (True, 200)
+    assert await _queued(world) == ["scm:1"]  # decided: the save is out of the queue
     assert "accepted: Finance and Operations changed this record" in verdict.message
     assert world.scm.image["ModeDescription"] == "cds"  # written to F&O before the answer
     assert not in_flight.done()  # still waiting on the row: the save did not wait for it
@@ -267,6 +276,7 @@ async def test_a_losing_save_is_refused_at_once_and_the_write_on_its_way_lands(
 ) -> None:
     verdict, in_flight = await _meet(world, save_at, fno_at)
     assert verdict is not None and (verdict.ok, verdict.status) == (False, 409)
+    assert await _queued(world) == ["scm:1"]
     assert verdict.message.startswith("conflict: Finance and Operations changed this record at")
     assert world.scm.image["ModeDescription"] == "scm" and world.scm.writes == []  # F&O untouched
     assert not in_flight.done()
@@ -286,3 +296,39 @@ async def test_a_save_behind_changes_of_its_own_side_only_waits_its_turn(world: 
     await world.queue.enqueue(save)
     assert await world.gate.decide_ahead(save, datetime.now(UTC) + timedelta(seconds=20)) is None
     assert [e.event_id for e in await world.queue.pending_of(save.record_key)] == ["cds:earlier", "cds:save"]
+
+
+@pytest.mark.parametrize("world", [ConflictPolicy.NEWER_WINS], indirect=True)
+async def test_a_winning_save_that_fno_rejects_is_refused_and_the_write_on_its_way_lands(
+    world: World,
+) -> None:
+    world.scm.refuse = RejectedError("ModeDescription is too long", system="scm", status=400)
+    verdict, in_flight = await _meet(world, LATE, EARLY)
+    assert verdict is not None and (verdict.ok, verdict.status) == (False, 400)
+    assert verdict.message == "Finance and Operations rejected the change: ModeDescription is too long"
+    assert world.scm.image["ModeDescription"] == "scm" and world.scm.writes == []
+    assert await world.state.get_journal("cds:save") is None  # nothing written: the undo entry is settled
+    assert await _queued(world) == ["scm:1"]
+    world.cds.unlocked.set()  # Dataverse rolls the save back
+    applied = await in_flight
+    assert applied.result is Result.APPLIED and world.cds.image["msdyn_description"] == "scm"
+    [failure] = await world.state.failures()
+    assert (failure.kind, failure.event_id) == ("rejected", "cds:save")
+
+
+@pytest.mark.parametrize("world", [ConflictPolicy.NEWER_WINS], indirect=True)
+async def test_a_winning_save_fno_cannot_take_in_the_budget_is_refused_and_left_queued_to_take_back(
+    world: World,
+) -> None:
+    world.scm.refuse = RetryableError("503 Service Unavailable", system="scm", status=503)
+    verdict, in_flight = await _meet(world, LATE, EARLY, budget_s=0.3)
+    assert verdict is not None and (verdict.ok, verdict.status) == (False, 503)
+    assert verdict.message == "Finance and Operations unavailable: 503 Service Unavailable"
+    # F&O unreachable even for the take-back: the undo entry and the queued save stay, so the save's
+    # turn (its originator gone) takes back whatever an attempt may have written.
+    assert await world.state.get_journal("cds:save") is not None
+    assert await _queued(world) == ["scm:1", "cds:save"]
+    world.cds.unlocked.set()
+    assert (await in_flight).result is Result.APPLIED
+    [failure] = await world.state.failures()
+    assert (failure.kind, failure.event_id) == ("retry-exhausted", "cds:save")
