@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bridge.core.entitymap import ConflictPolicy
 from bridge.sandbox.contracts import RecordChange
 from tests.reliability.conftest import Rig, forms
 from tests.reliability.helpers import CDS_SET, converge, mapped_dump, stream
@@ -131,38 +132,35 @@ async def _settled(rig: Rig, key: str) -> tuple[str | None, str | None]:
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.parametrize("webhook_mode", ["sync"])
-async def test_sync_saves_under_concurrent_edits_never_wait_on_their_own_transaction(rig: Rig) -> None:
+async def _setup(rig: Rig) -> tuple[list[str], dict[str, str], Timeline]:
     keys = [f"S{n:02d}" for n in range(5)]
     await stream(keys, 0, rig.person.scm_create, rig.person.scm_update, tag="base")
     await converge(rig.sandbox)
     ids = {key: rig.person.cds_id(key) for key in keys}
     timeline = Timeline(rig.bridge_client)
     timeline.install(rig.sandbox)
-    later: dict[str, str] = {}
-    statuses: list[int] = []
-    for n in range(ROUNDS):
-        key = keys[n % len(keys)]
-        # F&O first, then Dataverse 0-45 ms later: the Dataverse edit is the later one, and its save
-        # meets the F&O change queued, in flight, or just applied.
-        assert await rig.person.scm_update(key, f"scm-{n}") == 204
-        await asyncio.sleep((n % 10) * 0.005)
-        later[key] = f"cds-{n}"
-        statuses.append(await asyncio.wait_for(rig.person.cds_update(key, later[key]), SAVE_BACKSTOP_S))
-        # Newer wins: the later (Dataverse) edit is what both sides hold once the round settles (an
-        # F&O write that overwrote it after the save would leave the two sides apart).
-        assert statuses[-1] == 204, f"round {n}: the later edit was refused"
-        assert await _settled(rig, key) == (later[key], later[key]), f"round {n}"
-    agreed = await converge(rig.sandbox, timeout=15)
-    assert {k: agreed[k] for k in keys} == later
-    # No save waited for a write into its own transaction: every save's step got its answer at the
-    # first attempt (a save that waited would have been answered 504 when the bridge gave up, and
-    # Dataverse would have called again), and a bridge write into the record that started during
-    # the step (blocked by the save's lock) ended only after the answer.
+    return keys, ids, timeline
+
+
+async def _round(rig: Rig, n: int, key: str) -> int:
+    """F&O first, then Dataverse 0-45 ms later: the Dataverse edit is the later one, and its save
+    meets the F&O change queued, in flight, or just applied. Returns the save's status."""
+    assert await rig.person.scm_update(key, f"scm-{n}") == 204
+    await asyncio.sleep((n % 10) * 0.005)
+    return await asyncio.wait_for(rig.person.cds_update(key, f"cds-{n}"), SAVE_BACKSTOP_S)
+
+
+def _answered_at_once(rig: Rig, timeline: Timeline, ids: dict[str, str], status: int | None = None) -> int:
+    """Every save's step got its answer at the first attempt (a save that waited would have been
+    answered 504 when the bridge gave up, and Dataverse would have called again), and a bridge write
+    into the record that started during the step (blocked by the save's lock) ended only after the
+    answer. Returns how many such blocked writes there were."""
     jobs = rig.sandbox.notifier.dataverse.jobs
     saves = [j for j in jobs if j.mode == "sync" and j.initiating_client_id != rig.bridge_client]
     assert len(saves) == ROUNDS
-    assert [[a.status for a in j.attempts] for j in saves] == [[200]] * ROUNDS
+    assert all(len(j.attempts) == 1 for j in saves), [[a.status for a in j.attempts] for j in saves]
+    if status is not None:
+        assert [j.attempts[0].status for j in saves] == [status] * ROUNDS
     blocked = 0
     for record in ids.values():
         for events in timeline.rounds_of(record):
@@ -176,5 +174,57 @@ async def test_sync_saves_under_concurrent_edits_never_wait_on_their_own_transac
             started = whats[:answer].count("write-start")
             assert whats[answer:].count("write-end") >= started, events
             blocked += started
-    # The scenario happened: some saves met a bridge write into their record on its way in.
+    return blocked
+
+
+@pytest.mark.parametrize("webhook_mode", ["sync"])
+async def test_sync_saves_under_concurrent_edits_never_wait_on_their_own_transaction(rig: Rig) -> None:
+    keys, ids, timeline = await _setup(rig)
+    later: dict[str, str] = {}
+    statuses: list[int] = []
+    for n in range(ROUNDS):
+        key = keys[n % len(keys)]
+        later[key] = f"cds-{n}"
+        statuses.append(await _round(rig, n, key))
+        # Newer wins: the later (Dataverse) edit is what both sides hold once the round settles (an
+        # F&O write that overwrote it after the save would leave the two sides apart).
+        assert statuses[-1] == 204, f"round {n}: the later edit was refused"
+        assert await _settled(rig, key) == (later[key], later[key]), f"round {n}"
+    agreed = await converge(rig.sandbox, timeout=15)
+    assert {k: agreed[k] for k in keys} == later
+    # No save waited for a write into its own transaction, and the scenario happened: some saves
+    # met a bridge write into their record on its way in.
+    blocked = _answered_at_once(rig, timeline, ids, status=200)
     assert blocked > 0, "no round had an F&O -> Dataverse write meet a synchronous save"
+
+
+@pytest.mark.parametrize("webhook_mode", ["sync"])
+async def test_under_scm_wins_a_save_meeting_a_pending_fno_change_is_refused_at_once(rig: Rig) -> None:
+    # The running bridge's map, switched to scm-wins (the engine and the gate read the policy there).
+    maps = rig.bridge.applier.mappings.maps
+    maps["ship_via"] = maps["ship_via"].model_copy(update={"conflict_policy": ConflictPolicy.SCM_WINS})
+    keys, ids, timeline = await _setup(rig)
+    refused = 0
+    for n in range(ROUNDS):
+        key = keys[n % len(keys)]
+        status = await _round(rig, n, key)
+        # Refused (rolled back): F&O's change is what both sides hold. Accepted: F&O's change had been
+        # applied before the save came, so there was nothing to conflict with.
+        assert status in (204, 400), f"round {n}: {status}"
+        refused += status == 400
+        winner = f"scm-{n}" if status == 400 else f"cds-{n}"
+        assert await _settled(rig, key) == (winner, winner), f"round {n}"
+    _answered_at_once(rig, timeline, ids)
+    assert refused > 0, "no save met a pending F&O change"
+    token = rig.bridge.settings.admin_token.get_secret_value()
+    async with rig.http.get(
+        f"{rig.bridge.url}/api/failures", headers={"Authorization": f"Bearer {token}"}
+    ) as resp:
+        body = await resp.json()
+    conflicts = [f for f in body["items"] if f["kind"] == "conflict" and f["direction"] == "cds->scm"]
+    assert len(conflicts) >= refused
+    assert all(
+        f["target_message"].startswith("conflict: Finance and Operations changed this record at")
+        and f["target_message"].endswith("and the map's policy is scm-wins")
+        for f in conflicts
+    ), conflicts
