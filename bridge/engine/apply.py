@@ -139,6 +139,11 @@ class Applier:
             except ConflictError:
                 if journalled:
                     await self.journal.settle(event)  # refused: nothing was written
+                # Changed since: by a synchronous save decided ahead of this change and recorded
+                # meanwhile (bridge.engine.syncgate)? Then the decision stands: skip, do not retry.
+                fresh = await self.state.get_ledger(event.record_key)
+                if rules.is_stale(event, fresh) or rules.is_superseded(event, fresh):
+                    return Applied(Result.SKIPPED, "superseded: decided against while it was on its way")
         return await self._write_after_read(write, image)
 
     async def _write_blind(self, w: _Write, known_etag: str | None) -> Applied:

@@ -26,6 +26,7 @@ from bridge.engine.apply import Applied, Applier, direction
 from bridge.engine.outcome import Answer, Outcomes, Verdict, deadline_of
 from bridge.engine.ports import SinkResult
 from bridge.engine.recovery import Recovery
+from bridge.engine.syncgate import SyncGate
 from bridge.metrics import Metrics
 from bridge.queue.base import QueuedEvent, QueuePort, leasing
 from bridge.settings import SyncSettings
@@ -87,6 +88,9 @@ class Engine:
             metrics=metrics,
             settings=settings,
             answer=self._answer_originator,
+        )
+        self.gate = SyncGate(
+            queue=queue, state=state, applier=applier, recovery=recovery, metrics=metrics, settings=settings
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -163,6 +167,16 @@ class Engine:
                 self._start(leased)
             else:
                 self._wake.set()  # a lease taken while stopping ends and is handed out again
+            if leased is None:
+                # Behind its record's earlier events: decide now if one writes into this save (syncgate).
+                try:
+                    verdict = await self.gate.decide_ahead(event, self._deadline(event))
+                except asyncio.CancelledError:
+                    self._give_up(event, future)  # the originator disconnected
+                    raise
+                if verdict is not None:
+                    answer = Answer(ok=verdict.ok, status=verdict.status, message=verdict.message)
+                    self._answer_originator(event, answer)
         remaining = (self._deadline(event) - datetime.now(UTC)).total_seconds()
         try:
             done, _ = await asyncio.wait({future}, timeout=max(remaining, 0.0))

@@ -94,6 +94,16 @@ class WorkQueue(Protocol):
         """``enqueue`` for several events in one durable step; one flag per event, in order."""
         ...
 
+    async def pending_of(self, record_key: str) -> list[ChangeEvent]:
+        """The record's queued and leased events (not dead letters), oldest first: what a
+        synchronous change arriving now would wait behind (``bridge.engine.syncgate``)."""
+        ...
+
+    async def withdraw(self, event_id: str) -> bool:
+        """Remove a queued event that is not leased (a synchronous change decided ahead of its
+        record's queue); False (nothing done) if it is leased, dead-lettered or not queued."""
+        ...
+
     async def lease(
         self, max_items: int, lease_seconds: float, *, exclude_entities: Collection[str] = ()
     ) -> list[QueuedEvent]:

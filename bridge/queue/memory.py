@@ -223,6 +223,24 @@ class MemoryQueue:
             nxt = self.data.events[seqs[0]]
             self.data.heads[key] = _Head(entry.event.entity, nxt.enqueued_at)
 
+    async def pending_of(self, record_key: str) -> list[ChangeEvent]:
+        seqs = self.data.records.get(record_key, [])
+        return [e.event for e in (self.data.events[s] for s in seqs) if e.dead_at is None]
+
+    async def withdraw(self, event_id: str) -> bool:
+        entry = next(
+            (e for e in self.data.events.values() if e.event.event_id == event_id and e.dead_at is None), None
+        )
+        if entry is None:
+            return False
+        key = entry.event.record_key
+        head = self.data.heads.get(key)
+        if self.data.records[key][0] == entry.seq and head is not None and head.token is not None:
+            return False  # leased (an expired lease's worker may still be applying it)
+        self._remove(entry.seq)
+        self._wake.set()
+        return True
+
     async def reclaim(self, owner: str) -> int:
         self._require(QueueCapability.RECLAIM)
         now, n = time.time(), 0

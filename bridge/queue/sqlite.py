@@ -359,6 +359,45 @@ class SqliteQueue(SqliteQueueAdmin):
             self._wake.set()
         return n
 
+    # ---- a synchronous change decided ahead of its record's queue ------------------------------
+
+    async def pending_of(self, record_key: str) -> list[ChangeEvent]:
+        """The record's queued and leased events (not dead letters), oldest first."""
+
+        def q(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT body FROM events WHERE record_key = ? AND dead_at IS NULL ORDER BY seq",
+                (record_key,),
+            ).fetchall()
+            return [str(r[0]) for r in rows]
+
+        return [ChangeEvent.model_validate_json(body) for body in await self._db.run(q)]
+
+    async def withdraw(self, event_id: str) -> bool:
+        """Remove a queued, not leased event; False if it is leased, dead-lettered or not queued."""
+        return await self._db.run(lambda c: self._withdraw_tx(c, event_id))
+
+    def _withdraw_tx(self, conn: sqlite3.Connection, event_id: str) -> bool:
+        with transaction(conn):
+            row = conn.execute(
+                "SELECT seq, record_key, entity FROM events WHERE event_id = ? AND dead_at IS NULL",
+                (event_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            seq, record_key, entity = row
+            head = conn.execute(
+                "SELECT head_seq, lease_token FROM heads WHERE record_key = ?", (record_key,)
+            ).fetchone()
+            is_head = head is not None and head[0] == seq
+            if is_head and head[1] is not None:
+                return False  # leased (an expired lease's worker may still be applying it)
+            conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
+            conn.execute("UPDATE depth SET n = n - 1 WHERE entity = ?", (entity,))
+            if is_head:
+                advance_head(conn, record_key, seq)
+        return True
+
     # ---- waiting --------------------------------------------------------------------
 
     async def wait(self, timeout: float) -> None:
