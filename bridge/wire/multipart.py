@@ -103,8 +103,9 @@ def read_headers(text: str, *, strict: bool = True) -> tuple[dict[str, str], str
     it. A line that is no ``name: value`` header is refused, or skipped when not ``strict``."""
     # Fast path: the block ends at the first "\n\n" or "\n\r\n", its lines read after one split.
     # Anything else (no such end, a line of CRs inside the block) goes line by line.
-    lf, crlf = text.find("\n\n"), text.find("\n\r\n")
-    end = lf if crlf == -1 or (lf != -1 and lf < crlf) else crlf
+    crlf = text.find("\n\r\n")
+    lf = text.find("\n\n", 0, len(text) if crlf == -1 else crlf + 1)
+    end = crlf if lf == -1 else lf
     if end == -1 or text[0] in "\r\n":
         return _read_headers_by_line(text, strict)
     headers: dict[str, str] = {}
