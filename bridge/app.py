@@ -25,7 +25,7 @@ from bridge.engine.worker import Engine
 from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.body import SERVER_HANDLER_ARGS
 from bridge.listeners.handlers import WebhookListener
-from bridge.metrics import Metrics, RequestCounts
+from bridge.metrics import REQUEST_COUNT_KEYS, Metrics, RequestCounts
 from bridge.ops.auth import AdminAuth
 from bridge.ops.server import setup_ops
 from bridge.queue.factory import create_queue, open_queue
@@ -35,7 +35,7 @@ from bridge.settings import Settings, load_settings
 from bridge.state.factory import create_state
 from bridge.storage.owner import owner_id
 from bridge.systems.auth import TokenProvider
-from bridge.systems.connect import COUNT_KEYS, connect_systems
+from bridge.systems.connect import connect_systems
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.sides import sides_for
 from bridge.telemetry import configure_export
@@ -142,8 +142,8 @@ class Bridge:
     def _request_counts(self) -> dict[str, RequestCounts]:
         out: dict[str, RequestCounts] = {}
         for system, own in self.systems.request_counts().items():
-            helpers = self.pool.request_counts(system) if self.pool else dict.fromkeys(COUNT_KEYS, 0)
-            out[system] = RequestCounts(**{key: own[key] + helpers[key] for key in COUNT_KEYS})
+            helpers = self.pool.request_counts(system) if self.pool else dict.fromkeys(REQUEST_COUNT_KEYS, 0)
+            out[system] = RequestCounts(**{key: own[key] + helpers[key] for key in REQUEST_COUNT_KEYS})
         return out
 
     async def _probe_scm(self) -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -102,6 +102,10 @@ class RequestCounts:
     batches: int
     batched_writes: int
     batch_fallbacks: int
+
+
+# The counters' names, for those who add them up across processes (the apply processes' pool).
+REQUEST_COUNT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(RequestCounts))
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,16 +28,6 @@ from scripts import import_graph
 BRIDGE = import_graph.BRIDGE
 MAX_LINES = 500
 
-# Violations in this tree today, each fixed on another branch; empty this set as those land (the
-# last test fails for an entry that no longer is a violation, so the set can only shrink).
-KNOWN_VIOLATIONS: set[str] = {
-    # The engine reaches the systems' clients instead of a port (being moved behind engine/ports.py).
-    "bridge.engine.pool -> bridge.systems.connect",
-    # A circle: http -> coalesce (lazy and TYPE_CHECKING) -> batch -> http (the $batch wire module
-    # moving to bridge/wire breaks it).
-    "bridge.systems.http -> bridge.systems.coalesce",
-}
-
 LAYER_OF_UNIT: dict[str, str] = {
     unit: layer for layer, units in import_graph.LAYERS if layer != "emulators" for unit in units
 }
@@ -82,17 +72,6 @@ def _layer(module: str) -> str:
     return LAYER_OF_UNIT[import_graph.unit_of(module)]
 
 
-def _circle_edges(graph: Mapping[str, Iterable[str]]) -> set[str]:
-    """The imports that run inside an import circle."""
-    component = {m: i for i, circle in enumerate(_circles(graph)) for m in circle}
-    return {
-        f"{source} -> {target}"
-        for source, targets in graph.items()
-        for target in targets
-        if source in component and component[source] == component.get(target)
-    }
-
-
 def _circles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
     """The strongly connected components with more than one node (Tarjan, iterative)."""
     index: dict[str, int] = {}
@@ -135,10 +114,6 @@ def _circles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
     return circles
 
 
-def _without_known(graph: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
-    return {s: {t for t in ts if f"{s} -> {t}" not in KNOWN_VIOLATIONS} for s, ts in graph.items()}
-
-
 def _upward_imports() -> set[str]:
     found = set()
     for source, targets in GRAPH.items():
@@ -171,7 +146,7 @@ def _placed() -> set[str]:
 
 
 def test_no_import_goes_up_a_layer() -> None:
-    assert _upward_imports() - KNOWN_VIOLATIONS == set()
+    assert _upward_imports() == set()
 
 
 def test_the_leaf_modules_import_only_the_core_and_each_other() -> None:
@@ -186,11 +161,11 @@ def test_the_leaf_modules_import_only_the_core_and_each_other() -> None:
 
 
 def test_no_import_circle_between_modules() -> None:
-    assert _circles(_without_known(GRAPH)) == []
+    assert _circles(GRAPH) == []
 
 
 def test_no_import_circle_between_packages() -> None:
-    graph = _without_known(GRAPH)
+    graph = GRAPH
     units = import_graph.unit_graph(graph)
     packages: dict[str, set[str]] = {}
     for source, targets in graph.items():
@@ -240,13 +215,7 @@ def test_the_core_is_pure() -> None:
 
 
 def test_no_module_is_over_500_lines() -> None:
-    assert _oversized() - KNOWN_VIOLATIONS == set()
-
-
-def test_every_known_violation_is_still_one() -> None:
-    # Fixed on another branch? Then remove its entry: the rule holds for it from now on.
-    present = _upward_imports() | _oversized() | _circle_edges(GRAPH)
-    assert KNOWN_VIOLATIONS - present == set()
+    assert _oversized() == set()
 
 
 def test_serving_the_bridge_loads_no_emulator_code() -> None:

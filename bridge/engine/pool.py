@@ -27,8 +27,8 @@ from bridge.core.events import ChangeEvent
 from bridge.engine import applywire
 from bridge.engine.apply import Applied, Applier
 from bridge.engine.applywire import ApplyProcessError
+from bridge.metrics import REQUEST_COUNT_KEYS
 from bridge.settings import SECRET_KEYS, Settings
-from bridge.systems.connect import COUNT_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,8 @@ class ApplyPool:
         code = await helper.proc.wait()
         helper.fail_pending(f"apply process {helper.index} {why} (exit code {code})")
         for system, counts in helper.counts.items():
-            retired = self._retired.setdefault(system, dict.fromkeys(COUNT_KEYS, 0))
-            for key in COUNT_KEYS:
+            retired = self._retired.setdefault(system, dict.fromkeys(REQUEST_COUNT_KEYS, 0))
+            for key in REQUEST_COUNT_KEYS:
                 retired[key] += int(counts.get(key, 0))
         helper.counts = {}
         if not self._stopping:
@@ -219,10 +219,10 @@ class ApplyPool:
 
     def request_counts(self, system: str) -> dict[str, int]:
         """Requests the apply processes sent to ``system`` (as last reported, about once a second)."""
-        total = dict(self._retired.get(system, dict.fromkeys(COUNT_KEYS, 0)))
+        total = dict(self._retired.get(system, dict.fromkeys(REQUEST_COUNT_KEYS, 0)))
         for helper in self.helpers:
             if helper is not None:
-                for key in COUNT_KEYS:
+                for key in REQUEST_COUNT_KEYS:
                     total[key] += int(helper.counts.get(system, {}).get(key, 0))
         return total
 

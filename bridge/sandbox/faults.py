@@ -24,7 +24,7 @@ from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.sandbox.contracts import SystemName
-from bridge.sandbox.odata.batch import BatchSyntaxError, ChangeSet, parse_batch
+from bridge.wire.batch import BatchSyntaxError, ChangeSet, parse_batch
 
 FaultKind = Literal["latency", "throttle", "unavailable", "drop", "duplicate", "reorder", "webhook_timeout"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

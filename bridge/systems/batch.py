@@ -1,4 +1,5 @@
-"""OData ``$batch`` with one change set (pure): build the multipart/mixed request, read the answer.
+"""OData ``$batch`` for the clients: operations in, results out, on the wire format of
+``bridge/wire/batch.py`` (shared with the emulators).
 
 A change set commits or rolls back as a whole on both systems. Without
 ``Prefer: odata.continue-on-error`` the service stops at the first failure and answers with that one
@@ -8,16 +9,17 @@ response outside any change set: ``raise_for_batch`` turns it into the error hie
 from __future__ import annotations
 
 import json
-import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.core.errors import RejectedError
-from bridge.systems.http import classify
+from multidict import CIMultiDict, CIMultiDictProxy
 
-_STATUS_LINE = re.compile(r"^HTTP/1\.[01][ \t]+(\d{3})")
+from bridge.core.errors import RejectedError
+from bridge.systems.errors import classify
+from bridge.wire.batch import BatchRequest, BatchResponse, ChangeSet, write_requests
+from bridge.wire.batch import parse_batch_response as read_answer
+from bridge.wire.multipart import MultipartError
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,144 +33,58 @@ class BatchOperation:
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     status: int
-    headers: dict[str, str]  # lower-cased names
+    headers: CIMultiDictProxy[str]
     body: Any  # parsed JSON or None
     text: str = ""
 
 
-def _render(base_url: str, op: BatchOperation, content_id: int) -> list[str]:
-    """One request of a batch, as MIME part lines (without its boundary line)."""
-    lines = [
-        "Content-Type: application/http",
-        "Content-Transfer-Encoding: binary",
-        f"Content-ID: {content_id}",
-        "",
-        f"{op.method.upper()} {base_url.rstrip('/')}/{op.path.lstrip('/')} HTTP/1.1",
-    ]
-    headers = dict(op.headers)
-    if op.body is not None:
-        headers.setdefault("Content-Type", "application/json; type=entry")
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines += ["", json.dumps(op.body) if op.body is not None else ""]
-    return lines
+def _requests(base_url: str, operations: Sequence[BatchOperation]) -> list[BatchRequest]:
+    root = base_url.rstrip("/")
+    out = []
+    for number, op in enumerate(operations, start=1):
+        headers = dict(op.headers)
+        body = b""
+        if op.body is not None:
+            headers.setdefault("Content-Type", "application/json; type=entry")
+            body = json.dumps(op.body).encode()
+        out.append(BatchRequest(op.method, f"{root}/{op.path.lstrip('/')}", headers, body, str(number)))
+    return out
 
 
 def build_changeset(base_url: str, operations: Sequence[BatchOperation]) -> tuple[str, bytes]:
     """(Content-Type, body) of a batch holding ``operations`` in one change set."""
     if not operations:
         raise ValueError("a batch needs at least one operation")
-    batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
-    lines = [f"--{batch}", f"Content-Type: multipart/mixed; boundary={changeset}", ""]
-    for number, op in enumerate(operations, start=1):
-        lines += [f"--{changeset}", *_render(base_url, op, number)]
-    lines += [f"--{changeset}--", f"--{batch}--", ""]
-    return f"multipart/mixed; boundary={batch}", "\r\n".join(lines).encode()
+    return write_requests([ChangeSet(_requests(base_url, operations))])
 
 
 def build_independent(base_url: str, operations: Sequence[BatchOperation]) -> tuple[str, bytes]:
     """(Content-Type, body) of a batch of independent requests: each succeeds or fails on its own
     (send it with ``Prefer: odata.continue-on-error``)."""
-    if not operations:
-        raise ValueError("a batch needs at least one operation")
-    batch = f"batch_{uuid.uuid4()}"
-    lines: list[str] = []
-    for number, op in enumerate(operations, start=1):
-        lines += [f"--{batch}", *_render(base_url, op, number)]
-    lines += [f"--{batch}--", ""]
-    return f"multipart/mixed; boundary={batch}", "\r\n".join(lines).encode()
+    return write_requests(_requests(base_url, operations))
 
 
-def _boundary(content_type: str) -> str | None:
-    kind, _, params = content_type.partition(";")
-    if kind.strip().lower() != "multipart/mixed":
-        return None
-    for param in params.split(";"):
-        name, _, value = param.strip().partition("=")
-        if name.strip().lower() == "boundary":
-            return value.strip().strip('"')
-    return None
-
-
-def _parts(text: str, boundary: str) -> list[str]:
-    """The parts after the first delimiter line, blank ones dropped (RFC 2046: "--boundary" at a line
-    start, with the line break before it, then "--" on the closing one, blanks, the line's end).
-
-    Found with plain string search: the boundary is new in every answer, so a regular expression
-    would be compiled for each one, and it would try to match at every character of the body."""
-    mark = "--" + boundary
-    pieces: list[str] = []
-    after: int | None = None  # where the last delimiter ended (None: still in the preamble)
-    at = text.find(mark)
-    while at != -1:
-        if at == 0 or text[at - 1] == "\n":
-            end = at + len(mark)
-            end += 2 if text.startswith("--", end) else 0
-            while end < len(text) and text[end] in " \t":
-                end += 1
-            if end == len(text) or text.startswith(("\n", "\r\n"), end):
-                start = at - 2 if at >= 2 and text[at - 2] == "\r" else max(at - 1, 0)
-                if after is not None:
-                    pieces.append(text[after:start])
-                after = end
-        at = text.find(mark, at + 1)
-    if after is not None:
-        pieces.append(text[after:])
-    return [p.lstrip("\r\n") for p in pieces if p.strip()]
-
-
-def _blank_line(block: str) -> tuple[int, int] | None:
-    """Where the first empty line's break starts and ends (the leftmost ``\\r?\\n\\r?\\n``), by
-    string search from line break to line break."""
-    at = block.find("\n")
-    while at != -1:
-        if block.startswith("\n", at + 1):
-            end = at + 2
-        elif block.startswith("\r\n", at + 1):
-            end = at + 3
-        else:
-            at = block.find("\n", at + 1)
-            continue
-        return (at - 1 if at > 0 and block[at - 1] == "\r" else at), end
-    return None
-
-
-def _head(block: str) -> tuple[dict[str, str], str]:
-    """Split MIME-style headers (lower-cased names) from what follows the blank line."""
-    if block.startswith(("\r\n", "\n")):  # no headers at all: the blank line comes first
-        return {}, block.split("\n", 1)[1]
-    blank = _blank_line(block)
-    head, rest = (block, "") if blank is None else (block[: blank[0]], block[blank[1] :])
-    headers: dict[str, str] = {}
-    for line in head.splitlines():
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return headers, rest
+def _result(part: BatchResponse) -> BatchResult:
+    text = part.body.decode("utf-8").strip()
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    return BatchResult(part.status, CIMultiDictProxy(CIMultiDict(part.headers)), parsed, text)
 
 
 def parse_batch_response(content_type: str, text: str) -> list[BatchResult]:
-    """Every response in the body, change sets flattened, in order."""
-    boundary = _boundary(content_type)
-    if boundary is None:
-        raise RejectedError(f"$batch answered with {content_type!r}, not multipart/mixed")
+    """Every response in the body, change sets flattened, in order (read as far as it goes)."""
+    try:
+        parts = read_answer(text, content_type, lenient=True)
+    except MultipartError as exc:
+        raise RejectedError(f"unreadable $batch answer ({content_type!r}): {exc}") from exc
     results: list[BatchResult] = []
-    for part in _parts(text, boundary):
-        mime, rest = _head(part)
-        inner = _boundary(mime.get("content-type", ""))
-        if inner is not None:
-            results.extend(parse_batch_response(mime["content-type"], rest))
-            continue
-        status_line, _, after = rest.lstrip("\r\n").partition("\n")
-        match = _STATUS_LINE.match(status_line.strip())
-        if match is None:
-            raise RejectedError(f"$batch part without a status line: {status_line[:80]!r}")
-        headers, body = _head(after)
-        body = body.strip()
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        results.append(BatchResult(int(match.group(1)), headers, parsed, body))
+    for part in parts:
+        if isinstance(part, list):
+            results.extend(_result(p) for p in part)
+        else:
+            results.append(_result(part))
     return results
 
 

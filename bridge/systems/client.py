@@ -12,11 +12,13 @@ from bridge.systems.batch import (
     parse_batch_response,
     raise_for_batch,
 )
-from bridge.systems.http import HttpClient, RetryPolicy, TokenSource, header
+from bridge.systems.http import HttpClient, RetryPolicy, TokenSource
+from bridge.systems.transport import Transport
 
 
 class ServiceClient:
-    """Base of ``DataverseClient`` and ``FnoClient``; ``system`` is "cds" or "scm"."""
+    """Base of ``DataverseClient`` and ``FnoClient``; ``system`` is "cds" or "scm". ``transport``:
+    where requests go (default: the network, over aiohttp; ``MockTransport`` in unit tests)."""
 
     system: ClassVar[str]
 
@@ -28,10 +30,10 @@ class ServiceClient:
         ca_file: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        coalesce: bool = False,
+        transport: Transport | None = None,
     ) -> None:
         self.http = HttpClient(
-            self.system, base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry, coalesce=coalesce
+            self.system, base_url, tokens, transport=transport, ca_file=ca_file, timeout=timeout, retry=retry
         )
 
     async def close(self) -> None:
@@ -47,6 +49,6 @@ class ServiceClient:
         """Run ``operations`` as one change set: all apply or none. Raises the first failure."""
         content_type, body = build_changeset(self.http.base_url, operations)
         resp = await self.http.request("POST", "$batch", raw_body=body, content_type=content_type)
-        results = parse_batch_response(header(resp.headers, "Content-Type") or "", resp.text)
+        results = parse_batch_response(resp.headers.get("Content-Type", ""), resp.text)
         raise_for_batch(self.system, results, len(operations))
         return results

@@ -20,45 +20,43 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.core.errors import RejectedError, RetryableError, SyncError
-from bridge.systems.batch import BatchOperation, build_independent, parse_batch_response
-from bridge.systems.http import header
+from bridge.core.errors import RejectedError, RetryableError
+from bridge.systems.batch import BatchOperation, BatchResult, build_independent, parse_batch_response
+from bridge.systems.errors import classify
+from bridge.systems.transport import Response
 
 log = logging.getLogger(__name__)
 
 # (method, path, json body, headers) -> the single request's answer; raises the error hierarchy.
-SendOne = Callable[[str, str, Any, Mapping[str, str]], Awaitable[Any]]
-# (content type, body) -> the $batch answer: (status, headers, text).
-SendBatch = Callable[[str, bytes], Awaitable[tuple[int, Mapping[str, str], str]]]
-# (status, headers, parsed body, text) -> the error for a failed part.
-Classify = Callable[[int, Mapping[str, str], Any, str], SyncError]
-# (status, headers, parsed body, text) -> what the single request would have returned.
-MakeResponse = Callable[[int, Mapping[str, str], Any, str], Any]
+SendOne = Callable[[str, str, Any, Mapping[str, str]], Awaitable[Response]]
+# (content type, body) -> the $batch answer; raises the error hierarchy.
+SendBatch = Callable[[str, bytes], Awaitable[Response]]
 
 
 @dataclass(slots=True)
 class _Pending:
     op: BatchOperation
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Response]
 
 
 class WriteCoalescer:
+    """For one system (``system`` names it in errors): ``send_one`` and ``send_batch`` are its HTTP
+    client's (``HttpClient.send_one``/``send_batch``), given by the composition."""
+
     def __init__(
         self,
         *,
+        system: str,
         base_url: str,
         send_one: SendOne,
         send_batch: SendBatch,
-        classify: Classify,
-        make_response: MakeResponse,
         max_operations: int = 100,
         max_in_flight: int = 2,
     ) -> None:
+        self.system = system
         self.base_url = base_url
         self._send_one = send_one
         self._send_batch = send_batch
-        self._classify = classify
-        self._make_response = make_response
         self.max_operations = max_operations
         self.max_in_flight = max_in_flight
         self._pending: list[_Pending] = []
@@ -68,9 +66,9 @@ class WriteCoalescer:
         self.operations_batched = 0
         self.fallbacks = 0  # batches that failed as a whole, then sent one by one
 
-    async def write(self, method: str, path: str, body: Any, headers: Mapping[str, str]) -> Any:
+    async def write(self, method: str, path: str, body: Any, headers: Mapping[str, str]) -> Response:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Response] = loop.create_future()
         self._pending.append(_Pending(BatchOperation(method, path, body, dict(headers)), future))
         if len(self._tasks) < self.max_in_flight and not self._scheduled:
             # Let the writes issued in this loop turn join, then send.
@@ -100,11 +98,11 @@ class WriteCoalescer:
             content_type, body = build_independent(self.base_url, [p.op for p in batch])
             self.batches_sent += 1
             self.operations_batched += len(batch)
-            status, headers, text = await self._send_batch(content_type, body)
-            results = parse_batch_response(header(headers, "Content-Type") or "", text)
+            answer = await self._send_batch(content_type, body)
+            results = parse_batch_response(answer.headers.get("Content-Type", ""), answer.text)
             if len(results) != len(batch):
                 raise RejectedError(
-                    f"$batch answered {len(results)} of {len(batch)} requests (status {status})"
+                    f"$batch answered {len(results)} of {len(batch)} requests (status {answer.status})"
                 )
         except RetryableError as exc:
             if exc.status is None or exc.status in WAIT_ALL:
@@ -123,12 +121,10 @@ class WriteCoalescer:
             if item.future.done():
                 continue
             if 200 <= result.status < 300:
-                item.future.set_result(
-                    self._make_response(result.status, result.headers, result.body, result.text)
-                )
+                item.future.set_result(_response(result))
             else:
                 item.future.set_exception(
-                    self._classify(result.status, result.headers, result.body, result.text)
+                    classify(self.system, result.status, result.headers, result.body, result.text)
                 )
 
     async def _one_by_one(self, batch: list[_Pending], why: Exception) -> None:
@@ -149,7 +145,12 @@ class WriteCoalescer:
 WAIT_ALL = (429, 502, 503, 504)
 
 
-async def _settle(future: asyncio.Future[Any], call: Awaitable[Any]) -> None:
+def _response(result: BatchResult) -> Response:
+    """What the single request would have returned."""
+    return Response(result.status, result.headers, result.body, result.text)
+
+
+async def _settle(future: asyncio.Future[Response], call: Awaitable[Response]) -> None:
     try:
         result = await call
     except Exception as exc:

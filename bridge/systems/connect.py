@@ -1,13 +1,17 @@
 """The two system clients and their token providers, built from ``Settings``: the serve process and
-its apply processes (``bridge.engine.applyproc``) connect the same way."""
+its apply processes (``bridge.engine.applyproc``) connect the same way. Here the parts of a client
+are put together: its transport (the network), and the write coalescer when ``[sync]
+coalesce_writes`` asks for it (``coalesced``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bridge.settings import Settings
 from bridge.systems.auth import TokenProvider
 from bridge.systems.client import ServiceClient
+from bridge.systems.coalesce import WriteCoalescer
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
 
@@ -28,7 +32,16 @@ class Systems:
         return {"cds": client_counts(self.cds), "scm": client_counts(self.scm)}
 
 
-COUNT_KEYS = ("requests", "batches", "batched_writes", "batch_fallbacks")
+Client = TypeVar("Client", bound=ServiceClient)
+
+
+def coalesced(client: Client) -> Client:
+    """``client``, its concurrent writes now travelling together as ``$batch`` requests."""
+    http = client.http
+    http.coalescer = WriteCoalescer(
+        system=http.system, base_url=http.base_url, send_one=http.send_one, send_batch=http.send_batch
+    )
+    return client
 
 
 def client_counts(client: ServiceClient) -> dict[str, int]:
@@ -54,12 +67,8 @@ def connect_systems(settings: Settings, client_secret: str) -> Systems:
         auth.authority, auth.client_id, client_secret, settings.scm.scope, ca_file=ca_file
     )
     timeout = settings.sync.request_timeout_s
-    coalesce = settings.sync.coalesce_writes
-    return Systems(
-        cds_tokens=cds_tokens,
-        scm_tokens=scm_tokens,
-        cds=DataverseClient(
-            settings.cds.url, cds_tokens, ca_file=ca_file, timeout=timeout, coalesce=coalesce
-        ),
-        scm=FnoClient(settings.scm.url, scm_tokens, ca_file=ca_file, timeout=timeout, coalesce=coalesce),
-    )
+    cds = DataverseClient(settings.cds.url, cds_tokens, ca_file=ca_file, timeout=timeout)
+    scm = FnoClient(settings.scm.url, scm_tokens, ca_file=ca_file, timeout=timeout)
+    if settings.sync.coalesce_writes:
+        cds, scm = coalesced(cds), coalesced(scm)
+    return Systems(cds_tokens=cds_tokens, scm_tokens=scm_tokens, cds=cds, scm=scm)

@@ -15,8 +15,9 @@ from typing import Any
 
 from bridge.core.errors import RejectedError
 from bridge.systems.client import ServiceClient
-from bridge.systems.http import RetryPolicy, TokenSource, header
+from bridge.systems.http import RetryPolicy, TokenSource
 from bridge.systems.odata import get_one, id_from_entity_url, id_segment, key_segment, literal, query_all
+from bridge.systems.transport import Transport
 
 COMPANY_SET = "cdm_companies"
 COMPANY_ID = "cdm_companyid"
@@ -75,10 +76,10 @@ class DataverseClient(ServiceClient):
         ca_file: str | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        coalesce: bool = False,
+        transport: Transport | None = None,
         cache_size: int = 4096,
     ) -> None:
-        super().__init__(base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry, coalesce=coalesce)
+        super().__init__(base_url, tokens, ca_file=ca_file, timeout=timeout, retry=retry, transport=transport)
         self._ids = _Lru(cache_size)  # (entity_set, company_code, key_column, key) -> GUID
         self._keys = _Lru(cache_size)  # (entity_set, GUID, key_column) -> natural key
         self._companies: dict[str, str] = {}  # code (upper) -> GUID
@@ -131,7 +132,7 @@ class DataverseClient(ServiceClient):
         resp = await self.http.request(
             "POST", entity_set, json_body=dict(payload), headers={"Prefer": "return=representation"}
         )
-        found = id_from_entity_url(header(resp.headers, "OData-EntityId"))
+        found = id_from_entity_url(resp.headers.get("OData-EntityId"))
         body = resp.body if isinstance(resp.body, dict) else {}
         if found is None and primary_id and body.get(primary_id):
             found = str(body[primary_id]).lower()
@@ -139,7 +140,7 @@ class DataverseClient(ServiceClient):
             found = id_from_entity_url(body.get("@odata.id"))
         if found is None:
             raise RejectedError(f"cds: created a row in {entity_set} but no id came back", system="cds")
-        return found, header(resp.headers, "ETag") or body.get("@odata.etag")
+        return found, resp.headers.get("ETag") or body.get("@odata.etag")
 
     async def update(
         self, entity_set: str, record_id: str, payload: Mapping[str, Any], if_match: str | None = None
@@ -150,7 +151,7 @@ class DataverseClient(ServiceClient):
         resp = await self.http.request(
             "PATCH", entity_set + id_segment(record_id), json_body=dict(payload), headers=headers
         )
-        return header(resp.headers, "ETag")
+        return resp.headers.get("ETag")
 
     async def delete(self, entity_set: str, record_id: str) -> bool:
         """Delete a row; False when it was already gone (deletes are idempotent)."""

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from bridge.systems.client import ServiceClient
-from bridge.systems.http import header
 from bridge.systems.odata import get_one, key_segment, query_all
 
 # Without it F&O answers with the caller's default company only (protocols.md).
@@ -63,7 +62,7 @@ class FnoClient(ServiceClient):
             json_body=dict(payload),
             headers={"If-Match": if_match} if if_match else None,
         )
-        return header(resp.headers, "ETag")
+        return resp.headers.get("ETag")
 
     async def delete(self, entity_set: str, keys: Mapping[str, Any]) -> bool:
         """Delete a row; False when it was already gone."""

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from bridge.sandbox.contracts import HookFailed
 from bridge.sandbox.dataverse.service import DataverseService, sandbox_id
 from bridge.sandbox.fno.service import FnoService
-from bridge.sandbox.odata.batch import (
+from bridge.wire.batch import (
     BatchRequest,
     BatchResponse,
     BatchSyntaxError,

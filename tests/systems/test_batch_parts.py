@@ -1,14 +1,18 @@
-"""The bridge's ``$batch`` answer splitting against the grammar written as regular expressions (what
-it used before it searched with plain strings): the same parts and blank lines for any text."""
+"""The lenient ``$batch`` splitter (``bridge.wire.multipart.split_lenient``: how the bridge reads an
+answer) against the grammar written as a regular expression (what it used before it searched with
+plain strings): the same parts for any text; and an answer read through the bridge's own reader."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.systems.batch import _blank_line, _parts
+from bridge.core.errors import RejectedError
+from bridge.systems.batch import parse_batch_response
+from bridge.wire.multipart import split_lenient as _parts
 
 BOUNDARY = "b_1"
 
@@ -28,13 +32,6 @@ def test_parts_follow_the_delimiter_grammar(text: str) -> None:
     assert _parts(text, BOUNDARY) == _grammar(text, BOUNDARY)
 
 
-@settings(max_examples=2000, deadline=None)
-@given(st.lists(st.sampled_from(["\r", "\n", "\r\n", "a", ":", " "]), max_size=16).map("".join))
-def test_the_blank_line_is_the_leftmost_empty_line_break(block: str) -> None:
-    match = re.search(r"\r?\n\r?\n", block)
-    assert _blank_line(block) == (None if match is None else match.span())
-
-
 def test_a_real_answer_splits_into_its_parts() -> None:
     text = (
         f"--{BOUNDARY}\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"
@@ -46,3 +43,19 @@ def test_a_real_answer_splits_into_its_parts() -> None:
     assert parts == _grammar(text, BOUNDARY)
     assert [p.split("\r\n")[2] for p in parts] == ["HTTP/1.1 204 No Content", "HTTP/1.1 201 Created"]
     assert f"--{BOUNDARY}-x not a delimiter" in parts[1]
+
+
+def test_an_answer_is_read_as_far_as_it_goes_and_garbage_is_rejected() -> None:
+    """No closing delimiter (and header lines that are no headers) still reads; a part without a
+    status line, or an answer that is no multipart at all, is a RejectedError."""
+    ctype = f"multipart/mixed; boundary={BOUNDARY}"
+    text = (
+        f"--{BOUNDARY}\r\nContent-Type: application/http\r\nnot a header\r\n\r\n"
+        'HTTP/1.1 200 OK\r\nETag: W/"1"\r\n\r\n{"a": 1}\r\n'
+    )
+    [result] = parse_batch_response(ctype, text)
+    assert (result.status, result.body, result.headers.get("etag")) == (200, {"a": 1}, 'W/"1"')
+    with pytest.raises(RejectedError, match="status line"):
+        parse_batch_response(ctype, f"--{BOUNDARY}\r\nContent-Type: application/http\r\n\r\nnonsense\r\n")
+    with pytest.raises(RejectedError, match="multipart/mixed"):
+        parse_batch_response("application/json", "{}")

@@ -1,26 +1,26 @@
-"""System clients: error classification (pure), retries against a tiny fake server, tokens and
-OData calls against the sandbox."""
+"""System clients: error classification (pure), ``$batch`` bodies, tokens, and OData calls against
+the sandbox (retries and transports: test_http.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import jwt
 import pytest
-from aiohttp import web
+from multidict import CIMultiDict
 
-from bridge.core.deadline import deadline_scope
 from bridge.core.errors import ConfigError, RejectedError, RetryableError
 from bridge.systems.auth import TokenProvider, decode_claims
 from bridge.systems.batch import BatchOperation, build_changeset, parse_batch_response, raise_for_batch
 from bridge.systems.dataverse import DataverseClient
+from bridge.systems.errors import classify, parse_retry_after
 from bridge.systems.fno import FnoClient
-from bridge.systems.http import HttpClient, RetryPolicy, classify, parse_retry_after
+from bridge.systems.http import RetryPolicy
 from bridge.systems.odata import key_segment, literal
 from tests.systems.helpers import tokens_for
 
@@ -29,17 +29,17 @@ FAST = RetryPolicy(attempts=4, initial=0.01, maximum=0.05, jitter=0.1)
 
 # ---------------------------------------------------------------- classification (pure)
 def test_429_and_503_are_retryable_with_retry_after_in_seconds_or_as_a_date() -> None:
-    err = classify("cds", 429, {"Retry-After": "7"}, None)
+    err = classify("cds", 429, CIMultiDict({"retry-after": "7"}), None)
     assert isinstance(err, RetryableError) and err.retry_after == 7.0 and err.status == 429
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    err = classify("scm", 503, {"Retry-After": when}, None)
+    err = classify("scm", 503, CIMultiDict({"Retry-After": when}), None)
     assert isinstance(err, RetryableError) and err.retry_after is not None and 25 < err.retry_after <= 30
     assert parse_retry_after("soon") is None
 
 
 def test_5xx_is_retryable_but_the_fno_duplicate_500_is_rejected() -> None:
-    assert isinstance(classify("cds", 500, {}, None), RetryableError)
-    assert isinstance(classify("scm", 504, {}, None), RetryableError)
+    assert isinstance(classify("cds", 500, CIMultiDict(), None), RetryableError)
+    assert isinstance(classify("scm", 504, CIMultiDict(), None), RetryableError)
     dup = {
         "error": {
             "code": "",
@@ -47,17 +47,19 @@ def test_5xx_is_retryable_but_the_fno_duplicate_500_is_rejected() -> None:
             "innererror": {"message": "Cannot create a record in Warehouses. The record already exists."},
         }
     }
-    err = classify("scm", 500, {}, dup)
+    err = classify("scm", 500, CIMultiDict(), dup)
     assert isinstance(err, RejectedError) and "already exists" in err.message
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 409, 412, 422])
 def test_client_errors_are_rejected_with_the_systems_own_message(status: int) -> None:
-    cds = classify("cds", status, {}, {"error": {"code": "0x80040237", "message": "Duplicate key"}})
+    cds = classify(
+        "cds", status, CIMultiDict(), {"error": {"code": "0x80040237", "message": "Duplicate key"}}
+    )
     assert isinstance(cds, RejectedError) and cds.status == status and cds.code == "0x80040237"
     assert "Duplicate key" in cds.message
     scm_body = {"error": {"message": "An error has occurred.", "innererror": {"message": "Field too long"}}}
-    scm = classify("scm", status, {}, scm_body)
+    scm = classify("scm", status, CIMultiDict(), scm_body)
     assert isinstance(scm, RejectedError) and "Field too long" in scm.message
 
 
@@ -73,7 +75,7 @@ def test_key_segments_quote_strings_and_leave_guids_of_lookup_keys_bare() -> Non
 
 
 def test_changeset_is_read_by_the_sandbox_batch_parser() -> None:
-    from bridge.sandbox.odata.batch import ChangeSet, parse_batch
+    from bridge.wire.batch import ChangeSet, parse_batch
 
     ops = [
         BatchOperation("POST", "msdyn_shipvias", {"msdyn_name": "A"}),
@@ -95,7 +97,7 @@ def test_changeset_is_read_by_the_sandbox_batch_parser() -> None:
 
 
 def test_batch_answers_are_parsed_and_the_first_failure_raised() -> None:
-    from bridge.sandbox.odata.batch import BatchResponse, write_batch
+    from bridge.wire.batch import BatchResponse, write_batch
 
     ok = [BatchResponse(204, {"OData-EntityId": "https://h/x(1)"}), BatchResponse(200, {}, b'{"a": 1}')]
     content_type, body = write_batch([ok])
@@ -111,146 +113,15 @@ def test_batch_answers_are_parsed_and_the_first_failure_raised() -> None:
         raise_for_batch("cds", results[:1], 2)
 
 
-# ---------------------------------------------------------------- retries against a fake server
-class FakeTokens:
-    def __init__(self) -> None:
-        self.tokens = 0
-        self.refreshes = 0
-
-    async def token(self) -> str:
-        self.tokens += 1
-        return "old"
-
-    async def refresh(self) -> str:
-        self.refreshes += 1
-        return "fresh"
-
-
-class Script:
-    """Answers requests with scripted (status, headers, body, delay) in turn; the last one repeats."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[int, dict[str, str], Any, float]] = [(200, {}, {"ok": True}, 0.0)]
-        self.seen: list[web.Request] = []
-        self.auth: list[str] = []
-
-    def then(
-        self, status: int, body: Any = None, headers: dict[str, str] | None = None, delay: float = 0.0
-    ) -> None:
-        self.steps.append((status, headers or {}, body, delay))
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append(request)
-        self.auth.append(request.headers.get("Authorization", ""))
-        status, headers, body, delay = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
-        if delay:
-            await asyncio.sleep(delay)
-        if body is None:
-            return web.Response(status=status, headers=headers)
-        return web.json_response(body, status=status, headers=headers)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[tuple[Script, str]]:
-    script = Script()
-    script.steps.clear()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", script.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield script, f"http://127.0.0.1:{port}/api/"
-    await runner.cleanup()
-
-
-async def test_retryable_answers_are_retried_waiting_at_least_retry_after(fake: tuple[Script, str]) -> None:
-    script, url = fake
-    script.then(429, {"error": {"message": "slow down"}}, {"Retry-After": "0.3"})
-    script.then(200, {"value": []})
-    async with HttpClient("cds", url, FakeTokens(), retry=FAST) as http:
-        started = time.monotonic()
-        resp = await http.request("GET", "things")
-        assert resp.status == 200 and len(script.seen) == 2
-        assert time.monotonic() - started >= 0.3
-
-
-async def test_rejections_are_never_retried(fake: tuple[Script, str]) -> None:
-    script, url = fake
-    script.then(400, {"error": {"code": "0x80040203", "message": "msdyn_name is too long"}})
-    async with HttpClient("cds", url, FakeTokens(), retry=FAST) as http:
-        with pytest.raises(RejectedError, match="too long") as info:
-            await http.request("POST", "things", json_body={"a": 1})
-    assert len(script.seen) == 1 and info.value.status == 400
-
-
-async def test_401_retries_once_with_a_fresh_token_then_rejects(fake: tuple[Script, str]) -> None:
-    script, url = fake
-    script.then(401)
-    script.then(200, {"ok": True})
-    tokens = FakeTokens()
-    async with HttpClient("cds", url, tokens, retry=FAST) as http:
-        assert (await http.request("GET", "x")).status == 200
-        assert script.auth == ["Bearer old", "Bearer fresh"] and tokens.refreshes == 1
-        script.steps.clear()
-        script.then(401)
-        script.then(401)
-        with pytest.raises(RejectedError) as info:
-            await http.request("GET", "x")
-    assert info.value.status == 401 and tokens.refreshes == 2 and len(script.seen) == 4
-
-
-async def test_attempts_are_bounded(fake: tuple[Script, str]) -> None:
-    script, url = fake
-    script.then(500, {"error": {"message": "boom"}})
-    async with HttpClient("scm", url, FakeTokens(), retry=FAST) as http:
-        with pytest.raises(RetryableError, match="boom"):
-            await http.request("GET", "x")
-    assert len(script.seen) == FAST.attempts
-
-
-async def test_deadline_stops_instead_of_waiting_past_it(fake: tuple[Script, str]) -> None:
-    script, url = fake
-    script.then(503, None, {"Retry-After": "5"})
-    async with HttpClient("scm", url, FakeTokens(), retry=FAST) as http:
-        started = time.monotonic()
-        with deadline_scope(0.5), pytest.raises(RetryableError) as info:
-            await http.request("GET", "x")
-    assert time.monotonic() - started < 0.5 and len(script.seen) == 1
-    assert info.value.retry_after == 5.0
-
-
-async def test_request_timeout_is_bounded_by_the_deadline(fake: tuple[Script, str]) -> None:
-    script, url = fake
-    script.then(200, {"ok": True}, delay=0.6)
-    async with HttpClient("scm", url, FakeTokens(), timeout=10, retry=FAST) as http:
-        started = time.monotonic()
-        with deadline_scope(0.3), pytest.raises(RetryableError, match="timed out"):
-            await http.request("GET", "x")
-    assert time.monotonic() - started < 1.0
-
-
-async def test_connection_refused_is_retryable() -> None:
-    async with HttpClient(
-        "cds", "http://127.0.0.1:9/", FakeTokens(), retry=RetryPolicy(attempts=2, initial=0.01)
-    ) as http:
-        with pytest.raises(RetryableError, match="connection failed"):
-            await http.request("GET", "x")
-
-
-async def test_query_follows_next_links(fake: tuple[Script, str]) -> None:
-    script, url = fake
-    script.then(200, {"value": [{"n": 1}], "@odata.nextLink": url + "things?$skiptoken=2"})
-    script.then(200, {"value": [{"n": 2}]})
-    async with DataverseClient(url, FakeTokens(), retry=FAST) as cds:
-        assert await cds.query("things", filter="n gt 0") == [{"n": 1}, {"n": 2}]
-    assert script.seen[0].query["$filter"] == "n gt 0"
-    assert script.seen[0].headers["Prefer"].startswith("odata.maxpagesize=")
-    assert script.seen[1].query["$skiptoken"] == "2"
-
-
 # ---------------------------------------------------------------- tokens
+def test_claims_are_read_from_any_jwt_unverified_and_garbage_is_a_config_error() -> None:
+    """The bridge reads only its own token's claims (oid, expiry): no key, no expiry check."""
+    expired = jwt.encode({"oid": "abc", "exp": 1}, "k" * 32, algorithm="HS256")
+    assert decode_claims(expired) == {"oid": "abc", "exp": 1}
+    with pytest.raises(ConfigError, match="not a JWT"):
+        decode_claims("not-a-token")
+
+
 def test_http_authority_is_a_config_error() -> None:
     provider = TokenProvider("http://127.0.0.1:1/tenant", "id", "secret", "api://x/.default")
     with pytest.raises(ConfigError, match="https"):

@@ -10,9 +10,11 @@ import pytest
 
 from bridge.core.deadline import deadline_scope
 from bridge.core.errors import RejectedError, RetryableError
+from bridge.systems.connect import coalesced
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
 from bridge.systems.http import RetryPolicy
+from bridge.systems.transport import Response
 from tests.systems.helpers import tokens_for
 
 FAST = RetryPolicy(attempts=2, initial=0.01, maximum=0.05)
@@ -21,8 +23,8 @@ FAST = RetryPolicy(attempts=2, initial=0.01, maximum=0.05)
 @pytest.fixture
 async def fno(sandbox_info: Any) -> AsyncIterator[FnoClient]:
     tokens = tokens_for(sandbox_info, sandbox_info.scm_scope)
-    async with FnoClient(
-        sandbox_info.scm_url, tokens, ca_file=sandbox_info.ca_file, retry=FAST, coalesce=True
+    async with coalesced(
+        FnoClient(sandbox_info.scm_url, tokens, ca_file=sandbox_info.ca_file, retry=FAST)
     ) as client:
         yield client
 
@@ -75,8 +77,8 @@ async def test_writes_under_a_deadline_are_never_held_back(fno: FnoClient) -> No
 
 async def test_dataverse_writes_coalesce_too(sandbox_info: Any) -> None:
     tokens = tokens_for(sandbox_info, sandbox_info.cds_scope)
-    async with DataverseClient(
-        sandbox_info.cds_url, tokens, ca_file=sandbox_info.ca_file, retry=FAST, coalesce=True
+    async with coalesced(
+        DataverseClient(sandbox_info.cds_url, tokens, ca_file=sandbox_info.ca_file, retry=FAST)
     ) as cds:
         company = await cds.company_id("USMF")
         made = await asyncio.gather(
@@ -132,7 +134,7 @@ async def test_a_batch_refused_as_a_whole_is_sent_one_by_one(fno: FnoClient) -> 
     coalescer = fno.http.coalescer
     assert coalescer is not None
 
-    async def refused(content_type: str, body: bytes) -> tuple[int, dict[str, str], str]:
+    async def refused(content_type: str, body: bytes) -> Response:
         raise RejectedError("The batch body has no closing delimiter", system="scm", status=400)
 
     coalescer._send_batch = refused  # type: ignore[method-assign]
@@ -153,7 +155,7 @@ async def test_a_batch_failing_with_a_server_error_is_sent_one_by_one(fno: FnoCl
     coalescer = fno.http.coalescer
     assert coalescer is not None
 
-    async def broken(content_type: str, body: bytes) -> tuple[int, dict[str, str], str]:
+    async def broken(content_type: str, body: bytes) -> Response:
         raise RetryableError("scm 500: An error has occurred.", system="scm", status=500)
 
     coalescer._send_batch = broken  # type: ignore[method-assign]
@@ -171,7 +173,7 @@ async def test_a_throttled_or_unreachable_batch_makes_every_write_wait(
     coalescer = fno.http.coalescer
     assert coalescer is not None
 
-    async def wait(content_type: str, body: bytes) -> tuple[int, dict[str, str], str]:
+    async def wait(content_type: str, body: bytes) -> Response:
         raise RetryableError("scm busy", system="scm", status=status, retry_after=7.0)
 
     coalescer._send_batch = wait  # type: ignore[method-assign]

@@ -12,7 +12,9 @@ from urllib.parse import parse_qsl, urlsplit
 from aiohttp import web
 
 from bridge.sandbox.contracts import Principal
-from bridge.sandbox.odata.batch import (
+from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Unit
+from bridge.sandbox.odata.query import parse_prefer
+from bridge.wire.batch import (
     BatchRequest,
     BatchResponse,
     BatchSyntaxError,
@@ -20,8 +22,6 @@ from bridge.sandbox.odata.batch import (
     parse_batch,
     write_batch,
 )
-from bridge.sandbox.odata.ops import CallContext, OpRequest, OpResponse, Unit
-from bridge.sandbox.odata.query import parse_prefer
 
 Dispatch = Callable[[OpRequest, CallContext, Unit | None], Awaitable[OpResponse]]
 ErrorFactory = Callable[[int, str], OpResponse]  # (status, message) -> the dialect's error shape
