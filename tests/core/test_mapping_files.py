@@ -1,5 +1,5 @@
 """The shipped mapping files and the docs example: they load, and every table, column, kind,
-reference and option they name exists in the emulators' schema (bridge/sandbox/schema.py)."""
+reference and option they name exists in the emulators' schema (bridge/sandbox/schema/)."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def test_sdk_values_become_web_api_read_form() -> None:
         "msdyn_operationalsite": ref("msdyn_operationalsite", SITE_ID.upper()),
         "msdyn_acquisitioncost": {"__type": f"Money:{XRM}", "Value": 12.5},
         "msdyn_acquisitiondate": "/Date(1506409448000-0700)/",
-        "msdyn_serialnumber": "SN-1",
+        "msdyn_serialid": "SN-1",
         "msdyn_modelyear": 2020,
     }
     out = normalise_attributes(attrs, set(), "T")
@@ -87,7 +87,7 @@ def test_sdk_values_become_web_api_read_form() -> None:
         "_msdyn_operationalsite_value": SITE_ID,
         "msdyn_acquisitioncost": 12.5,
         "msdyn_acquisitiondate": "2017-09-26T07:04:08Z",  # the offset does not move the instant
-        "msdyn_serialnumber": "SN-1",
+        "msdyn_serialid": "SN-1",
         "msdyn_modelyear": 2020,
     }
 

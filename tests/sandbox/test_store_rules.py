@@ -91,7 +91,7 @@ FO = build_rules(FNO_TABLES, "fno")
         (FO, "PaymentTerms", {"CutOffDayOfMonth": 32}, Rule.RANGE),
         (FO, "AssetMaintenanceAssets", {"AcquisitionDate": "2024-02-30"}, Rule.TYPE),
         (DV, "msdyn_warehouses", {"msdyn_warehousetype": 5}, Rule.OPTION),
-        (DV, "msdyn_warehouses", {"msdyn_isadvancedwarehousemanagementenabled": "yes"}, Rule.TYPE),
+        (DV, "msdyn_warehouses", {"msdyn_useadvancedwarehousemanagementprocesses": "yes"}, Rule.TYPE),
         (DV, "msdyn_customerassets", {"msdyn_modelyear": 2200}, Rule.RANGE),
         (DV, "msdyn_customerassets", {"msdyn_modelyear": True}, Rule.TYPE),
         (DV, "msdyn_customerassets", {"msdyn_acquisitioncost": -1}, Rule.RANGE),
