@@ -68,7 +68,7 @@ async def test_create_update_delete_events(fno: Fno, webhook_receiver: WebhookRe
     call = webhook_receiver.received[0]
     assert call.headers["x-dualwrite-key"] == "k" and call.headers["Content-Type"] == "application/json"
     assert created["BusinessEventId"] == "Warehouse_Created"
-    # The virtual tables' messages (powerapps-docs, virtual-entities: OnExternalCreated/Updated/Deleted).
+    # The virtual tables' messages (powerapps-docs, virtual-entities/enable-virtual-table-event-support.md).
     names = [created["MessageName"], updated["MessageName"], deleted["MessageName"]]
     assert names == ["OnExternalCreated", "OnExternalUpdated", "OnExternalDeleted"]
     assert call.headers["x-ms-dynamics-request-name"] == "OnExternalCreated"
