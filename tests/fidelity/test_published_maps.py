@@ -98,6 +98,28 @@ def test_every_deliberate_difference_is_still_a_difference(maps: MappingSet, nam
             assert reason and field in shipped and field not in published, (map_name, field)
 
 
+def published_arrows(text: str) -> dict[tuple[str, str], str]:
+    """(F&O field, Dataverse column) -> the published map type as written (``=``, ``><``, ...)."""
+    out: dict[tuple[str, str], str] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) >= 3 and cells[1] in ARROWS:
+            out[(cells[0], cells[2])] = cells[1]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_enum_and_noyes_fields_are_value_mapped_in_the_published_map(maps: MappingSet, name: str) -> None:
+    """``><`` is "both ways through a value map": every field we convert between an F&O enum and a
+    Dataverse choice or two-option column is a ``><`` row of the published map."""
+    emap = maps.get(name)
+    assert emap is not None
+    arrows = published_arrows((PUBLISHED_DIR / PUBLISHED[name]).read_text(encoding="utf-8"))
+    for f in emap.fields:
+        if f.map == "noyes" or f.map in emap.value_maps:
+            assert arrows.get((f.scm.upper(), f.cds)) == "><", (name, f.scm, f.cds)
+
+
 def test_row_reading_follows_the_published_map_types() -> None:
     text = "A | = | a | \nB | >< | b.k | \nC | >> | c | \nD | << | none | \nnot | a | row\n"
     assert published_rows(text) == {

@@ -99,7 +99,7 @@ FNO_TABLES: tuple[Table, ...] = (
             Column("WarehouseSpecificDefaultInventoryStatusId", S, max_length=20),
             Column("IsPrimaryAddressAssigned", Kind.ENUM, options=FO_NOYES),
             Column("PrimaryAddressCity", S, max_length=60),
-            Column("PrimaryAddressCountryRegionId", S, max_length=20),
+            Column("PrimaryAddressCountryRegionId", S, max_length=10),
             Column("PrimaryAddressCountyId", S, max_length=20),
             Column("PrimaryAddressDistrictName", S, max_length=60),
             Column("PrimaryAddressLatitude", D),
