@@ -59,6 +59,7 @@ def _field_problems(emap: EntityMap, i: int, f: FieldMap, dv: Table, fo: Table) 
             "copy": dvc.kind in TEXT and foc.kind in TEXT,
             "number": dvc.kind in NUMBER and foc.kind in NUMBER,
             "optional_number": dvc.kind in NUMBER and foc.kind in NUMBER,
+            "number_text": dvc.kind in NUMBER and foc.kind in TEXT,
             "noyes": kinds == (Kind.BOOL, Kind.ENUM) and foc.options == FO_NOYES,
             "date": kinds == (Kind.DATE, Kind.DATE),
         }.get(f.map, False)

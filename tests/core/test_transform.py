@@ -291,6 +291,27 @@ def test_optional_number_map_treats_fno_zero_as_empty() -> None:
     assert years.write(System.SCM, None) == 0
 
 
+def test_number_text_map_carries_fno_text_as_a_dataverse_number(asset: EntityMap) -> None:
+    from bridge.core.valuemaps import NumberTextMap
+
+    years = NumberTextMap()
+    assert years.normalise(System.SCM, "2020") == 2020
+    assert years.normalise(System.SCM, "") is None  # F&O's empty text
+    assert years.normalise(System.CDS, 2020) == 2020
+    assert years.write(System.SCM, 2020) == "2020"  # digits, never a JSON number
+    assert years.write(System.SCM, None) == ""
+    assert years.write(System.CDS, 2020) == 2020
+    with pytest.raises(RejectedError, match="is not text"):
+        years.normalise(System.SCM, 2020)
+    with pytest.raises(RejectedError, match="is not a number"):
+        years.normalise(System.SCM, "MMXX")
+    # Through the shipped asset map, both ways.
+    to_scm = asset.to_target(CDS, {"msdyn_name": "Pump", "msdyn_modelyear": 2020}, {})
+    assert to_scm["ModelYear"] == "2020"
+    to_cds = asset.to_target(SCM, {"Name": "Pump", "ModelYear": "2020"}, {})
+    assert to_cds["msdyn_modelyear"] == 2020
+
+
 def test_empty_text_and_references_go_to_fno_as_empty_strings(warehouse: EntityMap) -> None:
     emap = warehouse
     image = {

@@ -177,7 +177,7 @@ async def spec_for(h: Harness, name: str) -> Spec:
             {
                 "Name": "Pump 1",
                 "MaintenanceAssetTypeId": "PUMP",
-                "ModelYear": 2020,
+                "ModelYear": "2020",
                 "AcquisitionDate": "2024-03-01T00:00:00Z",
             },
             {

@@ -170,7 +170,7 @@ FNO_TABLES: tuple[Table, ...] = (
                 target_key="MaintenanceAssetId",
             ),
             Column("SerialId", S, max_length=20),
-            Column("ModelYear", I, minimum=0, maximum=9999),
+            Column("ModelYear", S, max_length=4),  # Edm.String in F&O's OData metadata
             Column("AcquisitionCost", D),
             Column("AcquisitionDate", DT),
             Column("ActiveFrom", DT),
