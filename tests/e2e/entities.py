@@ -95,7 +95,7 @@ async def spec_for(h: Harness, name: str) -> Spec:
                 "msdyn_paymentmethodtype": 192350005,
                 "msdyn_isdefaultpaymentterm": True,
             },
-            {"CutOffDayOfMonth": 15, "NumberOfMonths": 1, "IsCertifiedCompanyCheck": "Yes"},
+            {"CutoffDayOfMonth": 15, "NumberOfMonths": 1, "IsCertifiedCompanyCheck": "Yes"},
             {"msdyn_cutoffdayofmonth": 15, "msdyn_numberofmonth": 1, "msdyn_iscertifiedcompanycheck": True},
         )
     if name == "customer_asset_category":

@@ -17,6 +17,7 @@ import pytest
 from bridge.core.entitymap import Direction, EntityMap
 from bridge.core.mapping import MappingSet, load_mappings
 from tests.fidelity.deliberate import ADDED, LEFT_OUT, PUBLISHED, UNPUBLISHED
+from tests.fidelity.odata_names import VERIFIED
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED_DIR = Path(__file__).parent / "published"
@@ -128,3 +129,14 @@ def test_row_reading_follows_the_published_map_types() -> None:
         ("C", Direction.TO_CDS, "c"),
         ("D", Direction.TO_SCM, "none"),
     }
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_fno_property_names_have_the_metadata_case(maps: MappingSet, name: str) -> None:
+    """Upper case hides a wrong case (``CutOffDayOfMonth`` for ``CutoffDayOfMonth``); OData names are
+    case-sensitive, so every F&O property a shipped map names must be spelled as the metadata has it."""
+    emap = maps.get(name)
+    assert emap is not None
+    known = VERIFIED[emap.scm.entity_set]
+    named = {emap.scm.key_field, emap.scm.company_field, *(f.scm for f in emap.fields)}
+    assert named - known == set()

@@ -88,7 +88,7 @@ FO = build_rules(FNO_TABLES, "fno")
         (FO, "Warehouses", {"WarehouseType": "Bogus"}, Rule.OPTION),
         (FO, "Warehouses", {"Nope": 1}, Rule.UNKNOWN),
         (FO, "Warehouses", {"ModifiedDateTime": "2024-01-01T00:00:00Z"}, Rule.READ_ONLY),
-        (FO, "PaymentTerms", {"CutOffDayOfMonth": 32}, Rule.RANGE),
+        (FO, "PaymentTerms", {"CutoffDayOfMonth": 32}, Rule.RANGE),
         (FO, "AssetMaintenanceAssets", {"AcquisitionDate": "2024-02-30"}, Rule.TYPE),
         (DV, "msdyn_warehouses", {"msdyn_warehousetype": 5}, Rule.OPTION),
         (DV, "msdyn_warehouses", {"msdyn_useadvancedwarehousemanagementprocesses": "yes"}, Rule.TYPE),

@@ -198,7 +198,7 @@ FNO_TABLES: tuple[Table, ...] = (
             Column("Description", S, max_length=60),
             Column("NumberOfDays", I, minimum=0, maximum=999),
             Column("NumberOfMonths", I, minimum=0, maximum=999),
-            Column("CutOffDayOfMonth", I, minimum=0, maximum=31),
+            Column("CutoffDayOfMonth", I, minimum=0, maximum=31),
             Column("IsCashPayment", Kind.ENUM, options=FO_NOYES),
             Column("IsCertifiedCompanyCheck", Kind.ENUM, options=FO_NOYES),
             Column("IsDefaultPaymentTerm", Kind.ENUM, options=FO_NOYES),
