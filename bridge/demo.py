@@ -66,13 +66,20 @@ DEMO_RECORDS: list[tuple[str, str, dict[str, Any]]] = [
             "OperationalSiteId": "1",
             "WarehouseType": "Standard",
             "PrimaryAddressCity": "Seattle",
+            "AreAdvancedWarehouseManagementProcessesEnabled": "Yes",
         },
     ),
     ("cds", "msdyn_shipvias", {"msdyn_name": "Air", "msdyn_description": "Air freight"}),
     (
         "cds",
         "msdyn_paymentterms",
-        {"msdyn_name": "Net10", "msdyn_description": "Net 10 days", "msdyn_days": 10},
+        {
+            "msdyn_name": "Net10",
+            "msdyn_description": "Net 10 days",
+            "msdyn_days": 10,
+            "msdyn_numberofmonth": 0,
+            "msdyn_cutoffdayofmonth": 25,
+        },
     ),
 ]
 

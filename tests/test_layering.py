@@ -178,8 +178,16 @@ def test_no_import_circle_between_packages() -> None:
 
 def test_package_inits_import_nothing_of_the_bridge() -> None:
     # The graph leaves out the implicit import of a package's __init__: sound only while they are empty.
-    inits = {name for name, path in import_graph.modules().items() if path.name == "__init__.py"}
+    # The emulators' schema package re-exports its modules' names (the names importable before it was
+    # split); inside the sandbox that hides no arrow the rules care about: the sandbox may import only
+    # itself (and bridge.wire), which the transitive test below checks through the re-export too.
+    inits = {
+        name
+        for name, path in import_graph.modules().items()
+        if path.name == "__init__.py" and name != "bridge.sandbox.schema"
+    }
     assert {name: GRAPH[name] for name in inits if GRAPH[name]} == {}
+    assert all(_sandbox(target) for target in GRAPH["bridge.sandbox.schema"])
 
 
 def test_the_bridge_never_imports_the_sandbox() -> None:

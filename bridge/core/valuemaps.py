@@ -102,6 +102,25 @@ class OptionalNumberMap(NumberMap):
         return None if side is System.SCM and number == 0 else number
 
 
+class NumberTextMap(NumberMap):
+    """An F&O text property holding a number <-> a Dataverse number, e.g. a model year: F&O's
+    ``ModelYear`` is ``Edm.String`` in its OData metadata. ``"2020"`` <-> ``2020``; F&O ``""`` (its
+    empty string) <-> Dataverse null. A number is written to F&O as its digits, never as a JSON
+    number (OData refuses a number for a string property)."""
+
+    name = "number_text"
+
+    def normalise(self, side: System, value: Any) -> Any:
+        if side is System.SCM and value is not None and not isinstance(value, str):
+            raise _reject(self.name, side, value, "is not text")
+        return super().normalise(side, value)
+
+    def write(self, side: System, value: Any) -> Any:
+        if side is System.SCM:
+            return "" if value is None else str(value)
+        return value
+
+
 class NoYesMap:
     """F&O NoYes ("Yes"/"No") <-> Dataverse two-option (true/false).
 
@@ -195,5 +214,5 @@ class EnumMap:
 
 
 BUILTIN_MAPS: dict[str, ValueMap] = {
-    m.name: m for m in (CopyMap(), NumberMap(), OptionalNumberMap(), NoYesMap(), DateMap())
+    m.name: m for m in (CopyMap(), NumberMap(), OptionalNumberMap(), NumberTextMap(), NoYesMap(), DateMap())
 }

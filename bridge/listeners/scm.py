@@ -4,6 +4,9 @@ Attribute names arrive as ``mserp_`` + the OData property lower-cased; they are 
 map's F&O property names case-insensitively (``EntityMap.scm_property``). Columns the map does not
 know are dropped. Values already are F&O OData JSON (enum labels, ISO dates).
 
+The entity fields arrive in ``InputParameters``: ``Target`` and, for an update, ``PreImage`` (the
+data events page); a pre-image in ``PreEntityImages`` is read too (the older shape).
+
 Event id: ``"scm:" + EventId`` (a re-delivery repeats it). Source timestamp: ``EventTimeIso8601`` /
 ``EventTime`` (the commit time in milliseconds, repeated on re-delivery: what ordering follows), else
 the row's ``ModifiedDateTime`` (whole seconds on F&O, so two changes in one second would tie).
@@ -62,7 +65,7 @@ def parse_data_event(item: Any, mappings: MappingLookup, where: str = "") -> Cha
         raise PayloadError(f"{at}InputParameters: no Target")
     target_entity = validate(WireEntity, raw_target, f"{at}InputParameters.Target")
     target = scm_attributes(emap, target_entity.attributes())
-    pre_entity = Context.first_image(ctx.PreEntityImages, f"{at}PreEntityImages.0.value")
+    pre_entity = _pre_image(ctx, at)
     pre = None if pre_entity is None else scm_attributes(emap, pre_entity.attributes())
 
     scm = emap.scm
@@ -116,6 +119,16 @@ def parse_scm_notification(body: Any, mappings: MappingLookup) -> list[ChangeEve
             raise PayloadError(f"<body>: {len(body)} events in one body; at most {MAX_EVENTS}")
         return [parse_data_event(item, mappings, f"[{i}]") for i, item in enumerate(body)]
     return [parse_data_event(body, mappings)]
+
+
+def _pre_image(ctx: DataEventContext, at: str) -> WireEntity | None:
+    """The row before the change: ``InputParameters.PreImage``, where the data events page puts it;
+    else the first of ``PreEntityImages``, where earlier payloads (and our emulator until issue 19)
+    had it."""
+    raw = ctx.parameter("PreImage")
+    if raw is not None:
+        return validate(WireEntity, raw, f"{at}InputParameters.PreImage")
+    return Context.first_image(ctx.PreEntityImages, f"{at}PreEntityImages.0.value")
 
 
 def _text(value: Any) -> str | None:

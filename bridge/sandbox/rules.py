@@ -1,4 +1,4 @@
-"""Business rules of both emulated systems, derived from ``schema.py``; pure apart from a resolver.
+"""Business rules of both emulated systems, derived from the ``schema`` package; pure apart from a resolver.
 
 Values are in storage form (Web API JSON, lookups keyed ``_<col>_value``). ``TableRules`` checks and
 normalises one write and returns structured ``Violation``s; each dialect (``dataverse``/``fno``)

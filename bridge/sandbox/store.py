@@ -1,4 +1,4 @@
-"""SQLite-backed row store for one emulated system, built from ``schema.py``.
+"""SQLite-backed row store for one emulated system, built from the ``schema`` package.
 
 One SQLite table per schema ``Table`` with real columns (so ``$filter`` transpiles to SQL), lookups
 stored as ``_<column>_value``, strings ``COLLATE NOCASE`` (both real systems compare and key text

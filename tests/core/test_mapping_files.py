@@ -1,5 +1,5 @@
 """The shipped mapping files and the docs example: they load, and every table, column, kind,
-reference and option they name exists in the emulators' schema (bridge/sandbox/schema.py)."""
+reference and option they name exists in the emulators' schema (bridge/sandbox/schema/)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def _field_problems(emap: EntityMap, i: int, f: FieldMap, dv: Table, fo: Table) 
             "copy": dvc.kind in TEXT and foc.kind in TEXT,
             "number": dvc.kind in NUMBER and foc.kind in NUMBER,
             "optional_number": dvc.kind in NUMBER and foc.kind in NUMBER,
+            "number_text": dvc.kind in NUMBER and foc.kind in TEXT,
             "noyes": kinds == (Kind.BOOL, Kind.ENUM) and foc.options == FO_NOYES,
             "date": kinds == (Kind.DATE, Kind.DATE),
         }.get(f.map, False)
@@ -145,6 +146,28 @@ def test_docs_example_loads_and_fits_the_schema(tmp_path: Path) -> None:
     # the example shows every feature it documents
     assert emap.value_maps and any(f.lookup for f in emap.fields) and any(f.default for f in emap.fields)
     assert {f.direction.value for f in emap.fields} >= {"both", "to_cds"}
+
+
+def _spelled_out(f: FieldMap) -> dict[str, object]:
+    """A field with its defaults written out (``map: copy``, ``cds_nav`` = the column)."""
+    out = f.model_dump()
+    out["map"] = out["map"] or ("copy" if f.lookup is None else None)
+    if f.lookup is not None:
+        out["lookup"]["cds_nav"] = f.lookup.cds_nav or f.cds
+    return out
+
+
+def test_docs_example_is_an_excerpt_of_the_shipped_warehouse_map(tmp_path: Path) -> None:
+    path = tmp_path / "example.yaml"
+    path.write_text(doc_example(), encoding="utf-8")
+    example = load_mapping_file(path)
+    shipped = load_mapping_file(MAPPINGS / "warehouse.yaml")
+    assert (example.name, example.cds, example.scm) == (shipped.name, shipped.cds, shipped.scm)
+    assert example.value_maps == shipped.value_maps
+    by_pair = {(f.scm, f.cds): f for f in shipped.fields}
+    for f in example.fields:
+        assert by_pair.get((f.scm, f.cds)) is not None, (f.scm, f.cds)
+        assert _spelled_out(f) == _spelled_out(by_pair[(f.scm, f.cds)]), (f.scm, f.cds)
 
 
 @pytest.mark.parametrize("model", [EntityMap, CdsSide, ScmSide, FieldMap, Lookup, EnumTable])

@@ -215,3 +215,22 @@ def test_check_of_missing_directory_fails_cleanly(tmp_path: Path) -> None:
     assert not ok and "not a directory" in report
     ok, report = check(tmp_path)
     assert not ok and "no mapping files" in report
+
+
+def test_one_way_fields_flow_only_their_way(tmp_path: Path) -> None:
+    """The published maps' ``>``/``>>`` (F&O -> Dataverse) and ``<``/``<<`` (Dataverse -> F&O)."""
+    data = copy.deepcopy(BASE)
+    data["fields"] = [
+        {"scm": "ModeDescription", "cds": "msdyn_description"},
+        {"scm": "ModeNote", "cds": "msdyn_note", "direction": "to_scm"},
+        {"scm": "ModeLabel", "cds": "msdyn_label", "direction": "to_cds"},
+    ]
+    emap = load_mapping_file(write(tmp_path, data))
+    cds_row = {"msdyn_description": "Air", "msdyn_note": "n", "msdyn_label": "l"}
+    scm_row = {"ModeDescription": "Air", "ModeNote": "N", "ModeLabel": "L"}
+    assert emap.to_target(System.CDS, cds_row, {}) == {"ModeDescription": "Air", "ModeNote": "n"}
+    assert emap.to_target(System.SCM, scm_row, {}) == {"msdyn_description": "Air", "msdyn_label": "L"}
+    # A change to a column that flows only the other way does not trigger a write.
+    assert not emap.touches_mapped(System.SCM, {"ModeNote": "changed"})
+    assert not emap.touches_mapped(System.CDS, {"msdyn_label": "changed"})
+    assert emap.touches_mapped(System.CDS, {"msdyn_note": "changed"})

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bridge.core.entitymap import Direction
 from bridge.core.errors import RejectedError
 from bridge.core.events import System
 from bridge.core.mapping import EntityMap, MappingSet, load_mappings
@@ -45,7 +46,7 @@ def cds_warehouse(**over: Any) -> dict[str, Any]:
         "msdyn_description": "Main warehouse",
         "_msdyn_operationalsite_value": SITE,
         "msdyn_warehousetype": 192350001,
-        "msdyn_isadvancedwarehousemanagementenabled": True,
+        "msdyn_useadvancedwarehousemanagementprocesses": True,
         "_msdyn_mainrefillingwarehouse_value": None,
         "msdyn_primaryaddresscity": "Seattle",
         "msdyn_primaryaddresscountryregionid": "USA",
@@ -166,15 +167,24 @@ def test_project_treats_missing_dates_as_empty(asset: EntityMap) -> None:
 # ---------------------------------------------------------------- to_target
 def test_cds_to_scm_payload_carries_every_mapped_field(warehouse: EntityMap) -> None:
     payload = warehouse.to_target(CDS, cds_warehouse(), {"msdyn_operationalsite": "S1"})
-    assert payload == {
-        "WarehouseName": "Main warehouse",
-        "OperationalSiteId": "S1",
-        "WarehouseType": "Quarantine",
-        "AreAdvancedWarehouseManagementProcessesEnabled": "Yes",
-        "MainRefillingWarehouseId": "",  # no reference: F&O strings are not nullable
-        "PrimaryAddressCity": "Seattle",
-        "PrimaryAddressCountryRegionId": "USA",
-    }
+    # Every field of the published map that flows to F&O, whether the source row had it or not.
+    assert set(payload) == {f.scm for f in warehouse.fields if f.direction is not Direction.TO_CDS}
+    assert (
+        payload
+        | {
+            "WarehouseName": "Main warehouse",
+            "OperationalSiteId": "S1",
+            "WarehouseType": "Quarantine",
+            "AreAdvancedWarehouseManagementProcessesEnabled": "Yes",
+            "MainRefillingWarehouseId": "",  # no reference: F&O strings are not nullable
+            "QuarantineWarehouseId": "",
+            "PrimaryAddressCity": "Seattle",
+            "PrimaryAddressCountryRegionId": "USA",
+            "IsFallbackWarehouse": "No",  # a null Dataverse boolean is F&O's No
+            "MaximumBatchPickingListQuantity": 0,  # an empty Dataverse number is F&O's 0
+        }
+        == payload
+    )
 
 
 def test_scm_to_cds_payload_binds_lookups_and_copies_key_to_name(warehouse: EntityMap) -> None:
@@ -183,7 +193,7 @@ def test_scm_to_cds_payload_binds_lookups_and_copies_key_to_name(warehouse: Enti
     assert payload["msdyn_operationalsite@odata.bind"] == f"/msdyn_operationalsites({SITE})"
     assert payload["msdyn_mainrefillingwarehouse@odata.bind"] is None
     assert payload["msdyn_warehousetype"] == 192350002
-    assert payload["msdyn_isadvancedwarehousemanagementenabled"] is False
+    assert payload["msdyn_useadvancedwarehousemanagementprocesses"] is False
     assert payload["msdyn_primaryaddresscity"] is None
     assert "msdyn_warehouseidentifier" not in payload and "msdyn_company@odata.bind" not in payload
 
@@ -279,6 +289,27 @@ def test_optional_number_map_treats_fno_zero_as_empty() -> None:
     assert years.normalise(System.SCM, 2020) == 2020
     assert years.normalise(System.CDS, 0) == 0  # a real 0 on Dataverse stays 0
     assert years.write(System.SCM, None) == 0
+
+
+def test_number_text_map_carries_fno_text_as_a_dataverse_number(asset: EntityMap) -> None:
+    from bridge.core.valuemaps import NumberTextMap
+
+    years = NumberTextMap()
+    assert years.normalise(System.SCM, "2020") == 2020
+    assert years.normalise(System.SCM, "") is None  # F&O's empty text
+    assert years.normalise(System.CDS, 2020) == 2020
+    assert years.write(System.SCM, 2020) == "2020"  # digits, never a JSON number
+    assert years.write(System.SCM, None) == ""
+    assert years.write(System.CDS, 2020) == 2020
+    with pytest.raises(RejectedError, match="is not text"):
+        years.normalise(System.SCM, 2020)
+    with pytest.raises(RejectedError, match="is not a number"):
+        years.normalise(System.SCM, "MMXX")
+    # Through the shipped asset map, both ways.
+    to_scm = asset.to_target(CDS, {"msdyn_name": "Pump", "msdyn_modelyear": 2020}, {})
+    assert to_scm["ModelYear"] == "2020"
+    to_cds = asset.to_target(SCM, {"Name": "Pump", "ModelYear": "2020"}, {})
+    assert to_cds["msdyn_modelyear"] == 2020
 
 
 def test_empty_text_and_references_go_to_fno_as_empty_strings(warehouse: EntityMap) -> None:

@@ -93,10 +93,10 @@ async def spec_for(h: Harness, name: str) -> Spec:
             {
                 "msdyn_description": "Cash on delivery",
                 "msdyn_paymentmethodtype": 192350005,
-                "msdyn_isdefault": True,
+                "msdyn_isdefaultpaymentterm": True,
             },
-            {"CutOffDayOfMonth": 15},
-            {"msdyn_cutoffday": 15},
+            {"CutoffDayOfMonth": 15, "NumberOfMonths": 1, "IsCertifiedCompanyCheck": "Yes"},
+            {"msdyn_cutoffdayofmonth": 15, "msdyn_numberofmonth": 1, "msdyn_iscertifiedcompanycheck": True},
         )
     if name == "customer_asset_category":
         return Spec(
@@ -130,13 +130,31 @@ async def spec_for(h: Harness, name: str) -> Spec:
                 "msdyn_warehousetype": 192350001,
             },
             {"WarehouseName": "North", "OperationalSiteId": "1", "WarehouseType": "Quarantine"},
-            {"msdyn_primaryaddresscity": "Oslo"},
-            {"PrimaryAddressCity": "Oslo"},
-            {"WarehouseName": "South", "OperationalSiteId": "2", "WarehouseType": "Transit"},
+            {
+                "msdyn_primaryaddresscity": "Oslo",
+                "msdyn_useadvancedwarehousemanagementprocesses": True,
+                "msdyn_primaryaddresslatitude": 59.91,
+                "msdyn_maximumpickinglistlinequantity": 40,
+            },
+            {
+                "PrimaryAddressCity": "Oslo",
+                "AreAdvancedWarehouseManagementProcessesEnabled": "Yes",
+                "PrimaryAddressLatitude": 59.91,
+                "MaximumPickingListLineQuantity": 40,
+            },
+            {
+                "WarehouseName": "South",
+                "OperationalSiteId": "2",
+                "WarehouseType": "Transit",
+                "IsFallbackWarehouse": "Yes",
+                "PrimaryAddressStreet": "Storgata 1",
+            },
             {
                 "msdyn_description": "South",
                 "msdyn_warehousetype": 192350002,
                 "_msdyn_operationalsite_value": site2,
+                "msdyn_isfallbackwarehouse": True,
+                "msdyn_primaryaddressstreet": "Storgata 1",
             },
             {"OperationalSiteId": "3"},
             {"_msdyn_operationalsite_value": site3},
@@ -159,25 +177,35 @@ async def spec_for(h: Harness, name: str) -> Spec:
             {
                 "Name": "Pump 1",
                 "MaintenanceAssetTypeId": "PUMP",
-                "ModelYear": 2020,
+                "ModelYear": "2020",
                 "AcquisitionDate": "2024-03-01T00:00:00Z",
             },
-            {"msdyn_replacementdate": "2030-01-01", "msdyn_acquisitioncost": 1200.5},
-            {"ReplacementDate": "2030-01-01T00:00:00Z", "AcquisitionCost": 1200.5},
+            {
+                "msdyn_replacementdate": "2030-01-01",
+                "msdyn_acquisitioncost": 1200.5,
+                "msdyn_activefrom": "2024-04-01",
+                "msdyn_vendaccount": "V-100",
+            },
+            {
+                "ReplacementDate": "2030-01-01T00:00:00Z",
+                "AcquisitionCost": 1200.5,
+                "ActiveFrom": "2024-04-01T00:00:00Z",
+                "VendAccount": "V-100",
+            },
             {
                 "Name": "Fan 7",
                 "MaintenanceAssetTypeId": "PUMP",
-                "SerialNumber": "SN-7",
+                "SerialId": "SN-7",
                 "ReplacementDate": "1900-01-01T00:00:00Z",
             },
             {
                 "msdyn_name": "Fan 7",
-                "msdyn_serialnumber": "SN-7",
+                "msdyn_serialid": "SN-7",
                 "msdyn_replacementdate": None,
                 "_msdyn_customerassetcategory_value": category,
             },
-            {"Notes": "checked"},
-            {"msdyn_notes": "checked"},
+            {"Notes": "checked", "ReplacementValue": 900, "WrkCtrId": "WC-1"},
+            {"msdyn_notes": "checked", "msdyn_replacementvalue": 900, "msdyn_wrkctrid": "WC-1"},
         )
     raise KeyError(name)
 

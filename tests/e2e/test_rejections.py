@@ -68,7 +68,7 @@ async def test_async_rejected_create_is_removed_from_the_originator(env: Harness
             "MaintenanceAssetId": "OLD-1",
             "Name": "Old pump",
             "MaintenanceAssetTypeId": "PUMP",
-            "ModelYear": 1800,
+            "ModelYear": "1800",
         },
     )
     assert resp.status == 201, resp.body
@@ -89,7 +89,12 @@ async def test_async_rejected_update_restores_the_last_synced_values(env: Harnes
     await ensure_category(env, "PUMP")
     resp = await env.scm_create(
         "AssetMaintenanceAssets",
-        {"MaintenanceAssetId": "P-2", "Name": "Pump 2", "MaintenanceAssetTypeId": "PUMP", "ModelYear": 2001},
+        {
+            "MaintenanceAssetId": "P-2",
+            "Name": "Pump 2",
+            "MaintenanceAssetTypeId": "PUMP",
+            "ModelYear": "2001",
+        },
     )
     assert resp.status == 201
     await eventually(
@@ -97,12 +102,12 @@ async def test_async_rejected_update_restores_the_last_synced_values(env: Harnes
     )
     await env.settle()
     assert (
-        await env.scm_update("AssetMaintenanceAssets", "MaintenanceAssetId", "P-2", {"ModelYear": 1850})
+        await env.scm_update("AssetMaintenanceAssets", "MaintenanceAssetId", "P-2", {"ModelYear": "1850"})
     ).status == 204
 
     async def restored() -> dict[str, Any] | None:
         row = await env.scm_find("AssetMaintenanceAssets", "MaintenanceAssetId", "P-2")
-        return row if row and row["ModelYear"] == 2001 else None
+        return row if row and row["ModelYear"] == "2001" else None
 
     await eventually(restored, what="F&O's model year restored to the synced 2001")
     row = await env.cds_find("msdyn_customerassets", "msdyn_maintenanceassetid", "P-2")

@@ -55,7 +55,7 @@ def warehouse_row(**over: Any) -> dict[str, Any]:
         "msdyn_description": "Main warehouse",
         "msdyn_operationalsite": ref("msdyn_operationalsite", SITE_ID),
         "msdyn_warehousetype": option(192350000),
-        "msdyn_isadvancedwarehousemanagementenabled": True,
+        "msdyn_useadvancedwarehousemanagementprocesses": True,
         "msdyn_company": ref("cdm_company", USMF_ID),
         "modifiedon": "/Date(1700000000000)/",
         "modifiedby": ref("systemuser", USER_ID),
@@ -147,22 +147,33 @@ def data_event(
     event_id: str | None = None,
     entity_name: str = "mserp_warehouse",
     oid: str = "5f0c6b8e-7a4d-4b2e-9c1f-3d2e1f0a9b8c",
+    pre_in: str = "InputParameters",
 ) -> dict[str, Any]:
+    """A data event. ``pre_in``: where the pre-image travels: ``"InputParameters"`` (as ``PreImage``
+    next to ``Target``, the shape of dynamics-365-unified-operations-public,
+    articles/fin-ops-core/dev-itpro/business-events/data-events.md) or ``"PreEntityImages"`` (the
+    older shape the bridge still reads)."""
     attrs = target if target is not None else fno_warehouse()
     event_id = event_id or str(uuid.uuid4())
+    inputs = {"Target": entity(entity_name, ZERO, attrs)}
+    images: list[dict[str, Any]] = []
+    if pre is not None and pre_in == "InputParameters":
+        inputs["PreImage"] = entity(entity_name, ZERO, pre)
+    elif pre is not None:
+        images = kv({"PreImage": entity(entity_name, ZERO, pre)})
     return {
         "BusinessUnitId": ZERO,
         "CorrelationId": str(uuid.uuid4()),
         "Depth": 1,
         "InitiatingUserId": ZERO,
-        "InputParameters": kv({"Target": entity(entity_name, ZERO, attrs)}),
+        "InputParameters": kv(inputs),
         "IsExecutingOffline": False,
         "IsInTransaction": False,
         "IsOfflinePlayback": False,
         "IsolationMode": 1,
         "MessageName": message,
         "Mode": 1,
-        "OperationCreatedOn": "/Date(1700000000000)/",
+        "OperationCreatedOn": "/Date(1700000000000+0000)/",
         "OperationId": event_id,
         "OrganizationId": str(uuid.uuid4()),
         "OrganizationName": "fno",
@@ -176,7 +187,7 @@ def data_event(
         },
         "ParentContext": None,
         "PostEntityImages": [],
-        "PreEntityImages": kv({"PreImage": entity(entity_name, ZERO, pre)}) if pre is not None else [],
+        "PreEntityImages": images,
         "PrimaryEntityId": ZERO,
         "PrimaryEntityName": entity_name,
         "RequestId": None,

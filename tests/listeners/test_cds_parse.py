@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -78,7 +79,7 @@ def test_sdk_values_become_web_api_read_form() -> None:
         "msdyn_operationalsite": ref("msdyn_operationalsite", SITE_ID.upper()),
         "msdyn_acquisitioncost": {"__type": f"Money:{XRM}", "Value": 12.5},
         "msdyn_acquisitiondate": "/Date(1506409448000-0700)/",
-        "msdyn_serialnumber": "SN-1",
+        "msdyn_serialid": "SN-1",
         "msdyn_modelyear": 2020,
     }
     out = normalise_attributes(attrs, set(), "T")
@@ -87,7 +88,7 @@ def test_sdk_values_become_web_api_read_form() -> None:
         "_msdyn_operationalsite_value": SITE_ID,
         "msdyn_acquisitioncost": 12.5,
         "msdyn_acquisitiondate": "2017-09-26T07:04:08Z",  # the offset does not move the instant
-        "msdyn_serialnumber": "SN-1",
+        "msdyn_serialid": "SN-1",
         "msdyn_modelyear": 2020,
     }
 
@@ -284,10 +285,53 @@ def test_payload_built_by_the_sandbox_notifier_parses(mappings: MappingSet) -> N
     )
     parsed = parse(body, mappings)
     assert parsed.mode is SyncMode.SYNC and parsed.event_id == "cds:r-1"
+    async_body = remote_execution_context(
+        change,
+        dataclasses.replace(step, mode=1),
+        organization_id="o",
+        organization_name="org",
+        business_unit_id="b",
+    )
+    assert async_body["ParentContext"]["Stage"] == 30
+    assert parse(async_body, mappings).changed == parsed.changed
     assert parsed.changed == {"msdyn_description": "New", "_msdyn_operationalsite_value": None}
     assert parsed.image is not None and parsed.image["_msdyn_company_value"] == USMF_ID
     assert parsed.image["modifiedon"] == "2026-11-20T10:05:00Z"
     assert parsed.key == "11" and parsed.source_timestamp == datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
+
+
+def test_published_sample_shape_with_parent_context_and_offset_date_parses(mappings: MappingSet) -> None:
+    """The sample body of MicrosoftDocs/powerapps-docs,
+    powerapps-docs/developer/data-platform/use-webhooks.md (an asynchronous PostOperation Update
+    step), on a mapped table: ParentContext filled with the stage-30 context, OperationCreatedOn with
+    an offset, SharedVariables in the parent."""
+    body = cds_context(
+        target=warehouse_row(msdyn_description="New"), post=warehouse_row(msdyn_description="New")
+    )
+    body["OperationCreatedOn"] = "/Date(1506409448000-0700)/"
+    parent = cds_context(target={"msdyn_description": "New", "msdyn_warehouseid": WH_ID})
+    parent_inputs = parent["InputParameters"] + [{"key": "SuppressDuplicateDetection", "value": False}]
+    changed_types = [
+        {
+            "__type": "KeyValuePairOfstringstring:#System.Collections.Generic",
+            "key": "msdyn_warehouse",
+            "value": "Update",
+        }
+    ]
+    parent.update(
+        {
+            "InputParameters": parent_inputs,
+            "OperationCreatedOn": body["OperationCreatedOn"],
+            "RequestId": None,
+            "SharedVariables": [{"key": "ChangedEntityTypes", "value": changed_types}],
+            "Stage": 30,
+        }
+    )
+    body["ParentContext"] = parent
+    change = parse(body, mappings)
+    assert change.image is not None and change.image["msdyn_description"] == "New"
+    # The offset says where the writer was; the milliseconds are the instant (UTC).
+    assert change.source_timestamp == datetime.fromtimestamp(1506409448, UTC)
 
 
 CANONICAL = "8286946c-4c3c-531a-9ff8-4b8e86fc8584"

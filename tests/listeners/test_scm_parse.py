@@ -36,6 +36,49 @@ def test_update_maps_mserp_names_back_and_diffs_against_the_pre_image(mappings: 
     assert event.source_timestamp == datetime(2026, 11, 20, 10, 0, 1, tzinfo=UTC)
 
 
+# The pre-image's place: "The entity fields will be included in the schema in the Target and
+# PreImage properties of the InputParameters" (MicrosoftDocs/dynamics-365-unified-operations-public,
+# articles/fin-ops-core/dev-itpro/business-events/data-events.md).
+def test_pre_image_is_read_from_input_parameters_as_documented(mappings: MappingSet) -> None:
+    body = data_event(
+        "OnExternalUpdated", target=fno_warehouse(mserp_warehousename="New"), pre=fno_warehouse()
+    )
+    assert [kv["key"] for kv in body["InputParameters"]] == ["Target", "PreImage"]
+    assert body["PreEntityImages"] == []
+    event = parse_data_event(body, mappings)
+    assert event is not None and event.pre_image is not None
+    assert event.pre_image["WarehouseName"] == "Main warehouse"
+    assert event.changed == {"WarehouseName": "New"}
+
+
+def test_pre_image_in_pre_entity_images_is_still_read(mappings: MappingSet) -> None:
+    body = data_event(
+        target=fno_warehouse(mserp_warehousename="New"), pre=fno_warehouse(), pre_in="PreEntityImages"
+    )
+    assert [kv["key"] for kv in body["InputParameters"]] == ["Target"]
+    event = parse_data_event(body, mappings)
+    assert event is not None and event.pre_image is not None
+    assert event.pre_image["WarehouseName"] == "Main warehouse"
+    assert event.changed == {"WarehouseName": "New"}
+
+
+def test_documented_pre_image_wins_over_pre_entity_images(mappings: MappingSet) -> None:
+    body = data_event(target=fno_warehouse(mserp_warehousename="New"), pre=fno_warehouse())
+    body["PreEntityImages"] = data_event(
+        pre=fno_warehouse(mserp_warehousename="Stale"), pre_in="PreEntityImages"
+    )["PreEntityImages"]
+    event = parse_data_event(body, mappings)
+    assert event is not None and event.pre_image is not None
+    assert event.pre_image["WarehouseName"] == "Main warehouse"
+
+
+def test_malformed_pre_image_is_named(mappings: MappingSet) -> None:
+    body = data_event(pre=fno_warehouse())
+    body["InputParameters"][1]["value"] = {"Attributes": "nope"}
+    with pytest.raises(PayloadError, match=r"InputParameters\.PreImage"):
+        parse_data_event(body, mappings)
+
+
 def test_columns_the_map_does_not_know_are_dropped(mappings: MappingSet) -> None:
     event = parse_data_event(data_event("Create", target=fno_warehouse(mserp_somethingelse="x")), mappings)
     assert event is not None and event.image is not None

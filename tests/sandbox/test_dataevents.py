@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aiohttp
@@ -66,7 +67,12 @@ async def test_create_update_delete_events(fno: Fno, webhook_receiver: WebhookRe
     created, updated, deleted = (r.json() for r in webhook_receiver.received)
     call = webhook_receiver.received[0]
     assert call.headers["x-dualwrite-key"] == "k" and call.headers["Content-Type"] == "application/json"
-    assert created["BusinessEventId"] == "Warehouse_Created" and created["MessageName"] == "Create"
+    assert created["BusinessEventId"] == "Warehouse_Created"
+    # The virtual tables' messages (powerapps-docs, virtual-entities/enable-virtual-table-event-support.md).
+    names = [created["MessageName"], updated["MessageName"], deleted["MessageName"]]
+    assert names == ["OnExternalCreated", "OnExternalUpdated", "OnExternalDeleted"]
+    assert call.headers["x-ms-dynamics-request-name"] == "OnExternalCreated"
+    assert re.fullmatch(r"/Date\(\d+\+0000\)/", created["OperationCreatedOn"])
     assert created["PrimaryEntityName"] == "mserp_warehouse" and created["PrimaryEntityId"] == ZERO
     assert (created["Mode"], created["Stage"], created["MajorVersion"]) == (1, 40, 0)
     assert created["BusinessEventLegalEntity"] == "usmf"
@@ -77,8 +83,13 @@ async def test_create_update_delete_events(fno: Fno, webhook_receiver: WebhookRe
     assert attrs["mserp_warehousename"] == "Main"
     assert not any(k.startswith("mserp_@") or "@" in k for k in attrs)
     assert _attrs(_target(updated))["mserp_warehousename"] == "Renamed"
-    pre = next(kv["value"] for kv in updated["PreEntityImages"] if kv["key"] == "PreImage")
-    assert _attrs(pre)["mserp_warehousename"] == "Main"
+    # "The entity fields will be included in the schema in the Target and PreImage properties of the
+    # InputParameters" (dynamics-365-unified-operations-public,
+    # articles/fin-ops-core/dev-itpro/business-events/data-events.md).
+    pre = next(kv["value"] for kv in updated["InputParameters"] if kv["key"] == "PreImage")
+    assert _attrs(pre)["mserp_warehousename"] == "Main" and _attrs(pre)["mserp_warehouseid"] == "W1"
+    assert updated["PreEntityImages"] == [] and created["PreEntityImages"] == []
+    assert [kv["key"] for kv in created["InputParameters"]] == ["Target"]
     assert deleted["BusinessEventId"] == "Warehouse_Deleted"
     assert _attrs(_target(deleted)) == {"mserp_dataareaid": "usmf", "mserp_warehouseid": "W1"}
     numbers = [created["ControlNumber"], updated["ControlNumber"], deleted["ControlNumber"]]

@@ -62,7 +62,7 @@ async def test_metadata_is_csdl_generated_from_the_schema(client: Client) -> Non
     # web-api-properties.md: choices are Edm.Int32, lookups are _<name>_value Edm.Guid, no EnumType.
     assert wh["msdyn_warehousetype"] == "Edm.Int32"
     assert wh["_msdyn_operationalsite_value"] == "Edm.Guid"
-    assert wh["msdyn_isadvancedwarehousemanagementenabled"] == "Edm.Boolean"
+    assert wh["msdyn_useadvancedwarehousemanagementprocesses"] == "Edm.Boolean"
     assert schema.findall(f"{EDM}EnumType") == []
     # web-api-navigation-properties.md: a single-valued navigation property with a ReferentialConstraint
     nav = next(

@@ -160,7 +160,7 @@ async def test_formatted_values_and_lookup_annotations(client: Client) -> None:
         await client.post(
             B + "msdyn_warehouses",
             json=warehouse(
-                "W1", msdyn_warehousetype=192350001, msdyn_isadvancedwarehousemanagementenabled=True
+                "W1", msdyn_warehousetype=192350001, msdyn_useadvancedwarehousemanagementprocesses=True
             ),
             headers={"Prefer": "return=representation"},
         ),
@@ -172,7 +172,7 @@ async def test_formatted_values_and_lookup_annotations(client: Client) -> None:
     r = await client.get(
         B + f"msdyn_warehouses({wid})",
         params={
-            "$select": "msdyn_warehousetype,msdyn_isadvancedwarehousemanagementenabled,"
+            "$select": "msdyn_warehousetype,msdyn_useadvancedwarehousemanagementprocesses,"
             "_msdyn_company_value,modifiedon"
         },
         headers={"Prefer": 'odata.include-annotations="*"'},
@@ -180,7 +180,7 @@ async def test_formatted_values_and_lookup_annotations(client: Client) -> None:
     body = await ok(r)
     assert r.headers["Preference-Applied"] == 'odata.include-annotations="*"'
     assert body[f"msdyn_warehousetype{FORMATTED}"] == "Quarantine"
-    assert body[f"msdyn_isadvancedwarehousemanagementenabled{FORMATTED}"] == "Yes"
+    assert body[f"msdyn_useadvancedwarehousemanagementprocesses{FORMATTED}"] == "Yes"
     assert body[f"_msdyn_company_value{FORMATTED}"] == "Contoso USA"
     assert body["_msdyn_company_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "cdm_company"
     assert body["_msdyn_company_value@Microsoft.Dynamics.CRM.associatednavigationproperty"] == "msdyn_company"

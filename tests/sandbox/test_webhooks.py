@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 import aiohttp
@@ -74,6 +76,11 @@ def _attrs(entity: dict[str, Any]) -> dict[str, Any]:
     return {kv["key"]: kv["value"] for kv in entity["Attributes"]}
 
 
+def _header(call: Any, name: str) -> str:
+    """A received header, by name in any case (aiohttp's client sends X-Request-ID capitalised)."""
+    return next(v for k, v in call.headers.items() if k.lower() == name)
+
+
 def _param(collection: list[dict[str, Any]], key: str) -> Any:
     return next(kv["value"] for kv in collection if kv["key"] == key)
 
@@ -99,7 +106,10 @@ async def test_sync_create_step_gets_the_remote_execution_context(
     assert (
         ctx["PrimaryEntityId"] == row["msdyn_warehouseid"] and ctx["PrimaryEntityName"] == "msdyn_warehouse"
     )
-    assert ctx["OperationCreatedOn"].startswith("/Date(")
+    # Written with the server's offset, as the published sample's "\/Date(1506409448000-0700)\/".
+    assert re.fullmatch(r"/Date\(\d+\+0000\)/", ctx["OperationCreatedOn"])
+    assert ctx["ParentContext"] is None  # a synchronous step runs inside the core operation
+    assert uuid.UUID(_header(call, "x-request-id"))
     target = _param(ctx["InputParameters"], "Target")
     assert target["__type"] == f"Entity:{XRM}" and target["LogicalName"] == "msdyn_warehouse"
     attrs = _attrs(target)
@@ -178,6 +188,39 @@ async def test_async_step_runs_after_commit_and_is_retried_once_on_503(
         [job] = await resp.json()
     assert job["status"] == "succeeded" and job["mode"] == "async"
     assert [a["status"] for a in job["attempts"]] == [503, 200]
+
+
+# The shape of the sample in MicrosoftDocs/powerapps-docs,
+# powerapps-docs/developer/data-platform/use-webhooks.md: an asynchronous PostOperation (40) step's
+# context carries the core operation's (stage 30) as ParentContext: the same ids and times, Target
+# with what the caller sent and the primary key, SuppressDuplicateDetection, ChangedEntityTypes.
+async def test_async_step_context_nests_the_core_operation_as_parent_context(
+    api: Api, webhook_receiver: WebhookReceiver
+) -> None:
+    _, row = await api.create_warehouse("W1", msdyn_description="before")
+    await api.hook(webhook_receiver, "Update", mode=1)
+    path = f"msdyn_warehouses({row['msdyn_warehouseid']})"
+    assert (await api.call("PATCH", path, {"msdyn_description": "after"}))[0] == 204
+    assert (await api.call("PATCH", path, {"msdyn_description": "again"}))[0] == 204
+    await api.sb.notifier.drain()
+    first, second = webhook_receiver.received
+    ctx = first.json()
+    parent = ctx["ParentContext"]
+    assert set(parent) == CONTEXT_KEYS
+    assert (parent["Stage"], parent["Mode"], parent["ParentContext"]) == (30, 1, None)
+    same = ("CorrelationId", "OperationId", "OperationCreatedOn", "PrimaryEntityId", "MessageName")
+    assert all(parent[k] == ctx[k] for k in (*same, "BusinessUnitId", "UserId", "OwningExtension"))
+    assert parent["PreEntityImages"] == [] and parent["PostEntityImages"] == []
+    assert _attrs(_param(parent["InputParameters"], "Target")) == {
+        "msdyn_description": "after",
+        "msdyn_warehouseid": row["msdyn_warehouseid"],
+    }
+    assert _param(parent["InputParameters"], "SuppressDuplicateDetection") is False
+    [changed_types] = _param(parent["SharedVariables"], "ChangedEntityTypes")
+    assert (changed_types["key"], changed_types["value"]) == ("msdyn_warehouse", "Update")
+    assert (ctx["Stage"], ctx["Mode"]) == (40, 1)
+    # A header per delivery: two calls, two ids.
+    assert _header(first, "x-request-id") != _header(second, "x-request-id")
 
 
 async def test_async_step_failure_is_recorded_not_retried(

@@ -21,11 +21,15 @@ JobStatus = Literal["waiting", "in_progress", "succeeded", "failed", "dropped"]
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 
 
-def dotnet_date(when: datetime) -> str:
-    """The WCF JSON date form Dataverse and business events use: ``/Date(ms)/`` (UTC)."""
+def dotnet_date(when: datetime, *, offset: bool = False) -> str:
+    """The WCF JSON date form Dataverse and business events use: ``/Date(ms)/`` (UTC).
+
+    ``offset``: the form .NET writes for a local-time value, ``/Date(ms+0000)/`` (the offset of a
+    server on UTC), as in ``OperationCreatedOn`` of the published RemoteExecutionContext sample
+    (powerapps-docs, use-webhooks.md: ``/Date(1506409448000-0700)/``)."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return f"/Date({int(when.timestamp() * 1000)})/"
+    return f"/Date({int(when.timestamp() * 1000)}{'+0000' if offset else ''})/"
 
 
 def iso_now() -> str:

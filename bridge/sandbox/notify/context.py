@@ -127,6 +127,21 @@ def target_of(change: RecordChange, table: Table | None) -> dict[str, Any]:
     return entity(change.logical_name, change.record_id, attrs)
 
 
+_SYSTEM_COLUMNS = frozenset({"modifiedon", "modifiedby", "versionnumber", "createdon", "createdby"})
+
+
+def parent_target_of(change: RecordChange, table: Table | None) -> dict[str, Any]:
+    """The core operation's Target: what the caller sent, and the primary key (no system columns),
+    as in the ParentContext of the published sample (powerapps-docs, use-webhooks.md)."""
+    if change.message == "Delete":
+        return entity_reference(change.logical_name, change.record_id)
+    sent = changed_columns(change, table) - _SYSTEM_COLUMNS
+    attrs = attributes_of(change.post_image or {}, table, sent, keep_null=True)
+    if table is not None and table.primary_id:
+        attrs[table.primary_id] = change.record_id
+    return entity(change.logical_name, change.record_id, attrs)
+
+
 def images_of(
     change: RecordChange, step: Step, table: Table | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -157,26 +172,30 @@ def remote_execution_context(
     business_unit_id: str,
     operation_id: str | None = None,
 ) -> dict[str, Any]:
+    """The body of one webhook call.
+
+    An asynchronous step's context nests the core operation's (stage 30, MainOperation) as
+    ``ParentContext``, as Dataverse does (the published sample in powerapps-docs, use-webhooks.md,
+    an asynchronous PostOperation step); a synchronous step runs inside that operation, whose
+    context has no parent at depth 1. ``OperationCreatedOn`` is written with the server's offset
+    (``/Date(ms+0000)/``), as in the sample."""
     table = table_by_set(_ALL_TABLES, change.entity_set)
     pre, post = images_of(change, step, table)
     output = kv({"id": change.record_id}) if change.message == "Create" else []
-    return {
+    operation_id = operation_id or str(uuid.uuid4())
+    common = {
         "BusinessUnitId": business_unit_id,
         "CorrelationId": change.correlation_id,
         "Depth": change.depth,
         "InitiatingUserId": change.principal.user_id,
-        "InputParameters": kv({"Target": target_of(change, table)}),
         "IsExecutingOffline": False,
-        "IsInTransaction": step.synchronous,
         "IsOfflinePlayback": False,
         "IsolationMode": 1,
         "MessageName": change.message,
-        "Mode": step.mode,
-        "OperationCreatedOn": dotnet_date(change.occurred_at),
-        "OperationId": operation_id or str(uuid.uuid4()),
+        "OperationCreatedOn": dotnet_date(change.occurred_at, offset=True),
+        "OperationId": operation_id,
         "OrganizationId": organization_id,
         "OrganizationName": organization_name,
-        "OutputParameters": output,
         "OwningExtension": {
             "Id": step.id,
             "KeyAttributes": [],
@@ -184,16 +203,51 @@ def remote_execution_context(
             "Name": step.name,
             "RowVersion": None,
         },
-        "ParentContext": None,
-        "PostEntityImages": post,
-        "PreEntityImages": pre,
         "PrimaryEntityId": change.record_id,
         "PrimaryEntityName": change.logical_name,
-        "RequestId": change.request_id,
         "SecondaryEntityName": "none",
+        "UserId": change.principal.user_id,
+    }
+    parent = None if step.synchronous else parent_context(change, table, common)
+    return {
+        **common,
+        "InputParameters": kv({"Target": target_of(change, table)}),
+        "IsInTransaction": step.synchronous,
+        "Mode": step.mode,
+        "OutputParameters": output,
+        "ParentContext": parent,
+        "PostEntityImages": post,
+        "PreEntityImages": pre,
+        "RequestId": change.request_id,
         "SharedVariables": [],
         "Stage": step.stage,
-        "UserId": change.principal.user_id,
+    }
+
+
+def parent_context(change: RecordChange, table: Table | None, common: dict[str, Any]) -> dict[str, Any]:
+    """The MainOperation context an asynchronous step's context carries as ``ParentContext``."""
+    inputs: dict[str, Any] = {"Target": parent_target_of(change, table)}
+    if change.message != "Delete":
+        inputs["SuppressDuplicateDetection"] = False
+    changed_types = [
+        {
+            "__type": "KeyValuePairOfstringstring:#System.Collections.Generic",
+            "key": change.logical_name,
+            "value": change.message,
+        }
+    ]
+    return {
+        **common,
+        "InputParameters": kv(inputs),
+        "IsInTransaction": False,
+        "Mode": 1,
+        "OutputParameters": [],
+        "ParentContext": None,
+        "PostEntityImages": [],
+        "PreEntityImages": [],
+        "RequestId": None,
+        "SharedVariables": kv({"ChangedEntityTypes": changed_types}),
+        "Stage": 30,
     }
 
 

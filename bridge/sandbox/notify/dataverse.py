@@ -152,6 +152,8 @@ class DataverseNotifier:
             "x-ms-dynamics-entity-name": change.logical_name,
             "x-ms-dynamics-request-name": change.message,
             "x-ms-correlation-request-id": change.correlation_id,
+            # One per delivery (its one retry repeats it), as issue 19 has Dataverse send.
+            "x-request-id": str(uuid.uuid4()),
             **auth_headers,
         }
         if oversize:

@@ -2,8 +2,12 @@
 
 An event is the RemoteExecutionContext shape data events take through the Power Platform
 integration (``mserp_`` names, values in F&O OData JSON form, all-zero PrimaryEntityId) plus the
-business-event header fields (EventId, ControlNumber, InitiatingUserAADObjectId, ...). Sent after
-commit to every matching endpoint; retried 3 times 1 s apart; 10 s timeout; failures logged.
+business-event header fields (EventId, ControlNumber, InitiatingUserAADObjectId, ...). As the data
+events page has it, the entity fields travel in ``Target`` and ``PreImage`` inside
+``InputParameters`` (PreEntityImages stays empty), and the messages are the virtual tables'
+``OnExternalCreated`` / ``OnExternalUpdated`` / ``OnExternalDeleted`` (docs/sandbox-rules.md cites
+the sources). Sent after commit to every matching endpoint; retried 3 times 1 s apart; 10 s
+timeout; failures logged.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from bridge.sandbox.schema import FNO_TABLES, Kind, Table, table_by_set
 
 NOTIFYING_SETS = tuple(t.entity_set for t in FNO_TABLES if t.notifies)
 _PAST = {"Create": "Created", "Update": "Updated", "Delete": "Deleted"}
+# The messages data events carry, per write (Dataverse virtual-table events).
+MESSAGE_NAMES = {m: f"OnExternal{past}" for m, past in _PAST.items()}
 
 
 class DataEventEndpoint(BaseModel):
@@ -114,9 +120,9 @@ def data_event(
         target = entity(logical, ZERO_GUID, _attributes(source, table, keys))
     else:
         target = entity(logical, ZERO_GUID, _attributes(change.post_image or {}, table))
-    pre = []
+    inputs: dict[str, Any] = {"Target": target}
     if change.message == "Update" and change.pre_image is not None:
-        pre = kv({"PreImage": entity(logical, ZERO_GUID, _attributes(change.pre_image, table))})
+        inputs["PreImage"] = entity(logical, ZERO_GUID, _attributes(change.pre_image, table))
     when = change.occurred_at if change.occurred_at.tzinfo else change.occurred_at.replace(tzinfo=UTC)
     company = _company(change)
     return {
@@ -124,14 +130,14 @@ def data_event(
         "CorrelationId": change.correlation_id,
         "Depth": 1,
         "InitiatingUserId": ZERO_GUID,
-        "InputParameters": kv({"Target": target}),
+        "InputParameters": kv(inputs),
         "IsExecutingOffline": False,
         "IsInTransaction": False,
         "IsOfflinePlayback": False,
         "IsolationMode": 1,
-        "MessageName": change.message,
+        "MessageName": MESSAGE_NAMES[change.message],
         "Mode": 1,
-        "OperationCreatedOn": dotnet_date(when),
+        "OperationCreatedOn": dotnet_date(when, offset=True),
         "OperationId": event_id,
         "OrganizationId": organization_id,
         "OrganizationName": organization_name,
@@ -145,7 +151,7 @@ def data_event(
         },
         "ParentContext": None,
         "PostEntityImages": [],
-        "PreEntityImages": pre,
+        "PreEntityImages": [],
         "PrimaryEntityId": ZERO_GUID,
         "PrimaryEntityName": logical,
         "RequestId": change.request_id,
@@ -253,7 +259,7 @@ class FnoNotifier:
             "Content-Type": "application/json",
             "x-ms-dynamics-organization": self.organization_host,
             "x-ms-dynamics-entity-name": payload["PrimaryEntityName"],
-            "x-ms-dynamics-request-name": change.message,
+            "x-ms-dynamics-request-name": payload["MessageName"],
             "x-ms-correlation-request-id": change.correlation_id,
             **endpoint.headers,
         }

@@ -1,72 +1,8 @@
-"""Table definitions of both emulated systems: columns, types, limits, keys and references.
-
-The single source of truth for the emulators' storage, validation and notification payloads.
-Names follow Microsoft's public documentation (see docs/sandbox.md); where the real tables have
-dozens of columns we keep the ones the dual-write maps for these entities use most.
-
-Representation on the wire (Web API JSON):
-- Dataverse: option sets as int, booleans as bool, dates (``date``) as "YYYY-MM-DD", ``datetime`` as
-  ISO 8601 UTC "YYYY-MM-DDTHH:MM:SSZ", decimals/money as numbers, lookups written with
-  ``<nav>@odata.bind`` and read as ``_<column>_value`` (GUID string).
-- F&O: enums as their labels (strings), NoYes as "Yes"/"No", dates as ISO 8601 datetimes
-  "YYYY-MM-DDT00:00:00Z" with 1900-01-01 as the empty date, references as plain id strings.
-"""
+"""Dataverse tables of the emulator: the five synced tables, their references, plug-in registration."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
-
-
-class Kind(StrEnum):
-    STRING = "string"  # max_length applies
-    MEMO = "memo"  # long text; max_length applies
-    INT = "int"  # minimum/maximum apply
-    DECIMAL = "decimal"
-    BOOL = "bool"  # Dataverse two-option
-    DATE = "date"  # Dataverse date-only; F&O date (as datetime at midnight)
-    DATETIME = "datetime"
-    GUID = "guid"
-    OPTIONSET = "optionset"  # Dataverse choice: int in ``options``
-    ENUM = "enum"  # F&O enum: label in ``options``
-    LOOKUP = "lookup"  # Dataverse lookup to ``target`` table (entity set)
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: Kind
-    max_length: int | None = None
-    required: bool = False  # must be present (non-empty) on create
-    minimum: float | None = None
-    maximum: float | None = None
-    options: tuple[str | int, ...] = ()  # OPTIONSET ints or ENUM labels
-    target: str | None = None  # LOOKUP: target entity set; F&O reference: referenced entity set
-    target_key: str | None = None  # F&O reference: column in the target holding the id (same company)
-    nav: str | None = None  # Dataverse single-valued navigation property name for @odata.bind
-    read_only: bool = False  # system-maintained, rejected on write
-    immutable: bool = False  # can be set on create, never changed after
-
-
-@dataclass(frozen=True)
-class Table:
-    entity_set: str  # URL collection name
-    logical_name: str  # Dataverse logical name / F&O public entity name
-    columns: tuple[Column, ...]
-    key: tuple[str, ...]  # F&O: composite key incl. dataAreaId; Dataverse: alternate key columns
-    primary_id: str | None = None  # Dataverse primary key column (GUID)
-    company_column: str | None = None  # Dataverse: msdyn_company lookup; F&O: dataAreaId
-    notifies: bool = False  # one of the five synced entities (webhooks / data events)
-    extra_unique: tuple[tuple[str, ...], ...] = field(default=())
-
-    def column(self, name: str) -> Column | None:
-        for c in self.columns:
-            if c.name == name:
-                return c
-        return None
-
-
-S, M, I, D, B, DT, G = Kind.STRING, Kind.MEMO, Kind.INT, Kind.DECIMAL, Kind.BOOL, Kind.DATE, Kind.GUID  # noqa: E741 (table shorthand)
+from bridge.sandbox.schema.columns import DT, B, Column, D, G, I, Kind, M, S, Table
 
 # ---------------------------------------------------------------- Dataverse
 _DV_SYSTEM = (
@@ -87,6 +23,10 @@ def _dv_company() -> Column:
         required=True,
         immutable=True,
     )
+
+
+def _warehouse_lookup(name: str) -> Column:
+    return Column(name, Kind.LOOKUP, target="msdyn_warehouses", nav=name)
 
 
 DV_PAYMENT_METHOD = (192350000, 192350001, 192350002, 192350003, 192350004, 192350005)
@@ -138,15 +78,64 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
                 nav="msdyn_operationalsite",
             ),
             Column("msdyn_warehousetype", Kind.OPTIONSET, options=DV_WAREHOUSE_TYPE),
-            Column("msdyn_isadvancedwarehousemanagementenabled", B),
-            Column(
-                "msdyn_mainrefillingwarehouse",
-                Kind.LOOKUP,
-                target="msdyn_warehouses",
-                nav="msdyn_mainrefillingwarehouse",
-            ),
+            _warehouse_lookup("msdyn_mainrefillingwarehouse"),
+            _warehouse_lookup("msdyn_quarantinewarehouse"),
+            _warehouse_lookup("msdyn_transitwarehouse"),
+            Column("msdyn_defaultcontainertypeid", S, max_length=100),
+            Column("msdyn_areitemscoverageplannedmanually", B),
+            Column("msdyn_arelaborstandardsallowed", B),
+            Column("msdyn_primaryaddressbuildingcompliment", S, max_length=100),
+            Column("msdyn_primaryaddresspostbox", S, max_length=100),
+            Column("msdyn_primaryaddressstreetnumber", S, max_length=100),
+            Column("msdyn_arewarehouselocationcheckdigitsunique", B),
+            Column("msdyn_inventorycountingreasoncodepolicyname", S, max_length=100),
+            Column("msdyn_externallylocatedwarehousevendoraccountnu", S, max_length=100),
+            Column("msdyn_warehouseworkprocessingpolicyname", S, max_length=100),
+            Column("msdyn_isfallbackwarehouse", B),
+            Column("msdyn_financialnegativestoreinventoryallowed", B),
+            Column("msdyn_palletmovementduringcyclecountingallowed", B),
+            Column("msdyn_physicalnegativestoreinventoryallowed", B),
+            Column("msdyn_isrefilledfrommainwarehouse", B),
+            Column("msdyn_isretailstorewarehouse", B),
+            Column("msdyn_masterplanningworkcalendarid", S, max_length=100),
+            Column("msdyn_maximumbatchpickinglistquantity", I, minimum=0, maximum=2147483647),
+            Column("msdyn_maximumpickinglistlinequantity", I, minimum=0, maximum=2147483647),
+            Column("msdyn_storeqtyallocationreplenishmentweight", D),
+            Column("msdyn_shouldwarehouselocationincludeaisleid", B),
+            Column("msdyn_warehouselocationidbinidformat", S, max_length=100),
+            Column("msdyn_warehouselocationidrackidformat", S, max_length=100),
+            Column("msdyn_warehouselocationidshelfidformat", S, max_length=100),
+            Column("msdyn_warehousespecificdefaultinventorystatusid", S, max_length=100),
+            Column("msdyn_isprimaryaddressassigned", B),
             Column("msdyn_primaryaddresscity", S, max_length=80),
             Column("msdyn_primaryaddresscountryregionid", S, max_length=10),
+            Column("msdyn_primaryaddresscountyid", S, max_length=100),
+            Column("msdyn_primaryaddressdistrictname", S, max_length=100),
+            Column("msdyn_primaryaddresslatitude", D),
+            Column("msdyn_primaryaddresslongitude", D),
+            Column("msdyn_primaryaddresslocationroles", S, max_length=100),
+            Column("msdyn_primaryaddresslocationsalestaxgroupcode", S, max_length=100),
+            Column("msdyn_primaryaddressstateid", S, max_length=100),
+            Column("msdyn_primaryaddressstreet", S, max_length=250),
+            Column("msdyn_primaryaddresszipcode", S, max_length=100),
+            Column("msdyn_externallylocatedwarehousecustomeraccount", S, max_length=100),
+            Column("msdyn_primaryaddresscityinkana", S, max_length=100),
+            Column("msdyn_primaryaddressstreetinkana", S, max_length=250),
+            Column("msdyn_primaryaddressdescription", S, max_length=100),
+            Column("msdyn_useadvancedwarehousemanagementprocesses", B),
+            Column("msdyn_arepickinglistsdeliverymodespecific", B),
+            Column("msdyn_arepickinglistshipmentspecificonly", B),
+            Column("msdyn_formattedprimaryaddress", M, max_length=10000),
+            Column("msdyn_printbillofladingbeforeshipconfirmation", B),
+            Column("msdyn_willautomaticloadreleaseinventory", B),
+            Column("msdyn_willinventorystatuschangeremoveblocking", B),
+            Column("msdyn_willmanualloadreleasereserveinventory", B),
+            Column("msdyn_willorderreleasingconsolidateshipments", B),
+            Column("msdyn_productionbomsreservewarehouselevel", B),
+            Column("msdyn_shippingcanceldecrementloadquantity", B),
+            Column("msdyn_warehouselocationidincludeblindid", B),
+            Column("msdyn_warehouselocationincluderackidbydefault", B),
+            Column("msdyn_warehouselocationidincludeshelfid", B),
             _dv_company(),
             *_DV_SYSTEM,
         ),
@@ -185,11 +174,19 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
                 nav="msdyn_CustomerAssetCategory",
             ),
             Column("msdyn_parentasset", Kind.LOOKUP, target="msdyn_customerassets", nav="msdyn_ParentAsset"),
-            Column("msdyn_serialnumber", S, max_length=100),
+            Column("msdyn_serialid", S, max_length=100),
             Column("msdyn_modelyear", I, minimum=1900, maximum=2100),
             Column("msdyn_acquisitioncost", D, minimum=0),
             Column("msdyn_acquisitiondate", DT),
+            Column("msdyn_activefrom", DT),
+            Column("msdyn_activeto", DT),
             Column("msdyn_replacementdate", DT),
+            Column("msdyn_replacementvalue", D, minimum=0),
+            Column("msdyn_purchaseorderid", S, max_length=100),
+            Column("msdyn_vendaccount", S, max_length=100),
+            Column("msdyn_warrantydatefromvend", DT),
+            Column("msdyn_wrkctrid", S, max_length=100),
+            Column("msdyn_fixedassetid", S, max_length=100),
             Column("msdyn_notes", M, max_length=10000),
             _dv_company(),
             *_DV_SYSTEM,
@@ -207,10 +204,11 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
             Column("msdyn_name", S, max_length=100, required=True),
             Column("msdyn_description", S, max_length=100),
             Column("msdyn_days", I, minimum=0, maximum=999),
-            Column("msdyn_months", I, minimum=0, maximum=999),
-            Column("msdyn_cutoffday", I, minimum=0, maximum=31),
+            Column("msdyn_numberofmonth", I, minimum=0, maximum=999),
+            Column("msdyn_cutoffdayofmonth", I, minimum=0, maximum=31),
             Column("msdyn_iscashpayment", B),
-            Column("msdyn_isdefault", B),
+            Column("msdyn_iscertifiedcompanycheck", B),
+            Column("msdyn_isdefaultpaymentterm", B),
             Column("msdyn_paymentmethodtype", Kind.OPTIONSET, options=DV_PAYMENT_METHOD),
             _dv_company(),
             *_DV_SYSTEM,
@@ -319,162 +317,3 @@ DATAVERSE_REGISTRATION_TABLES: tuple[Table, ...] = (
         ),
     ),
 )
-
-# ---------------------------------------------------------------- Finance and Operations
-_FO_SYSTEM = (Column("ModifiedDateTime", Kind.DATETIME, read_only=True),)
-
-
-def _area() -> Column:
-    return Column(
-        "dataAreaId",
-        S,
-        max_length=4,
-        required=True,
-        immutable=True,
-        target="LegalEntities",
-        target_key="LegalEntityId",
-    )
-
-
-FO_NOYES = ("No", "Yes")
-FO_WAREHOUSE_TYPE = ("Standard", "Quarantine", "Transit")
-FO_PAYMENT_METHOD = ("Net", "CurrentMonth", "CurrentQuarter", "CurrentYear", "CurrentWeek", "COD")
-
-FNO_TABLES: tuple[Table, ...] = (
-    Table(
-        "LegalEntities",
-        "LegalEntity",
-        key=("LegalEntityId",),
-        columns=(
-            Column("LegalEntityId", S, max_length=4, required=True),
-            Column("Name", S, max_length=60),
-        ),
-    ),
-    Table(
-        "OperationalSites",
-        "OperationalSite",
-        key=("dataAreaId", "SiteId"),
-        company_column="dataAreaId",
-        columns=(
-            _area(),
-            Column("SiteId", S, max_length=10, required=True),
-            Column("SiteName", S, max_length=60),
-            *_FO_SYSTEM,
-        ),
-    ),
-    Table(
-        "Warehouses",
-        "Warehouse",
-        key=("dataAreaId", "WarehouseId"),
-        company_column="dataAreaId",
-        notifies=True,
-        columns=(
-            _area(),
-            Column("WarehouseId", S, max_length=10, required=True),
-            Column("WarehouseName", S, max_length=60),
-            Column(
-                "OperationalSiteId",
-                S,
-                max_length=10,
-                required=True,
-                target="OperationalSites",
-                target_key="SiteId",
-            ),
-            Column("WarehouseType", Kind.ENUM, options=FO_WAREHOUSE_TYPE),
-            Column("AreAdvancedWarehouseManagementProcessesEnabled", Kind.ENUM, options=FO_NOYES),
-            Column(
-                "MainRefillingWarehouseId", S, max_length=10, target="Warehouses", target_key="WarehouseId"
-            ),
-            Column("PrimaryAddressCity", S, max_length=60),
-            Column("PrimaryAddressCountryRegionId", S, max_length=10),
-            *_FO_SYSTEM,
-        ),
-    ),
-    Table(
-        "AssetMaintenanceAssetTypes",
-        "AssetMaintenanceAssetType",
-        key=("dataAreaId", "MaintenanceAssetTypeId"),
-        company_column="dataAreaId",
-        notifies=True,
-        columns=(
-            _area(),
-            Column("MaintenanceAssetTypeId", S, max_length=20, required=True),
-            Column("Name", S, max_length=60, required=True),
-            Column("CalculateKPITotal", Kind.ENUM, options=FO_NOYES),
-            *_FO_SYSTEM,
-        ),
-    ),
-    Table(
-        "AssetMaintenanceAssets",
-        "AssetMaintenanceAsset",
-        key=("dataAreaId", "MaintenanceAssetId"),
-        company_column="dataAreaId",
-        notifies=True,
-        columns=(
-            _area(),
-            Column("MaintenanceAssetId", S, max_length=20, required=True),
-            Column("Name", S, max_length=60, required=True),
-            Column(
-                "MaintenanceAssetTypeId",
-                S,
-                max_length=20,
-                required=True,
-                target="AssetMaintenanceAssetTypes",
-                target_key="MaintenanceAssetTypeId",
-            ),
-            Column(
-                "ParentMaintenanceAssetId",
-                S,
-                max_length=20,
-                target="AssetMaintenanceAssets",
-                target_key="MaintenanceAssetId",
-            ),
-            Column("SerialNumber", S, max_length=50),
-            Column("ModelYear", I, minimum=0, maximum=9999),
-            Column("AcquisitionCost", D),
-            Column("AcquisitionDate", DT),
-            Column("ReplacementDate", DT),
-            Column("Notes", M, max_length=1000),
-            *_FO_SYSTEM,
-        ),
-    ),
-    Table(
-        "PaymentTerms",
-        "PaymentTerm",
-        key=("dataAreaId", "Name"),
-        company_column="dataAreaId",
-        notifies=True,
-        columns=(
-            _area(),
-            Column("Name", S, max_length=10, required=True),
-            Column("Description", S, max_length=60),
-            Column("NumberOfDays", I, minimum=0, maximum=999),
-            Column("NumberOfMonths", I, minimum=0, maximum=999),
-            Column("CutOffDayOfMonth", I, minimum=0, maximum=31),
-            Column("IsCashPayment", Kind.ENUM, options=FO_NOYES),
-            Column("IsDefaultPaymentTerm", Kind.ENUM, options=FO_NOYES),
-            Column("PaymentMethodType", Kind.ENUM, options=FO_PAYMENT_METHOD),
-            *_FO_SYSTEM,
-        ),
-    ),
-    Table(
-        "DeliveryModesV2",
-        "DeliveryModeV2",
-        key=("dataAreaId", "ModeCode"),
-        company_column="dataAreaId",
-        notifies=True,
-        columns=(
-            _area(),
-            Column("ModeCode", S, max_length=10, required=True),
-            Column("ModeDescription", S, max_length=60),
-            *_FO_SYSTEM,
-        ),
-    ),
-)
-
-
-def table_by_set(tables: tuple[Table, ...], entity_set: str) -> Table | None:
-    for t in tables:
-        if t.entity_set == entity_set:
-            return t
-    return None
