@@ -37,6 +37,7 @@ from bridge.core.events import ChangeEvent, System
 from bridge.core.kinds import FailureKind
 from bridge.core.ledger import LedgerEntry
 from bridge.engine.apply import Applier, direction
+from bridge.engine.outcome import backoff_delay, backoff_wait
 from bridge.engine.recovery import Recovery
 from bridge.metrics import Metrics
 from bridge.queue.base import QueuePort
@@ -126,6 +127,7 @@ class SyncGate:
         self.state = state
         self.applier = applier
         self.recovery = recovery
+        self._wait = backoff_wait(settings.backoff_initial_s, settings.backoff_max_s)
         self.metrics = metrics
         self.settings = settings
 
@@ -173,8 +175,7 @@ class SyncGate:
                         applied = await self.applier.apply(save)
             except RetryableError as exc:
                 attempt += 1
-                delay = min(self.settings.backoff_max_s, self.settings.backoff_initial_s * 2 ** (attempt - 1))
-                delay = max(delay, exc.retry_after or 0.0)
+                delay = backoff_delay(self._wait, attempt, exc.retry_after)
                 if (deadline - datetime.now(UTC)).total_seconds() > delay:
                     await asyncio.sleep(delay)
                     continue
