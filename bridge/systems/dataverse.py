@@ -114,9 +114,17 @@ class DataverseClient(ServiceClient):
         *,
         page_size: int = PAGE_SIZE,
     ) -> list[dict[str, Any]]:
-        """All matching rows, following ``@odata.nextLink`` (stops at ``top`` rows)."""
+        """All matching rows, following ``@odata.nextLink`` (stops at ``top`` rows).
+
+        Dataverse ignores ``$top`` when ``odata.maxpagesize`` is also asked for (powerapps-docs,
+        developer/data-platform/webapi/query/page-results.md): up to a page, ``$top`` alone; beyond,
+        pages of ``page_size`` read until ``top`` rows."""
+        if top is not None and top <= page_size:
+            return await query_all(self.http, entity_set, filter=filter, select=select, top=top)
         headers = {"Prefer": f"odata.maxpagesize={page_size}"}
-        return await query_all(self.http, entity_set, filter=filter, select=select, top=top, headers=headers)
+        return await query_all(
+            self.http, entity_set, filter=filter, select=select, limit=top, headers=headers
+        )
 
     # ------------------------------------------------------------------ writes
     async def create(

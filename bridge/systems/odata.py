@@ -72,11 +72,13 @@ async def query_all(
     filter: str | None = None,
     select: list[str] | None = None,
     top: int | None = None,
+    limit: int | None = None,
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """All matching rows, following ``@odata.nextLink`` (stops at ``top`` rows). ``params`` are
-    extra query options of the first request; a next link already carries them."""
+    """All matching rows, following ``@odata.nextLink``. ``top`` is sent as ``$top``; ``limit`` stops
+    reading after that many rows without telling the service (where ``$top`` would be ignored).
+    ``params`` are extra query options of the first request; a next link already carries them."""
     first_params = dict(params or {})
     if filter:
         first_params["$filter"] = filter
@@ -84,6 +86,8 @@ async def query_all(
         first_params["$select"] = ",".join(select)
     if top is not None:
         first_params["$top"] = str(top)
+    bounds = [n for n in (top, limit) if n is not None]
+    stop = min(bounds) if bounds else None
     rows: list[dict[str, Any]] = []
     url: str | None = entity_set
     first = True
@@ -92,7 +96,7 @@ async def query_all(
         first = False
         body = resp.body or {}
         rows.extend(body.get("value", []))
-        if top is not None and len(rows) >= top:
-            return rows[:top]
+        if stop is not None and len(rows) >= stop:
+            return rows[:stop]
         url = body.get("@odata.nextLink")
     return rows
