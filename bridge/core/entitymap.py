@@ -2,7 +2,7 @@
 
 One YAML file per entity (``mappings/<name>.yaml``, format in docs/mappings.md, loaded by
 ``bridge.core.mapping``) becomes an ``EntityMap``. Everything here is pure: lookups that need the
-other system (a GUID for a natural key, or back) are exposed as ``LookupSpec``s for the writer to
+other system (a GUID for a natural key, or back) are exposed as ``LookupSpec``s for the engine to
 resolve, and their answers are taken in.
 
 Column names are the systems' Web API *read* names: Dataverse lookups appear in images and

@@ -9,7 +9,7 @@
         ├── RejectedError       the target refused the data (validation, missing reference): never retried
         └── ConflictError       both sides changed the record since the last sync (policy decides)
 
-Callers catch by branch: the writer retries RetryableError, compensates RejectedError and resolves
+Callers catch by branch: the engine retries RetryableError, compensates RejectedError and resolves
 ConflictError by policy. A change with nothing to do (echo, duplicate, stale, unmapped) is no error:
 the applier returns it as skipped, with the reason.
 """

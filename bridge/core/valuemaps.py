@@ -1,6 +1,6 @@
 """Value maps: how one mapped column's value changes form between Dataverse and F&O.
 
-Every map works in three steps, so the ledger, the rules and the writer share one comparable form:
+Every map works in three steps, so the ledger, the rules and the engine share one comparable form:
 
 - ``normalise(side, raw)``: a value as read from ``side`` (Web API JSON) -> its comparable form on that
   side (what ``EntityMap.project`` returns and the ledger stores);

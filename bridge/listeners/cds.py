@@ -89,7 +89,7 @@ class CdsChange:
 
     def with_row(self, row: Mapping[str, Any]) -> CdsChange:
         """Fill key/company and a missing image from the row as read back (at receipt, so possibly
-        newer than this change: syncing the newest state is what the writer would do anyway)."""
+        newer than this change: syncing the newest state is what the engine would do anyway)."""
         cds = self.emap.cds
         company = self.company_id or _guid_or_none(row.get(cds.company_read))
         key = self.key if self.key is not None else _key_or_none(row.get(cds.key_field))
@@ -107,7 +107,7 @@ class CdsChange:
 
     def to_deferred_event(self) -> ChangeEvent:
         """The record cannot be read yet (its transaction is still open): apply it after commit,
-        asynchronously, addressed by its row id until the writer reads its key."""
+        asynchronously, addressed by its row id until the engine reads its key."""
         return ChangeEvent(
             event_id=self.event_id,
             source=System.CDS,
