@@ -18,7 +18,7 @@ from aiohttp import web
 from bridge.core.errors import ConfigError
 from bridge.core.mapping import MappingSet, load_mappings
 from bridge.engine.apply import Applier
-from bridge.engine.control import EngineController
+from bridge.engine.control import EngineController, Probe
 from bridge.engine.pool import ApplyPool
 from bridge.engine.recovery import Recovery
 from bridge.engine.worker import Engine
@@ -65,6 +65,8 @@ class Bridge:
         self.systems = connect_systems(settings, _secret(settings, "client_secret"))
         self.cds_tokens, self.scm_tokens = self.systems.cds_tokens, self.systems.scm_tokens
         self.cds, self.scm = self.systems.cds, self.systems.scm
+        # One health per system (GET /api/systems): its client's answers and its token's state.
+        self.cds_tokens.health, self.scm_tokens.health = self.cds.http.health, self.scm.http.health
         settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
         # The queue and the state store the settings choose ([queue] / [state] backend). The queue's
         # leases name this bridge (its data directory's owner id), so a restart takes its own back.
@@ -103,7 +105,11 @@ class Bridge:
             engine=self.engine,
             queue=self.queue,
             state=self.state,
-            probes={"cds": self.cds.who_am_i, "scm": self._probe_scm, "tokens": self._probe_tokens},
+            probes={
+                "cds": Probe(self.cds.who_am_i, f"Dataverse at {self.cds.http.base_url}"),
+                "scm": Probe(self._probe_scm, f"Finance and Operations at {self.scm.http.base_url}"),
+                "tokens": Probe(self._probe_tokens, f"the token authority {self.cds_tokens.authority}"),
+            },
         )
         self.listener = WebhookListener(
             mappings=self.mappings,

@@ -165,6 +165,7 @@ class OpsApi:
                 if last
                 else None
             ),
+            retrying=m.RetryingView.of(figures.retrying),
         )
 
     async def list_maps(self, request: web.Request) -> web.Response:
