@@ -26,10 +26,11 @@ from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.body import SERVER_HANDLER_ARGS
 from bridge.listeners.handlers import WebhookListener
 from bridge.metrics import REQUEST_COUNT_KEYS, Metrics, RequestCounts
+from bridge.ops.api_systems import Registrations, SystemsApi, SystemSource
 from bridge.ops.auth import AdminAuth
 from bridge.ops.server import setup_ops
 from bridge.queue.factory import create_queue, open_queue
-from bridge.register import register_webhooks, scm_endpoint_instructions
+from bridge.register import ENDPOINT_NAME, MESSAGES, register_webhooks, scm_endpoint_instructions, step_name
 from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
 from bridge.state.factory import create_state
@@ -136,6 +137,7 @@ class Bridge:
             state=self.state,
             metrics=self.metrics,
             auth=self.admin_auth,
+            systems=self._systems_api(),
         )
         self._runner: web.AppRunner | None = None
         self._identity_task: asyncio.Task[None] | None = None
@@ -144,6 +146,23 @@ class Bridge:
     @property
     def url(self) -> str:
         return f"http://{self.settings.listen.host}:{self.port}"
+
+    def _systems_api(self) -> SystemsApi:
+        """GET /api/systems: both systems' health, and the registrations ``register`` writes."""
+        expected = {
+            step_name(emap, message): (name, message)
+            for name, emap in self.mappings.maps.items()
+            for message in MESSAGES
+        }
+        return SystemsApi(
+            [
+                SystemSource("cds", "Dataverse", self.cds.http.base_url, self.cds.http.health.figures),
+                SystemSource(
+                    "scm", "Finance and Operations", self.scm.http.base_url, self.scm.http.health.figures
+                ),
+            ],
+            Registrations(self.cds.query, endpoint_name=ENDPOINT_NAME, expected=expected),
+        )
 
     def _request_counts(self) -> dict[str, RequestCounts]:
         out: dict[str, RequestCounts] = {}
