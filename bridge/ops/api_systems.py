@@ -20,12 +20,14 @@ from typing import Any, Literal, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bridge.core.deadline import deadline_scope
 from bridge.core.errors import DualWriteError
 from bridge.ops.api import ApiError
 from bridge.ops.openapi import RouteSpec
 from bridge.systems.health import SystemFigures
 
 REGISTRATIONS_TTL_S = 60.0
+REGISTRATIONS_BUDGET_S = 5.0  # a Dataverse that does not answer must not hold the page
 WEBHOOK_CONTRACT = 8  # serviceendpoint.contract: Webhook (powerapps-docs .../entities/serviceendpoint.md)
 STEP_PREFIX = "dualwrite: "  # bridge/register.py's step_name
 
@@ -178,16 +180,8 @@ class Registrations:
     async def _read(self) -> RegistrationsView:
         now = datetime.now(UTC)
         try:
-            endpoints = await self._query(
-                "serviceendpoints",
-                filter=f"contract eq {WEBHOOK_CONTRACT}",
-                select=["serviceendpointid", "name", "url"],
-            )
-            rows = await self._query(
-                "sdkmessageprocessingsteps",
-                filter=f"startswith(name,'{STEP_PREFIX}')",
-                select=["sdkmessageprocessingstepid", "name", "mode", "statecode", "filteringattributes"],
-            )
+            with deadline_scope(REGISTRATIONS_BUDGET_S):
+                endpoints, rows = await self._query_both()
         except DualWriteError as exc:
             return RegistrationsView(checked_at=now, error=str(exc), endpoints=[], steps=[], missing=0)
         found = {str(r.get("name")): r for r in rows}
@@ -207,6 +201,20 @@ class Registrations:
             steps=steps,
             missing=sum(1 for s in steps if not s.found or s.enabled is False),
         )
+
+    async def _query_both(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The webhook service endpoints, and the steps named as ``dualwrite register`` names them."""
+        endpoints = await self._query(
+            "serviceendpoints",
+            filter=f"contract eq {WEBHOOK_CONTRACT}",
+            select=["serviceendpointid", "name", "url"],
+        )
+        steps = await self._query(
+            "sdkmessageprocessingsteps",
+            filter=f"startswith(name,'{STEP_PREFIX}')",
+            select=["sdkmessageprocessingstepid", "name", "mode", "statecode", "filteringattributes"],
+        )
+        return endpoints, steps
 
 
 def _step(name: str, where: tuple[str, str], row: Mapping[str, Any] | None) -> WebhookStepView:

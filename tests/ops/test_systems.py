@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bridge.core.deadline import current_deadline
 from bridge.core.errors import RejectedError
 from bridge.metrics import Metrics
 from bridge.ops.api_systems import Registrations, SystemsApi, SystemSource
@@ -40,12 +41,14 @@ class CannedQuery:
     def __init__(self, tables: dict[str, list[dict[str, Any]]]) -> None:
         self.tables = tables
         self.calls: list[tuple[str, str | None]] = []
+        self.deadlines: list[float | None] = []  # the clients' retries stop there
         self.refuse: str | None = None
 
     async def __call__(
         self, entity_set: str, filter: str | None = None, select: list[str] | None = None
     ) -> list[dict[str, Any]]:
         self.calls.append((entity_set, filter))
+        self.deadlines.append(current_deadline())
         if self.refuse:
             raise RejectedError(self.refuse, system="cds", status=403)
         return self.tables.get(entity_set, [])
@@ -171,6 +174,15 @@ async def test_registrations_are_read_once_a_minute_unless_asked(systems_client:
     assert query.calls[1] == ("sdkmessageprocessingsteps", "startswith(name,'dualwrite: ')")
     await client.get("/api/systems?refresh=true", headers=BEARER)
     assert len(query.calls) == 4
+
+
+async def test_registrations_are_read_within_a_deadline(systems_client: Any) -> None:
+    client, _, query = systems_client
+    before = time.monotonic()
+    await client.get("/api/systems", headers=BEARER)
+    # A Dataverse that does not answer must not hold the page: the reads run within 5 s.
+    assert all(d is not None and before < d <= time.monotonic() + 5.0 for d in query.deadlines)
+    assert len(query.deadlines) == 2
 
 
 async def test_a_refused_read_shows_dataverses_message(systems_client: Any) -> None:
