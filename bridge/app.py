@@ -18,7 +18,7 @@ from aiohttp import web
 from bridge.core.errors import ConfigError
 from bridge.core.mapping import MappingSet, load_mappings
 from bridge.engine.apply import Applier
-from bridge.engine.control import EngineController
+from bridge.engine.control import EngineController, Probe
 from bridge.engine.pool import ApplyPool
 from bridge.engine.recovery import Recovery
 from bridge.engine.worker import Engine
@@ -26,10 +26,11 @@ from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.body import SERVER_HANDLER_ARGS
 from bridge.listeners.handlers import WebhookListener
 from bridge.metrics import REQUEST_COUNT_KEYS, Metrics, RequestCounts
+from bridge.ops.api_systems import Registrations, SystemsApi, SystemSource
 from bridge.ops.auth import AdminAuth
 from bridge.ops.server import setup_ops
 from bridge.queue.factory import create_queue, open_queue
-from bridge.register import register_webhooks, scm_endpoint_instructions
+from bridge.register import ENDPOINT_NAME, MESSAGES, register_webhooks, scm_endpoint_instructions, step_name
 from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
 from bridge.state.factory import create_state
@@ -65,6 +66,8 @@ class Bridge:
         self.systems = connect_systems(settings, _secret(settings, "client_secret"))
         self.cds_tokens, self.scm_tokens = self.systems.cds_tokens, self.systems.scm_tokens
         self.cds, self.scm = self.systems.cds, self.systems.scm
+        # One health per system (GET /api/systems): its client's answers and its token's state.
+        self.cds_tokens.health, self.scm_tokens.health = self.cds.http.health, self.scm.http.health
         settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
         # The queue and the state store the settings choose ([queue] / [state] backend). The queue's
         # leases name this bridge (its data directory's owner id), so a restart takes its own back.
@@ -103,7 +106,11 @@ class Bridge:
             engine=self.engine,
             queue=self.queue,
             state=self.state,
-            probes={"cds": self.cds.who_am_i, "scm": self._probe_scm, "tokens": self._probe_tokens},
+            probes={
+                "cds": Probe(self.cds.who_am_i, f"Dataverse at {self.cds.http.base_url}"),
+                "scm": Probe(self._probe_scm, f"Finance and Operations at {self.scm.http.base_url}"),
+                "tokens": Probe(self._probe_tokens, f"the token authority {self.cds_tokens.authority}"),
+            },
         )
         self.listener = WebhookListener(
             mappings=self.mappings,
@@ -130,6 +137,7 @@ class Bridge:
             state=self.state,
             metrics=self.metrics,
             auth=self.admin_auth,
+            systems=self._systems_api(),
         )
         self._runner: web.AppRunner | None = None
         self._identity_task: asyncio.Task[None] | None = None
@@ -138,6 +146,23 @@ class Bridge:
     @property
     def url(self) -> str:
         return f"http://{self.settings.listen.host}:{self.port}"
+
+    def _systems_api(self) -> SystemsApi:
+        """GET /api/systems: both systems' health, and the registrations ``register`` writes."""
+        expected = {
+            step_name(emap, message): (name, message)
+            for name, emap in self.mappings.maps.items()
+            for message in MESSAGES
+        }
+        return SystemsApi(
+            [
+                SystemSource("cds", "Dataverse", self.cds.http.base_url, self.cds.http.health.figures),
+                SystemSource(
+                    "scm", "Finance and Operations", self.scm.http.base_url, self.scm.http.health.figures
+                ),
+            ],
+            Registrations(self.cds.query, endpoint_name=ENDPOINT_NAME, expected=expected),
+        )
 
     def _request_counts(self) -> dict[str, RequestCounts]:
         out: dict[str, RequestCounts] = {}

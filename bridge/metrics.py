@@ -130,6 +130,7 @@ class MapFigures:
     last_error: LastError | None
     lag_s: float | None  # last sampled age of the oldest queued change
     depth: int | None  # last sampled queue depth
+    retrying: Retrying | None = None  # changes waiting for their next attempt (None: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,7 @@ class _MapStats:
     last_error: LastError | None = None
     lag_s: float | None = None
     depth: int | None = None
+    retrying: dict[str, _Retry] = field(default_factory=dict)  # record key -> its latest retry
 
 
 class Metrics:
@@ -282,6 +284,23 @@ class Metrics:
             self._ignored[name] += 1
         self._ignored_counter.add(1, {"entity": name})
 
+    def retrying(self, entity: str, direction: str, record: str, message: str, delay_s: float) -> None:
+        """A change of ``record`` failed retryably and waits ``delay_s`` for its next attempt: the
+        map card's "retrying" state, and its ``last_error`` (so it never shows an older value)."""
+        now = self._clock()
+        with self._lock:
+            stats = self._map(entity)
+            if record in stats.retrying or len(stats.retrying) < MAX_RETRYING:
+                stats.retrying[record] = _Retry(message[:MAX_MESSAGE], now, now + max(0.0, delay_s))
+            stats.last_error = LastError(direction, RETRYING, message[:MAX_MESSAGE], now)
+
+    def settled(self, entity: str, record: str) -> None:
+        """The change of ``record`` left the retries (applied, refused, dead-lettered, dropped)."""
+        with self._lock:
+            stats = self._maps.get(entity)
+            if stats is not None:
+                stats.retrying.pop(record, None)
+
     # ------------------------------------------------------------ sampler-facing
 
     def sample_lag(self, entity: str, seconds: float | None) -> None:
@@ -319,6 +338,7 @@ class Metrics:
                 last_error=stats.last_error,
                 lag_s=stats.lag_s,
                 depth=stats.depth,
+                retrying=_retrying_of(stats.retrying, now),
             )
 
     def series(self, entity: str) -> MapSeries:
@@ -390,3 +410,39 @@ class Metrics:
 
 def _ints(values: list[float | None]) -> list[int]:
     return [int(v or 0) for v in values]
+
+
+# ====================================================================== retries in progress
+# (issue 20) What an outage looks like while it lasts: per map, the changes waiting for their next
+# attempt. Fed by the engine's retry decisions (``bridge.engine.outcome``: ``Metrics.retrying`` and
+# ``Metrics.settled``); read by ``GET /api/maps`` (``retrying``). Per system figures (answers,
+# throttling, token) are ``bridge.systems.health``.
+
+RETRYING = "retrying"  # LastError.kind while a change waits for its next attempt
+MAX_RETRYING = 100_000  # records tracked per map (beyond: counted no more, still retried)
+RETRY_GRACE_S = 300.0  # a retry whose attempt is this far overdue is forgotten (purged, or lost)
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    message: str
+    at: float
+    next_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    count: int  # changes of the map waiting for another attempt
+    error: str  # the latest failed attempt's error (the other system's answer, or the network's)
+    at: float  # epoch seconds of that attempt
+    next_attempt_at: float  # epoch seconds of the soonest next attempt
+
+
+def _retrying_of(retries: dict[str, _Retry], now: float) -> Retrying | None:
+    for record in [r for r, v in retries.items() if v.next_at < now - RETRY_GRACE_S]:
+        del retries[record]
+    if not retries:
+        return None
+    latest = max(retries.values(), key=lambda r: r.at)
+    soonest = min(r.next_at for r in retries.values())
+    return Retrying(len(retries), latest.message, latest.at, soonest)

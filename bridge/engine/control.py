@@ -1,12 +1,18 @@
-"""The admin controls (``bridge.engine.ports.Controller``) over the engine, queue and state."""
+"""The admin controls (``bridge.engine.ports.Controller``) over the engine, queue and state.
+
+Readiness probes each system through its own client, within a deadline the client's retries keep
+to, so a system that does not answer is reported with its name, its URL and the last error (never a
+bare ``TimeoutError``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from bridge.core.deadline import deadline_scope
 from bridge.core.errors import DualWriteError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key, utcnow
 from bridge.core.kinds import FailureKind
@@ -20,18 +26,40 @@ from bridge.state.base import MapState, MapStatus, StatePort
 
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000
+PROBE_S = 5.0  # each readiness probe; the clients' retries stop half a second before
 SKIPPED_ON_RESUME = Record(
     kind=FailureKind.SKIPPED_ON_RESUME,
     target_message="skipped when the map resumed (skip to live); retry to apply it",
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A readiness check: ``call`` raises when ``target`` (e.g. "Dataverse at https://…") is not usable."""
+
+    call: Callable[[], Awaitable[object]]
+    target: str
+
+
+def probe_failure(target: str, exc: BaseException, seconds: float) -> str:
+    """A failed probe as readiness details say it: what was probed, and the error's own text."""
+    if isinstance(exc, SyncError):
+        why = exc.message
+    elif isinstance(exc, TimeoutError):
+        why = f"no answer within {seconds:g}s"
+    else:
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)
+    return f"{target}: {why}"
+
+
 class EngineController:
-    def __init__(self, *, engine: Engine, queue: QueuePort, state: StatePort, probes: dict[str, Any]) -> None:
+    def __init__(
+        self, *, engine: Engine, queue: QueuePort, state: StatePort, probes: dict[str, Probe]
+    ) -> None:
         self.engine = engine
         self.queue = queue
         self.state = state
-        self.probes = probes  # name -> async callable raising on failure (cds, scm, tokens)
+        self.probes = probes  # name (cds, scm, tokens) -> its probe
         self._retries = 0
 
     def map_names(self) -> list[str]:
@@ -137,18 +165,17 @@ class EngineController:
         results: dict[str, bool] = {}
         details: dict[str, str] = {}
 
-        async def check(name: str, probe: Any) -> None:
+        async def check(name: str, probe: Probe) -> None:
             try:
-                await asyncio.wait_for(probe(), timeout=5)
+                with deadline_scope(PROBE_S - 0.5):
+                    await asyncio.wait_for(probe.call(), timeout=PROBE_S)
                 results[name] = True
             except Exception as exc:  # readiness reports; it never raises
                 results[name] = False
-                details[name] = f"{type(exc).__name__}: {exc}"
+                details[name] = probe_failure(probe.target, exc, PROBE_S)
 
-        async def queue_probe() -> None:
-            await self.queue.depth()
-
-        await asyncio.gather(check("queue", queue_probe), *(check(n, p) for n, p in self.probes.items()))
+        probes = {"queue": Probe(self.queue.depth, "the queue"), **self.probes}
+        await asyncio.gather(*(check(n, p) for n, p in probes.items()))
         return Readiness(
             queue=results.get("queue", False),
             cds=results.get("cds", False),

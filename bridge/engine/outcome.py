@@ -15,6 +15,10 @@
     abandoned before its apply -> reverted if it wrote; a "timeout" failure; answer 504 (or 200 when
                                   it was applied and recorded before a restart)
 
+Each failed attempt logs one line at WARNING (map, record, direction, attempt n of m, the other
+system's answer or the network error, and the next attempt, or why there is none), and the map's
+"retrying" figures (``Metrics.retrying``, shown on the card) follow the change until it settles.
+
 Every change then leaves the queue (completed, dead-lettered, or released for its retry). The
 decisions are pure functions below; ``Outcomes`` carries them out (queue, state, recovery, metrics)
 and answers a waiting synchronous originator through the engine's callback.
@@ -177,6 +181,23 @@ def next_retry_step(
     return RetryStep.DEAD_LETTER if attempts >= max_attempts else RetryStep.RELEASE
 
 
+def attempt_bound(event: ChangeEvent, max_attempts: int, budget_s: float) -> str:
+    """What bounds a change's attempts, for its log line: " of 8", or a synchronous save's budget."""
+    if event.mode is SyncMode.SYNC:
+        left = (deadline_of(event, budget_s) - datetime.now(UTC)).total_seconds()
+        return f" (synchronous: its {budget_s:g}s budget ends in {max(left, 0.0):.1f}s)"
+    return f" of {max_attempts}"
+
+
+def after_attempt(step: RetryStep, delay: float) -> str:
+    """The end of a failed attempt's log line: when the next one comes, or why none does."""
+    if step is RetryStep.RELEASE:
+        return f"next attempt in {delay:.1f}s"
+    if step is RetryStep.DEAD_LETTER:
+        return "no attempts left: dead-lettered (replay it from the dashboard once the cause is fixed)"
+    return "the save's budget is spent: answered 503, nothing applied"
+
+
 def answer_of_spent_budget(event: ChangeEvent, message: str) -> Answer:
     return Answer(ok=False, status=503, message=f"{target_name(event)} unavailable: {message}")
 
@@ -290,6 +311,7 @@ class Outcomes:
 
     async def after_write(self, item: QueuedEvent, applied: Applied, *, originator_gone: bool) -> Verdict:
         event = item.event
+        self.metrics.settled(event.entity, event.record_key)
         if needs_undo(applied, originator_gone=originator_gone):
             assert applied.undo is not None
             await self._undo(item, applied.undo, GAVE_UP_AFTER)
@@ -325,6 +347,7 @@ class Outcomes:
 
     async def _rejected(self, item: QueuedEvent, exc: RejectedError) -> None:
         event = item.event
+        self.metrics.settled(event.entity, event.record_key)
         self.metrics.failed(event.entity, direction(event.source), FailureKind.REJECTED, exc.message)
         if event.mode is SyncMode.SYNC:
             await self._record(item, record_of_sync_rejection(exc))
@@ -358,9 +381,23 @@ class Outcomes:
             due=datetime.now(UTC) + timedelta(seconds=delay),
             deadline=deadline_of(event, self.settings.sync_budget_s),
         )
+        log.log(
+            logging.ERROR if step is RetryStep.DEAD_LETTER else logging.WARNING,
+            "map %s, record %s/%s (%s): attempt %d%s failed: %s; %s",
+            event.entity,
+            event.company,
+            event.key,
+            direction(event.source),
+            attempts,
+            attempt_bound(event, self.settings.max_attempts, self.settings.sync_budget_s),
+            message,
+            after_attempt(step, delay),
+        )
         if step is RetryStep.RELEASE:
+            self.metrics.retrying(event.entity, direction(event.source), event.record_key, message, delay)
             await self.queue.release(item, delay=delay, error=message)
             return
+        self.metrics.settled(event.entity, event.record_key)
         self.metrics.failed(event.entity, direction(event.source), FailureKind.RETRY_EXHAUSTED, message)
         await self._record(item, Record(kind=FailureKind.RETRY_EXHAUSTED, target_message=message))
         if step is RetryStep.DEAD_LETTER:
@@ -375,6 +412,7 @@ class Outcomes:
         """A synchronous change whose originator gave up before its apply (or an earlier run of the
         bridge received it): never applied now, and taken back if an earlier attempt wrote."""
         event = item.event
+        self.metrics.settled(event.entity, event.record_key)
         reverted = await self.recovery.revert_if_applied(event)
         recorded = not reverted and await self._recorded(event)
         message, answer = after_abandon(reverted=reverted, recorded=recorded)

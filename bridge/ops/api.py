@@ -8,6 +8,7 @@ Controller / queue / state port, shape the answer with ``bridge.ops.models``. Ev
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -110,7 +111,9 @@ class OpsApi:
         metrics: Metrics,
         auth: AdminAuth,
         alerts: AlertRules,
+        more: Sequence[RouteSpec] = (),
     ) -> None:
+        self.more = list(more)  # routes of other modules (e.g. api_systems), in the same document
         self.controller = controller
         self.queue = queue
         self.state = state
@@ -165,6 +168,7 @@ class OpsApi:
                 if last
                 else None
             ),
+            retrying=m.RetryingView.of(figures.retrying),
         )
 
     async def list_maps(self, request: web.Request) -> web.Response:
@@ -458,6 +462,7 @@ class OpsApi:
                 public=True,
                 also={503: "Not ready; the body says what is missing"},
             ),
+            *self.more,
         ]
 
 
@@ -469,6 +474,9 @@ def ops_routes(
     metrics: Metrics,
     auth: AdminAuth,
     alerts: AlertRules,
+    more: Sequence[RouteSpec] = (),
 ) -> list[web.RouteDef]:
-    api = OpsApi(controller=controller, queue=queue, state=state, metrics=metrics, auth=auth, alerts=alerts)
+    api = OpsApi(
+        controller=controller, queue=queue, state=state, metrics=metrics, auth=auth, alerts=alerts, more=more
+    )
     return [web.route(s.method, s.path, _guard(s.handler)) for s in api.specs()]

@@ -6,14 +6,14 @@ the document cannot drift from what the handlers accept and return.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bridge.core.events import ChangeEvent, System
 from bridge.engine.ports import ResumeMode
-from bridge.metrics import DirectionFigures
+from bridge.metrics import DirectionFigures, Retrying
 from bridge.ops.alerts import AlertRule
 from bridge.queue.base import DeadLetter
 from bridge.state.base import Failure, MapStatus
@@ -114,6 +114,24 @@ class LastErrorView(BaseModel):
     at: datetime
 
 
+class RetryingView(BaseModel):
+    count: int = Field(description="Changes of the map waiting for another attempt")
+    error: str = Field(description="The latest failed attempt's error (the other system's or the network's)")
+    at: datetime = Field(description="When that attempt failed")
+    next_attempt_at: datetime = Field(description="The soonest next attempt")
+
+    @classmethod
+    def of(cls, r: Retrying | None) -> RetryingView | None:
+        if r is None:
+            return None
+        return cls(
+            count=r.count,
+            error=r.error,
+            at=datetime.fromtimestamp(r.at, UTC),
+            next_attempt_at=datetime.fromtimestamp(r.next_attempt_at, UTC),
+        )
+
+
 class MapView(BaseModel):
     entity: str
     state: MapStatus
@@ -130,6 +148,9 @@ class MapView(BaseModel):
     alert_rule: AlertRule
     directions: list[DirectionView]
     last_error: LastErrorView | None
+    retrying: RetryingView | None = Field(
+        default=None, description="Changes retrying now (an outage): null when none"
+    )
 
 
 class MapsView(BaseModel):

@@ -8,6 +8,7 @@ from bridge.engine.ports import Controller
 from bridge.metrics import Metrics
 from bridge.ops.alerts import AlertRules
 from bridge.ops.api import ops_routes
+from bridge.ops.api_systems import SystemsApi
 from bridge.ops.auth import AdminAuth
 from bridge.ops.pages import page_routes, security_headers
 from bridge.ops.watcher import OpsWatcher
@@ -24,6 +25,7 @@ def setup_ops(
     metrics: Metrics,
     auth: AdminAuth,
     alerts: AlertRules | None = None,
+    systems: SystemsApi | None = None,
     watch_interval: float | None = 2.0,
 ) -> OpsWatcher:
     """Add middlewares, routes and the watcher (sampling + alert rules every ``watch_interval`` s;
@@ -32,8 +34,17 @@ def setup_ops(
     alerts = alerts or AlertRules()
     app.middlewares.append(security_headers)
     app.middlewares.append(auth.middleware)
+    more = systems.specs() if systems is not None else []  # GET /api/systems
     app.add_routes(
-        ops_routes(controller=controller, queue=queue, state=state, metrics=metrics, auth=auth, alerts=alerts)
+        ops_routes(
+            controller=controller,
+            queue=queue,
+            state=state,
+            metrics=metrics,
+            auth=auth,
+            alerts=alerts,
+            more=more,
+        )
     )
     app.add_routes(page_routes(auth))
     watcher = OpsWatcher(controller=controller, queue=queue, state=state, metrics=metrics, alerts=alerts)

@@ -11,6 +11,9 @@ Errors: an ``{"error": ...}`` answer naming bad credentials or scope -> ``Config
 cannot help); anything else msal reports (429 / ``temporarily_unavailable`` / unknown) and
 ``MsalServiceError`` (a 5xx) or connection failures -> ``RetryableError``. After a 5xx msal replays
 the same error for 5 s without calling the server, so those carry ``retry_after`` >= 5 s.
+
+Each token obtained (its expiry) and each failure to get one is noted in ``health`` when the
+composition gives one (the system's ``bridge.systems.health.SystemHealth``: ``GET /api/systems``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import msal
 import requests
 
 from bridge.core.errors import ConfigError, RetryableError
+from bridge.systems.health import SystemHealth
 
 # OAuth error codes that mean our configuration is wrong (RFC 6749 5.2 and Entra's additions).
 _CONFIG_ERRORS = frozenset(
@@ -77,6 +81,7 @@ class TokenProvider:
         self._lock = threading.Lock()  # msal app creation happens in worker threads
         self._kept: tuple[str, float] | None = None  # token, reused until this time.monotonic()
         self._generation = 0  # bumped by refresh: an answer from before it is not kept
+        self.health: SystemHealth | None = None  # the token state shown per system (set by the composition)
 
     def __repr__(self) -> str:
         return (
@@ -109,6 +114,17 @@ class TokenProvider:
 
     def _acquire(self, fresh: bool, generation: int | None = None) -> str:
         try:
+            token, expires_in = self._acquire_once(fresh, generation)
+        except (ConfigError, RetryableError) as exc:
+            if self.health is not None:
+                self.health.token_failed(str(exc))
+            raise
+        if self.health is not None:
+            self.health.token_acquired(time.time() + expires_in if expires_in else None)
+        return token
+
+    def _acquire_once(self, fresh: bool, generation: int | None) -> tuple[str, float | None]:
+        try:
             app = self._application()
             if fresh:
                 app.remove_tokens_for_client()
@@ -126,9 +142,11 @@ class TokenProvider:
         if "access_token" in result:
             token = str(result["access_token"])
             expires_in = result.get("expires_in")
-            if isinstance(expires_in, int | float) and expires_in > 0 and generation == self._generation:
+            if not isinstance(expires_in, int | float) or expires_in <= 0:
+                return token, None
+            if generation == self._generation:
                 self._kept = (token, time.monotonic() + expires_in / 2)
-            return token
+            return token, float(expires_in)
         error = str(result.get("error", "unknown_error"))
         text = f"token request failed: {error}: {result.get('error_description', '')}".strip()
         if error in _CONFIG_ERRORS:

@@ -9,6 +9,11 @@ bounded by ``RetryPolicy.attempts`` and by an optional absolute deadline (``dead
 synchronous webhook answer has a budget: when the next wait would end past the deadline, the last
 ``RetryableError`` is raised at once instead of sleeping. ``RejectedError`` is never retried.
 
+Every failed attempt that is retried logs one line at INFO (system, method, URL, attempt n of m,
+the system's answer or the network error, the wait): a change's own retries are logged by the engine
+at WARNING (``bridge.engine.outcome``), so an outage shows without a line per request at WARNING.
+Every answer, failure and Retry-After waited is counted in ``health`` (``GET /api/systems``).
+
 Writes nobody waits for may travel together as one ``$batch``: the composition gives the client a
 ``Coalescer`` (``bridge/systems/coalesce.py``, attached in ``bridge/systems/connect.py``).
 """
@@ -16,6 +21,7 @@ Writes nobody waits for may travel together as one ``$batch``: the composition g
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Mapping
@@ -30,7 +36,10 @@ from bridge import telemetry
 from bridge.core.deadline import current_deadline, is_urgent
 from bridge.core.errors import RetryableError, SyncError
 from bridge.systems.errors import classify, connection_failed, deadline_passed, timed_out
+from bridge.systems.health import SystemHealth
 from bridge.systems.transport import AiohttpTransport, Request, Response, Transport, TransportError
+
+log = logging.getLogger(__name__)
 
 ODATA_HEADERS = {
     "Accept": "application/json",
@@ -137,6 +146,7 @@ class HttpClient:
         self.retry = retry or RetryPolicy()
         self._rng = rng or random.Random()
         self.requests_sent = 0  # attempts on the wire, for tests and metrics
+        self.health = SystemHealth(system)  # answers, throttling, network errors (GET /api/systems)
         self.coalescer: Coalescer | None = None  # set by the composition (bridge/systems/connect.py)
 
     async def close(self) -> None:
@@ -241,17 +251,35 @@ class HttpClient:
                 sent["Content-Type"] = "application/json"
         deadline = current_deadline()
         attempt = _Attempt()
+        call = _Call(method, self.url(path), params, body, sent)
         retrying = AsyncRetrying(
             stop=_Stop(self.retry, deadline),
             wait=_Wait(self.retry, self._rng),
             retry=retry_if_exception_type(RetryableError),
+            before_sleep=lambda state: self._before_retry(call, state),
             reraise=True,
         )
-        call = _Call(method, self.url(path), params, body, sent)
         async for tried in retrying:
             with tried:
                 return await self._once(call, accept, deadline, attempt)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _before_retry(self, call: _Call, state: RetryCallState) -> None:
+        """One line per failed attempt that will be retried; the Retry-After waited is counted."""
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.upcoming_sleep
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            self.health.waited_retry_after(wait)
+        log.info(
+            "%s: %s %s attempt %d of %d failed: %s; next attempt in %.1fs",
+            self.system,
+            call.method,
+            call.url,
+            state.attempt_number,
+            self.retry.attempts,
+            exc.message if isinstance(exc, RetryableError) else exc,
+            wait,
+        )
 
     async def _once(
         self, call: _Call, accept: tuple[int, ...], deadline: float | None, attempt: _Attempt
@@ -263,7 +291,10 @@ class HttpClient:
             response = await self._send(call, deadline, await self._tokens.refresh())
         if 200 <= response.status < 300 or response.status in accept:
             return response
-        raise classify(self.system, response.status, response.headers, response.body, response.text)
+        error = classify(self.system, response.status, response.headers, response.body, response.text)
+        if isinstance(error, RetryableError):
+            self.health.failed(error.message, answered=True)
+        raise error
 
     async def _send(self, call: _Call, deadline: float | None, token: str) -> Response:
         budget = self._timeout
@@ -274,10 +305,16 @@ class HttpClient:
         self.requests_sent += 1
         headers = {"Authorization": f"Bearer {token}", **call.headers}
         try:
-            return await self.transport.send(
+            response = await self.transport.send(
                 Request(call.method, call.url, call.params, headers, call.body, budget)
             )
         except TimeoutError as exc:
-            raise timed_out(self.system, budget) from exc
+            error = timed_out(self.system, budget)
+            self.health.failed(error.message, answered=False)
+            raise error from exc
         except TransportError as exc:
-            raise connection_failed(self.system, exc) from exc
+            error = connection_failed(self.system, exc)
+            self.health.failed(error.message, answered=False)
+            raise error from exc
+        self.health.answered(response.status)
+        return response

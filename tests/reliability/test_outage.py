@@ -7,12 +7,18 @@ rolls them back: the record exists on neither side."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 import pytest
 
 from bridge.sandbox.faults import FaultSettings
 from bridge.settings import SyncSettings
+from bridge.systems.http import RetryPolicy
 from tests.reliability.conftest import Rig, forms
 from tests.reliability.helpers import CDS_KEY, SCM_KEY, assert_once_and_in_order, converge, stream
 
@@ -100,3 +106,80 @@ async def test_sync_saves_fail_and_roll_back_while_the_target_is_down(rig: Rig, 
     assert not {k for k in cds_keys | scm_keys if k.startswith(("S5", "SR"))}  # rolled back, never applied
     assert await rig.person.cds_create("AFTER", "recovered") == 204  # and the next save goes through
     assert (await converge(rig.sandbox)).get("AFTER") == "recovered"
+
+
+def _lines(caplog: pytest.LogCaptureFixture, logger: str, *needles: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == logger and all(n in r.getMessage() for n in needles)
+    ]
+
+
+async def _ops(rig: Rig, path: str) -> tuple[int, Any]:
+    token = rig.bridge.settings.admin_token.get_secret_value()
+    async with rig.http.get(f"{rig.bridge.url}{path}", headers={"Authorization": f"Bearer {token}"}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_an_outage_is_visible_while_it_lasts(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    """A change retrying through an outage logs each failed attempt with Dataverse's own text, its
+    map card says "retrying" with that text and the next attempt, and readiness names the system,
+    its URL and the error; all of it clears once the change is applied."""
+    caplog.set_level(logging.INFO)
+    cds_http = rig.bridge.cds.http
+    cds_http.retry = RetryPolicy(attempts=5, initial=0.05, maximum=0.1)  # the client's own retries, quick
+    faults = rig.sandbox.faults["dataverse"]
+    faults.configure(FaultSettings(unavailable_rate=1.0))
+    assert await rig.person.scm_create("OUT1", "during") == 201  # an F&O data event: asynchronous
+
+    # The engine's line per failed attempt of the change: map, record, attempt n of m, the text, the wait.
+    unavailable = "cds 503: The service is temporarily unavailable. Try again later."
+    line = (await _eventually(lambda: _lines(caplog, "bridge.engine.outcome", "attempt 2 of 200")))[0]
+    assert line.startswith(
+        f"map ship_via, record USMF/OUT1 (scm->cds): attempt 2 of 200 failed: {unavailable}; "
+    )
+    assert re.search(r"; next attempt in \d+\.\ds$", line), line
+    # The HTTP client's line per failed request inside one attempt: system, URL, attempt n of m.
+    client = _lines(caplog, "bridge.systems.http", "attempt 2 of 5", unavailable)
+    assert client and client[0].startswith("cds: ") and cds_http.base_url in client[0], client[:3]
+
+    # The map card: retrying, with the current error and the next attempt; last_error is that error too.
+    _, maps = await _ops(rig, "/api/maps")
+    card = next(m for m in maps["maps"] if m["entity"] == "ship_via")
+    assert card["retrying"]["count"] == 1 and card["retrying"]["error"] == unavailable
+    assert datetime.fromisoformat(card["retrying"]["next_attempt_at"]) >= datetime.fromisoformat(
+        card["retrying"]["at"]
+    )
+    assert (card["last_error"]["kind"], card["last_error"]["message"]) == ("retrying", unavailable)
+
+    # Readiness: the system, its URL and its answer; never a bare "TimeoutError: ".
+    async with rig.http.get(f"{rig.bridge.url}/readyz") as resp:
+        ready = await resp.json()
+    assert resp.status == 503 and ready["cds"] is False
+    assert ready["details"]["cds"] == f"Dataverse at {cds_http.base_url}: {unavailable}"
+
+    # Then connections refused: the network's error, in the log and in readiness.
+    faults.clear()
+    real = cds_http.base_url
+    cds_http.base_url = real.replace(real.split("/")[2], f"127.0.0.1:{_closed_port()}")
+    refused = await _eventually(lambda: _lines(caplog, "bridge.engine.outcome", "OUT1", "connection failed"))
+    assert "cds: connection failed: Cannot connect to host 127.0.0.1:" in refused[0]
+    async with rig.http.get(f"{rig.bridge.url}/readyz") as resp:
+        details = (await resp.json())["details"]["cds"]
+    assert details.startswith(f"Dataverse at {real}: cds: connection failed: Cannot connect"), details
+    assert "TimeoutError" not in details
+
+    # Recovery: applied, and the card no longer retrying.
+    cds_http.base_url = real
+    assert (await converge(rig.sandbox)).get("OUT1") == "during"
+    card = next(m for m in (await _ops(rig, "/api/maps"))[1]["maps"] if m["entity"] == "ship_via")
+    assert card["retrying"] is None
+
+
+async def _eventually(lines: Callable[[], list[str]], timeout: float = 30.0) -> list[str]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (found := lines()):
+        assert asyncio.get_running_loop().time() < deadline, "no such log line"
+        await asyncio.sleep(0.05)
+    return found

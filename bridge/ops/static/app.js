@@ -280,6 +280,7 @@ async function refresh() {
       api("GET", "/api/maps"), api("GET", "/api/series"), api("GET", "/api/failures?" + q),
       api("GET", "/api/deadletters?limit=100"), api("GET", "/api/alerts")]);
     renderMaps(maps);
+    document.dispatchEvent(new CustomEvent("dualwrite:maps", { detail: maps }));  // systems.js
     for (const s of series.maps) { const c = state.cards.get(s.entity); if (c) drawChart(c.chart, s); }
     renderFailures(failures);
     renderDeadLetters(dead);

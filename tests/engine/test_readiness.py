@@ -1,0 +1,61 @@
+"""Readiness details name what was probed and why it failed, in the failure's own words: a system's
+answer, the network's error, or how long it stayed silent; never a bare ``TimeoutError: ``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+
+from bridge.core.deadline import current_deadline
+from bridge.core.errors import RetryableError
+from bridge.engine import control
+from bridge.engine.control import EngineController, Probe, probe_failure
+
+
+class Queue:
+    async def depth(self, entity: str | None = None) -> int:
+        return 0
+
+
+def _controller(probes: dict[str, Probe]) -> EngineController:
+    return EngineController(
+        engine=cast(Any, None), queue=cast(Any, Queue()), state=cast(Any, None), probes=probes
+    )
+
+
+def test_a_failure_is_told_with_its_target_and_its_own_text() -> None:
+    target = "Dataverse at https://org.crm.dynamics.com/api/data/v9.2/"
+    assert (
+        probe_failure(target, RetryableError("cds 503: down for maintenance"), 5)
+        == f"{target}: cds 503: down for maintenance"
+    )
+    assert probe_failure(target, TimeoutError(), 5) == f"{target}: no answer within 5s"
+    assert probe_failure(target, ValueError(), 5) == f"{target}: ValueError()"
+    assert probe_failure(target, OSError("disk full"), 5) == f"{target}: OSError: disk full"
+
+
+async def test_a_silent_system_is_reported_by_name_and_the_probe_runs_within_a_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(control, "PROBE_S", 0.6)
+    seen: list[float | None] = []
+
+    async def silent() -> None:
+        seen.append(current_deadline())
+        await asyncio.sleep(60)
+
+    async def fine() -> None:
+        return None
+
+    ready = await _controller(
+        {
+            "cds": Probe(silent, "Dataverse at https://cds.example/api/data/v9.2/"),
+            "scm": Probe(fine, "Finance and Operations at https://scm.example/data/"),
+            "tokens": Probe(fine, "the token authority https://login.example/t"),
+        }
+    ).readiness()
+    assert (ready.queue, ready.cds, ready.scm, ready.tokens, ready.ready) == (True, False, True, True, False)
+    assert ready.details == {"cds": "Dataverse at https://cds.example/api/data/v9.2/: no answer within 0.6s"}
+    assert seen and seen[0] is not None  # the client's retries see a deadline, before the probe's own
