@@ -135,7 +135,9 @@ def build_queue(
     return builder(QueueInputs(storage, owner, settings, credential))
 
 
-def create_queue(settings: Settings, *, owner: str, credential: AsyncTokenCredential | None = None) -> QueuePort:
+def create_queue(
+    settings: Settings, *, owner: str, credential: AsyncTokenCredential | None = None
+) -> QueuePort:
     """The queue the settings choose (``[queue] backend``, ``[storage]``), not opened yet;
     ``credential``: an Entra token credential for ``[queue] servicebus_namespace``."""
     return build_queue(
