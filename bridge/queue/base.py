@@ -94,7 +94,8 @@ class WorkQueue(Protocol):
     async def close(self) -> None: ...
 
     async def enqueue(self, event: ChangeEvent) -> bool:
-        """Durably add ``event``; False (and nothing added) if its event_id was seen before."""
+        """Durably add ``event``; nothing added if its event_id was seen before, which it answers with
+        False under ``DEDUPE_ANSWER`` (without it, True: accepted, and dropped as a repeat)."""
         ...
 
     async def enqueue_many(self, events: Sequence[ChangeEvent]) -> list[bool]:
@@ -103,7 +104,8 @@ class WorkQueue(Protocol):
 
     async def pending_of(self, record_key: str) -> list[ChangeEvent]:
         """The record's queued and leased events (not dead letters), oldest first: what a
-        synchronous change arriving now would wait behind (``bridge.engine.syncgate``)."""
+        synchronous change arriving now would wait behind (``bridge.engine.syncgate``). Only with
+        ``RECORD_VIEW`` (else ``CapabilityMissing``), like ``withdraw``."""
         ...
 
     async def withdraw(self, event_id: str) -> bool:
@@ -161,7 +163,8 @@ class QueueAdmin(Protocol):
 
     async def drain(self, entity: str, limit: int) -> list[QueuedEvent]:
         """Remove and return up to ``limit`` queued (not dead-lettered, not leased) events of one map,
-        oldest first (resume "skip to live, keep the backlog" turns them into retryable failures)."""
+        oldest first (resume "skip to live, keep the backlog" turns them into retryable failures).
+        Only with ``MAP_BACKLOG`` (else ``CapabilityMissing``), like ``purge``."""
         ...
 
     async def purge(self, entity: str) -> int:
@@ -174,7 +177,8 @@ class QueueAdmin(Protocol):
         ...
 
     async def oldest_enqueued_at(self, entity: str | None = None) -> datetime | None:
-        """When the oldest queued event was enqueued; for one map only with ``MAP_FIGURES``."""
+        """When the oldest queued event was enqueued; at all only with ``QUEUE_AGE``, for one map only
+        with ``MAP_FIGURES`` too."""
         ...
 
 

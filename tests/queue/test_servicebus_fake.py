@@ -48,16 +48,16 @@ async def test_a_locked_session_cannot_be_accepted_by_a_second_receiver() -> Non
 
 
 async def test_a_session_lock_runs_out_unless_renewed() -> None:
-    client = _client(lock_duration_s=0.1)
+    client = _client(lock_duration_s=1.0)
     await _send(client, "A", "m1")
     receiver = client.get_queue_receiver("q", session_id="A", max_wait_time=0.05)
     [message] = await receiver.receive_messages(1, max_wait_time=0.05)
     assert message.delivery_count == 1
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.6)
     await receiver.session.renew_lock()
-    await asyncio.sleep(0.07)  # 0.12 s after the receive, 0.07 after the renewal: still held
+    await asyncio.sleep(0.6)  # 1.2 s after the receive, 0.6 after the renewal: still held
     await receiver.session.get_state()
-    await asyncio.sleep(0.12)
+    await asyncio.sleep(1.1)
     with pytest.raises(SessionLockLostError):
         await receiver.complete_message(message)
     other = client.get_queue_receiver("q", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=0.05)
@@ -108,10 +108,10 @@ async def test_a_receiver_closed_with_a_message_unsettled_gives_it_back_counted(
 
 
 async def test_a_message_id_sent_again_within_the_window_is_dropped() -> None:
-    client = _client(duplicate_window_s=0.1)
+    client = _client(duplicate_window_s=0.5)
     await _send(client, "A", "m1", "first")
     await _send(client, "A", "m1", "again")  # within the window: dropped without a word
-    await asyncio.sleep(0.12)
+    await asyncio.sleep(0.6)
     await _send(client, "A", "m1", "later")  # the window has passed: a new message
     receiver = client.get_queue_receiver("q", session_id="A", max_wait_time=0.02)
     assert [str(m) for m in await receiver.receive_messages(10, max_wait_time=0.02)] == ["first", "later"]

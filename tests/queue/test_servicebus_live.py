@@ -1,7 +1,8 @@
 """The Service Bus queue against a real namespace: runs when DUALWRITE_SERVICEBUS_CONNECTION_STRING is
 set (a queue with sessions and duplicate detection, named by DUALWRITE_SERVICEBUS_TEST_QUEUE, default
 "dualwrite-test"), skipped otherwise. It uses record keys and event ids of its own (a random run id), so
-other messages in the queue are left alone; a lease of someone else's record is given back untouched."""
+other messages in the queue are left alone (a lease of another record is given back at once: its
+delivery count goes up by one)."""
 
 from __future__ import annotations
 

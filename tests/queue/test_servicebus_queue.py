@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from azure.servicebus import ServiceBusSubQueue
+from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 from pydantic import SecretStr
 
@@ -29,10 +29,12 @@ Replicas = tuple[FakeNamespace, Make]
 @pytest.fixture
 async def replicas() -> AsyncIterator[tuple[FakeNamespace, Make]]:
     namespace = FakeNamespace()
-    namespace.create_queue("q", lock_duration_s=0.2)
+    namespace.create_queue("q", lock_duration_s=0.4)
     opened: list[ServiceBusQueue] = []
 
     async def make(**options: float) -> ServiceBusQueue:
+        # The broker's lock is short (0.4 s): a replica renews it often unless a test says otherwise.
+        options = {"renew_every_s": 0.05, "tick_s": 0.01, **options}
         queue = ServiceBusQueue(
             FakeServiceBusClient(namespace), "q", admin=FakeAdministrationClient(namespace), **options
         )
@@ -53,7 +55,7 @@ async def test_the_session_lock_is_renewed_while_the_lease_lasts(
     b = await make(accept_wait_s=0.01)
     await a.enqueue(make_event(1))
     [item] = await a.lease(1, 30)
-    await asyncio.sleep(0.5)  # more than twice the broker's lock duration: a long write
+    await asyncio.sleep(1.0)  # more than twice the broker's lock duration: a long write
     assert await b.lease(10, 30) == []  # still A's
     assert await a.complete(item) is True
 
@@ -66,7 +68,7 @@ async def test_without_renewal_the_broker_takes_the_session_back(
     b = await make(accept_wait_s=0.01)
     await a.enqueue(make_event(1))
     [item] = await a.lease(1, 30)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.6)
     [again] = await b.lease(10, 30)
     assert again.seq == item.seq and again.attempts == 1
     assert await a.complete(item) is False
@@ -183,3 +185,51 @@ def test_the_file_may_choose_servicebus(tmp_path: Path) -> None:
     )
     settings = load_settings(config)
     assert (settings.queue.backend, settings.queue.servicebus_queue) == ("servicebus", "dw")
+
+
+async def test_a_lease_that_runs_out_on_one_replica_goes_to_another(replicas: Replicas) -> None:
+    _, make = replicas
+    a = await make(accept_wait_s=0.01, tick_s=0.01, renew_every_s=0.05)
+    b = await make(accept_wait_s=0.01)
+    await a.enqueue(make_event(1))
+    [item] = await a.lease(1, 0.1)  # A's worker never settles it, and A leases nothing more
+    await asyncio.sleep(0.3)
+    [again] = await b.lease(10, 30)  # A's upkeep abandoned it when the lease ran out
+    assert again.seq == item.seq and again.attempts == 1
+    assert await a.complete(item) is False and await b.complete(again) is True
+
+
+async def test_a_delayed_release_keeps_the_record_from_every_replica(replicas: Replicas) -> None:
+    _, make = replicas
+    a = await make(accept_wait_s=0.01, tick_s=0.01, renew_every_s=0.05)
+    b = await make(accept_wait_s=0.01)
+    await a.enqueue(make_event(1))
+    [item] = await a.lease(1, 30)
+    assert await a.release(item, delay=0.3, error="HTTP 429") is True
+    assert await b.lease(10, 30) == []  # A holds the session for the delay (its lock renewed)
+    await asyncio.sleep(0.45)
+    [again] = await b.lease(10, 30)
+    assert (again.seq, again.attempts, again.last_error) == (item.seq, 1, "HTTP 429")
+
+
+async def test_a_records_events_are_sent_in_order_in_chunks(replicas: Replicas) -> None:
+    namespace, make = replicas
+    queue = await make(accept_wait_s=0.01)
+    assert await queue.enqueue_many([make_event(n) for n in range(250)]) == [True] * 250
+    stored = sorted(namespace.queues["q"].active.values(), key=lambda s: s.seq)
+    assert [s.message_id for s in stored] == [f"evt-warehouse-{n}" for n in range(250)]
+    assert await queue.depth() == 250
+
+
+async def test_a_message_that_is_not_a_change_event_is_dead_lettered(replicas: Replicas) -> None:
+    namespace, make = replicas
+    queue = await make(accept_wait_s=0.01)
+    sender = FakeServiceBusClient(namespace).get_queue_sender("q")
+    await sender.send_messages(
+        ServiceBusMessage("{not json", session_id="warehouse|USMF|X", message_id="bad")
+    )
+    await queue.enqueue(make_event(1))
+    assert numbers(await queue.lease(10, 30)) == [1]
+    [dead] = namespace.queues["q"].dead.values()
+    assert dead.message_id == "bad" and dead.dead_letter_reason == "not a change event"
+    assert await queue.dead_letters() == []  # not an event: the listing leaves it to a person
