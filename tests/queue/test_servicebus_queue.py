@@ -13,6 +13,7 @@ from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 from pydantic import SecretStr
 
+from bridge.app import Bridge
 from bridge.core.errors import ConfigError
 from bridge.queue.base import CapabilityMissing, QueueCapability
 from bridge.queue.factory import build_queue, create_queue
@@ -233,3 +234,10 @@ async def test_a_message_that_is_not_a_change_event_is_dead_lettered(replicas: R
     [dead] = namespace.queues["q"].dead.values()
     assert dead.message_id == "bad" and dead.dead_letter_reason == "not a change event"
     assert await queue.dead_letters() == []  # not an event: the listing leaves it to a person
+
+
+async def test_the_bridge_builds_the_servicebus_queue_from_its_settings(tmp_path: Path) -> None:
+    settings = _sb_settings(tmp_path).model_copy(update={"servicebus_connection_string": SecretStr(_CONN)})
+    bridge = Bridge(settings)
+    assert isinstance(bridge.queue, ServiceBusQueue) and bridge.queue.queue_name == "dualwrite"
+    await bridge.queue.close()
