@@ -316,24 +316,33 @@ class ServiceBusQueue(ServiceBusAdmin):
     async def _settle_due(self) -> None:
         """Expired leases and ended delays: abandoned and let go, so any replica may take them."""
         now = time.monotonic()
+        due: list[_Hold] = []
         for table in (self._leases, self._delayed):
             for key in [k for k, h in table.items() if h.until <= now]:
-                await self._give_back(table.pop(key))
+                due.append(table.pop(key))  # out of the table first: a settle racing it finds nothing
+        await asyncio.gather(*(self._give_back(hold) for hold in due))
 
     async def _renew(self) -> None:
+        """Renew every held session whose renewal is due, all at once (one round trip each)."""
         now = time.monotonic()
-        for table in (self._leases, self._delayed, self._parked):
-            for key, hold in list(table.items()):
-                if hold.renew_at > now:
-                    continue
-                try:
-                    await hold.receiver.session.renew_lock()
-                    hold.renew_at = self._renew_due_at()
-                except Exception as exc:  # the session is gone: its lease can settle nothing now
-                    log.warning("lost the Service Bus session %s: %s", hold.session_id, exc)
-                    if table.get(key) is hold:
-                        del table[key]
-                    await _close(hold.receiver)
+        due = [
+            (table, key, hold)
+            for table in (self._leases, self._delayed, self._parked)
+            for key, hold in table.items()
+            if hold.renew_at <= now
+        ]
+        await asyncio.gather(*(self._renew_one(table, key, hold) for table, key, hold in due))
+
+    async def _renew_one(self, table: dict[str, _Hold], key: str, hold: _Hold) -> None:
+        try:
+            await hold.receiver.session.renew_lock()
+            hold.renew_at = self._renew_due_at()
+        except Exception as exc:  # the session is gone: its lease can settle nothing now
+            if table.get(key) is not hold:
+                return  # settled meanwhile: its receiver was closed on purpose
+            log.warning("lost the Service Bus session %s: %s", hold.session_id, exc)
+            del table[key]
+            await _close(hold.receiver)
 
     async def _keep_up(self) -> None:
         while True:
