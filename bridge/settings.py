@@ -17,7 +17,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from bridge.core.errors import ConfigError
 from bridge.telemetry import TelemetrySettings
 
-SECRET_KEYS = ("client_secret", "cds_webhook_key", "scm_webhook_key", "admin_token", "admin_password")
+SECRET_KEYS = (
+    "client_secret",
+    "cds_webhook_key",
+    "scm_webhook_key",
+    "admin_token",
+    "admin_password",
+    "servicebus_connection_string",
+)
 
 
 class SystemSettings(BaseModel):
@@ -54,8 +61,8 @@ class StorageSettings(BaseModel):
 
 
 # The backends a settings file may choose; each is one module behind its factory
-# (bridge/queue/factory.py, bridge/state/factory.py). PostgreSQL and Service Bus come later.
-QUEUE_BACKENDS = ("sqlite",)
+# (bridge/queue/factory.py, bridge/state/factory.py). PostgreSQL comes later.
+QUEUE_BACKENDS = ("sqlite", "servicebus")
 STATE_BACKENDS = ("sqlite",)
 
 
@@ -68,7 +75,19 @@ def _one_of(kind: str, accepted: tuple[str, ...], value: str) -> str:
 class QueueSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
 
-    backend: str = Field(default="sqlite", description="Where the queue lives: sqlite (queue.db in data_dir)")
+    backend: str = Field(
+        default="sqlite",
+        description="Where the queue lives: sqlite (queue.db in data_dir) or servicebus (an Azure Service "
+        "Bus queue with sessions, shared by replicas; docs/queue-and-state.md)",
+    )
+    servicebus_queue: str = Field(
+        default="dualwrite", min_length=1, description="The session-enabled Service Bus queue's name"
+    )
+    servicebus_namespace: str | None = Field(
+        default=None,
+        description="<name>.servicebus.windows.net, for an Entra credential the composition root builds "
+        "(instead of DUALWRITE_SERVICEBUS_CONNECTION_STRING)",
+    )
 
     @field_validator("backend")
     @classmethod
@@ -148,6 +167,7 @@ class Settings(BaseSettings):
     scm_webhook_key: SecretStr = SecretStr("")
     admin_token: SecretStr = SecretStr("")
     admin_password: SecretStr = SecretStr("")  # the dashboard login; the admin token when empty
+    servicebus_connection_string: SecretStr = SecretStr("")  # [queue] backend = "servicebus"
 
     def webhook_keys(self, system: Literal["cds", "scm"]) -> list[str]:
         """The keys of one webhook endpoint, from ``DUALWRITE_<CDS|SCM>_WEBHOOK_KEY``: comma-separated,

@@ -40,7 +40,7 @@ from bridge.engine.apply import Applier, direction
 from bridge.engine.outcome import backoff_delay, backoff_wait
 from bridge.engine.recovery import Recovery
 from bridge.metrics import Metrics
-from bridge.queue.base import QueuePort
+from bridge.queue.base import QueueCapability, QueuePort
 from bridge.settings import SyncSettings
 from bridge.state.base import Failure, StatePort
 
@@ -135,7 +135,9 @@ class SyncGate:
         """For a synchronous change queued behind earlier events of its record: its answer, decided
         now, when one of those is from the other side; None to let it wait for its turn."""
         emap = self.applier.mappings.maps.get(save.entity)
-        if emap is None:
+        if emap is None or QueueCapability.RECORD_VIEW not in self.queue.capabilities:
+            # A backend that cannot show one record's waiting events (Service Bus): the save waits
+            # its turn as before the gate existed (docs/queue-and-state.md, capabilities).
             return None
         pending = [p for p in await self.queue.pending_of(save.record_key) if p.event_id != save.event_id]
         if not any(p.source is save.source.other for p in pending):

@@ -11,17 +11,19 @@ protocol or None, and a per-map figure asked of a backend without ``MAP_FIGURES`
 ``CapabilityMissing`` instead of inventing a number.
 
 Implementations: ``bridge.queue.sqlite`` (embedded default), ``bridge.queue.memory`` (the in-memory
-double); Azure Service Bus (sessions = record keys) next. ``bridge.queue.factory`` builds one from the
+double), ``bridge.queue.servicebus`` (Azure Service Bus, a session per record; it lacks every optional
+capability, see docs/queue-and-state.md). ``bridge.queue.factory`` builds one from the
 settings; one contract suite (tests/contract/test_queue_contract.py) runs against every one.
 
 Guarantees every implementation gives:
 - ``enqueue`` returns only once the event is durable; a repeated ``event_id`` (queued or already
-  completed within the dedupe window) is not queued again and returns False.
+  completed within the dedupe window) is not queued again, and returns False with ``DEDUPE_ANSWER``.
 - ``lease`` hands out at most one event per record key at a time, always the oldest of that record
   (per-record order), while events of different records are leased in parallel.
 - A lease expires: an event leased by a worker that died is handed out again after ``lease_seconds``.
 - ``complete`` removes the event for good; ``release`` makes it available again after ``delay``;
-  ``dead_letter`` parks it (the record's later events stay behind it until it is replayed or discarded).
+  ``dead_letter`` parks it (with ``ORDERED_DEAD_LETTERS``, the record's later events stay behind it
+  until it is replayed or discarded).
 - A stale lease (expired, and the event leased again by another worker) settles nothing: ``complete``,
   ``release`` and ``dead_letter`` then return False and leave the new lease alone.
 - A lease names its owner (the process that took it, ``bridge.storage.owner``): with ``RECLAIM``,
@@ -47,6 +49,11 @@ class QueueCapability(StrEnum):
     ENQUEUE_LEASED = "enqueue_leased"  # ``LeasingEnqueue``: enqueue and lease in one durable step
     MAP_FIGURES = "map_figures"  # ``depth(entity)`` / ``oldest_enqueued_at(entity)`` for one map
     RECLAIM = "reclaim"  # ``LeaseReclaim``: leases name their owner; an owner's can be taken back
+    DEDUPE_ANSWER = "dedupe_answer"  # ``enqueue`` answers False for a repeated event id (else always True)
+    ORDERED_DEAD_LETTERS = "ordered_dead_letters"  # a dead letter holds back its record; replay = head
+    QUEUE_AGE = "queue_age"  # ``oldest_enqueued_at()`` at all
+    RECORD_VIEW = "record_view"  # ``pending_of`` / ``withdraw``: one record's waiting events
+    MAP_BACKLOG = "map_backlog"  # ``drain`` / ``purge`` of one map's backlog
 
 
 class CapabilityMissing(DualWriteError):
@@ -87,7 +94,8 @@ class WorkQueue(Protocol):
     async def close(self) -> None: ...
 
     async def enqueue(self, event: ChangeEvent) -> bool:
-        """Durably add ``event``; False (and nothing added) if its event_id was seen before."""
+        """Durably add ``event``; nothing added if its event_id was seen before, which it answers with
+        False under ``DEDUPE_ANSWER`` (without it, True: accepted, and dropped as a repeat)."""
         ...
 
     async def enqueue_many(self, events: Sequence[ChangeEvent]) -> list[bool]:
@@ -96,7 +104,8 @@ class WorkQueue(Protocol):
 
     async def pending_of(self, record_key: str) -> list[ChangeEvent]:
         """The record's queued and leased events (not dead letters), oldest first: what a
-        synchronous change arriving now would wait behind (``bridge.engine.syncgate``)."""
+        synchronous change arriving now would wait behind (``bridge.engine.syncgate``). Only with
+        ``RECORD_VIEW`` (else ``CapabilityMissing``), like ``withdraw``."""
         ...
 
     async def withdraw(self, event_id: str) -> bool:
@@ -154,7 +163,8 @@ class QueueAdmin(Protocol):
 
     async def drain(self, entity: str, limit: int) -> list[QueuedEvent]:
         """Remove and return up to ``limit`` queued (not dead-lettered, not leased) events of one map,
-        oldest first (resume "skip to live, keep the backlog" turns them into retryable failures)."""
+        oldest first (resume "skip to live, keep the backlog" turns them into retryable failures).
+        Only with ``MAP_BACKLOG`` (else ``CapabilityMissing``), like ``purge``."""
         ...
 
     async def purge(self, entity: str) -> int:
@@ -167,7 +177,8 @@ class QueueAdmin(Protocol):
         ...
 
     async def oldest_enqueued_at(self, entity: str | None = None) -> datetime | None:
-        """When the oldest queued event was enqueued; for one map only with ``MAP_FIGURES``."""
+        """When the oldest queued event was enqueued; at all only with ``QUEUE_AGE``, for one map only
+        with ``MAP_FIGURES`` too."""
         ...
 
 

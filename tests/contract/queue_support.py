@@ -49,6 +49,12 @@ def needs(queue: QueuePort, capability: QueueCapability) -> None:
         pytest.skip(f"{type(queue).__name__} does not declare {capability.value}")
 
 
+def repeat_flag(queue: QueuePort) -> bool:
+    """What ``enqueue`` answers for a repeated event id: False with ``DEDUPE_ANSWER``; without it True
+    (accepted, and still not queued twice: the broker drops the repeat)."""
+    return QueueCapability.DEDUPE_ANSWER not in queue.capabilities
+
+
 def leaser(queue: QueuePort) -> LeasingEnqueue:
     found = leasing(queue)
     if found is None:

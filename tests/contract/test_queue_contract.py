@@ -31,7 +31,7 @@ from bridge.queue.base import (
     leasing,
     reclaiming,
 )
-from tests.contract.queue_support import QueueFactory, make_event, needs, numbers
+from tests.contract.queue_support import QueueFactory, make_event, needs, numbers, repeat_flag
 
 
 class QueueContract:
@@ -70,7 +70,7 @@ class QueueContract:
 
     async def test_repeated_event_id_is_not_queued_again(self, queue: QueuePort) -> None:
         assert await queue.enqueue(make_event(1)) is True
-        assert await queue.enqueue(make_event(2, event_id="evt-warehouse-1")) is False
+        assert await queue.enqueue(make_event(2, event_id="evt-warehouse-1")) is repeat_flag(queue)
         assert await queue.depth() == 1
         assert numbers(await queue.lease(10, 30)) == [1]
 
@@ -78,15 +78,16 @@ class QueueContract:
         await queue.enqueue(make_event(1))
         [item] = await queue.lease(1, 30)
         assert await queue.complete(item) is True
-        assert await queue.enqueue(make_event(1)) is False
+        assert await queue.enqueue(make_event(1)) is repeat_flag(queue)
         assert await queue.depth() == 0
 
     async def test_event_id_of_a_dead_letter_is_deduplicated(self, queue: QueuePort) -> None:
         await queue.enqueue(make_event(1))
         [item] = await queue.lease(1, 30)
         await queue.dead_letter(item, "bad")
-        assert await queue.enqueue(make_event(1)) is False
+        assert await queue.enqueue(make_event(1)) is repeat_flag(queue)
         assert len(await queue.dead_letters()) == 1
+        assert await queue.depth() == 0
 
     async def test_enqueue_many_flags_each_event_including_repeats_in_the_batch(
         self, queue: QueuePort
@@ -95,7 +96,8 @@ class QueueContract:
         flags = await queue.enqueue_many(
             [make_event(0, key="A"), make_event(1, key="B"), make_event(1, key="B"), make_event(2, key="C")]
         )
-        assert flags == [False, True, False, True]
+        repeat = repeat_flag(queue)
+        assert flags == [repeat, True, repeat, True]
         assert await queue.depth() == 3
 
     async def test_enqueue_many_of_nothing_is_nothing(self, queue: QueuePort) -> None:
@@ -231,6 +233,7 @@ class QueueContract:
     # ---- dead letters --------------------------------------------------------------------------
 
     async def test_dead_letter_blocks_later_events_of_its_record_only(self, queue: QueuePort) -> None:
+        needs(queue, QueueCapability.ORDERED_DEAD_LETTERS)
         await queue.enqueue(make_event(1, key="A"))
         await queue.enqueue(make_event(2, key="B"))
         await queue.enqueue(make_event(3, key="A"))
@@ -244,6 +247,7 @@ class QueueContract:
         assert await queue.depth() == 2  # B and A's second event; the dead letter is not counted
 
     async def test_replay_puts_the_dead_letter_back_before_later_events(self, queue: QueuePort) -> None:
+        needs(queue, QueueCapability.ORDERED_DEAD_LETTERS)
         await queue.enqueue(make_event(1))
         await queue.enqueue(make_event(2))
         [item] = await queue.lease(1, 30)
@@ -290,6 +294,7 @@ class QueueContract:
         self, queue: QueuePort
     ) -> None:
         needs(queue, QueueCapability.MAP_FIGURES)
+        needs(queue, QueueCapability.MAP_BACKLOG)
         await queue.enqueue(make_event(1, key="A"))
         [a1] = await queue.lease(1, 30)
         await queue.enqueue_many([make_event(2, key="A"), make_event(3, key="B"), make_event(4, key="B")])
@@ -302,6 +307,7 @@ class QueueContract:
         assert await queue.drain("warehouse", 10) == []
 
     async def test_drain_in_chunks_returns_everything_once(self, queue: QueuePort) -> None:
+        needs(queue, QueueCapability.MAP_BACKLOG)
         await queue.enqueue_many([make_event(n, key=f"K{n % 3}") for n in range(7)])
         seen: list[int] = []
         while batch := await queue.drain("warehouse", 3):
@@ -311,6 +317,7 @@ class QueueContract:
         assert await queue.depth() == 0
 
     async def test_drain_leaves_dead_letters_and_takes_what_waits_behind_them(self, queue: QueuePort) -> None:
+        needs(queue, QueueCapability.MAP_BACKLOG)
         await queue.enqueue(make_event(1))
         [item] = await queue.lease(1, 30)
         await queue.dead_letter(item, "bad")
@@ -324,6 +331,7 @@ class QueueContract:
         self, queue: QueuePort
     ) -> None:
         needs(queue, QueueCapability.MAP_FIGURES)
+        needs(queue, QueueCapability.MAP_BACKLOG)
         await queue.enqueue_many([make_event(1, key="A"), make_event(2, key="D")])
         leased = {i.event.key: i for i in await queue.lease(10, 30)}
         await queue.dead_letter(leased["D"], "bad")
@@ -350,6 +358,7 @@ class QueueContract:
 
     async def test_oldest_enqueued_at(self, queue: QueuePort) -> None:
         needs(queue, QueueCapability.MAP_FIGURES)
+        needs(queue, QueueCapability.QUEUE_AGE)
         assert await queue.oldest_enqueued_at() is None
         await queue.enqueue(make_event(1, entity="ship_via"))
         await asyncio.sleep(0.02)
@@ -393,7 +402,7 @@ class QueueContract:
         await q.complete(item)
         await q.close()
         q = await make_queue("durable")
-        assert await q.enqueue(make_event(1)) is False
+        assert await q.enqueue(make_event(1)) is repeat_flag(q)
         assert numbers(await q.lease(10, 30)) == [2]
 
     async def test_random_churn_keeps_per_record_order_and_loses_nothing(self, queue: QueuePort) -> None:

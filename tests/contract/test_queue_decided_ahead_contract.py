@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.queue.base import QueuePort
-from tests.contract.queue_support import QueueFactory
+from bridge.queue.base import QueueCapability, QueuePort
+from tests.contract.queue_support import QueueFactory, needs
 from tests.contract.test_queue_contract import make_event
 
 
 @pytest.fixture
 async def queue(make_queue: QueueFactory) -> QueuePort:
-    """Every backend the factories know (tests/contract/conftest.py)."""
-    return await make_queue("q")
+    """Every backend the factories know (tests/contract/conftest.py) that can show one record's queue."""
+    queue = await make_queue("q")
+    needs(queue, QueueCapability.RECORD_VIEW)
+    return queue
 
 
 async def test_pending_of_lists_the_records_queued_and_leased_events_oldest_first(queue: QueuePort) -> None:

@@ -26,6 +26,7 @@ from bridge.engine.recovery import Recovery
 from bridge.engine.sideports import Row, Sides
 from bridge.engine.syncgate import SyncGate, decide, rivals
 from bridge.metrics import Metrics
+from bridge.queue.base import QueueCapability
 from bridge.queue.sqlite import SqliteQueue
 from bridge.settings import SyncSettings
 from bridge.state.sqlite import SqliteState
@@ -311,6 +312,24 @@ async def test_a_save_behind_changes_of_its_own_side_only_waits_its_turn(world: 
     await world.queue.enqueue(save)
     assert await world.gate.decide_ahead(save, datetime.now(UTC) + timedelta(seconds=20)) is None
     assert [e.event_id for e in await world.queue.pending_of(save.record_key)] == ["cds:earlier", "cds:save"]
+
+
+@pytest.mark.parametrize("world", [ConflictPolicy.SCM_WINS], indirect=True)
+async def test_on_a_queue_that_cannot_show_a_record_the_save_waits_its_turn(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend without ``RECORD_VIEW`` (Service Bus) is never asked for ``pending_of``: the gate
+    steps aside instead of failing the save."""
+    await world.queue.enqueue(fno_change(EARLY))
+    save = dataverse_save(LATE)
+    await world.queue.enqueue(save)
+    monkeypatch.setattr(world.queue, "capabilities", world.queue.capabilities - {QueueCapability.RECORD_VIEW})
+
+    async def refuse(record_key: str) -> list[ChangeEvent]:
+        raise AssertionError("pending_of asked of a queue that does not declare it")
+
+    monkeypatch.setattr(world.queue, "pending_of", refuse)
+    assert await world.gate.decide_ahead(save, datetime.now(UTC) + timedelta(seconds=20)) is None
 
 
 @pytest.mark.parametrize("world", [ConflictPolicy.NEWER_WINS], indirect=True)

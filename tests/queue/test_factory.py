@@ -73,8 +73,8 @@ def test_an_unknown_backend_in_the_file_names_the_accepted_ones(tmp_path: Path, 
 
 def test_the_factories_refuse_an_unknown_backend_by_name(tmp_path: Path) -> None:
     storage = StorageSettings(data_dir=tmp_path)
-    with pytest.raises(ConfigError, match=r"queue\.backend.*unknown queue backend 'servicebus'.*sqlite"):
-        build_queue("servicebus", storage, owner="x")
+    with pytest.raises(ConfigError, match=r"queue\.backend.*unknown queue backend 'rabbitmq'.*sqlite"):
+        build_queue("rabbitmq", storage, owner="x")
     with pytest.raises(ConfigError, match=r"state\.backend.*unknown state backend 'postgres'.*sqlite"):
         build_state("postgres", storage)
 
