@@ -9,7 +9,7 @@
 @description('Region of every resource')
 param location string = resourceGroup().location
 
-@description('Prefix of the resource names (3 to 12 lower-case letters and digits)')
+@description('Prefix of the resource names (3 to 12 lower-case letters and digits, starting with a letter)')
 @minLength(3)
 @maxLength(12)
 param namePrefix string = 'dualwrite'
@@ -214,7 +214,7 @@ resource postgresFromAzure 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRu
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
-  name: '${namePrefix}-kv-${suffix}'
+  name: take('${namePrefix}-kv-${suffix}', 24) // a vault name has at most 24 characters
   location: location
   properties: {
     tenantId: subscription().tenantId

@@ -1,5 +1,6 @@
 """deploy/azure/main.bicep, offline: parsed with pycep (a Bicep parser on PyPI; no Bicep CLI or Azure
-here) and checked against the bridge's own defaults and the resource types' documented properties.
+here) and checked against the bridge's own defaults and the resource types' documented properties
+(the queue's names in full; for the others, the properties the bridge depends on).
 
 The property names come from Microsoft's template reference, https://learn.microsoft.com/azure/templates/
 (pages microsoft.servicebus/2024-01-01/namespaces/queues, microsoft.app/2024-03-01/containerapps,
