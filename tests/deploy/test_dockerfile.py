@@ -3,6 +3,7 @@ project adds: a non-root user in every image, a health check on /healthz, pins f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from dockerfile_parse import DockerfileParser
 
 from bridge.settings import Settings, load_settings
@@ -119,3 +121,37 @@ def _container_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     }.items():
         monkeypatch.setenv(name, value)
     return load_settings(DEPLOY / "container.toml")
+
+
+def _health_command(port: int) -> list[str]:
+    """The runtime image's HEALTHCHECK command, aimed at ``port`` instead of the image's 8080."""
+    (check,) = _values(_stages()["runtime"], "HEALTHCHECK")
+    command: list[str] = json.loads(check[check.index("CMD") + 3 :])
+    assert command[:2] == ["python", "-c"]
+    return [sys.executable, "-c", command[2].replace(":8080/", f":{port}/")]
+
+
+async def _exit_code(command: list[str]) -> int:
+    process = await asyncio.create_subprocess_exec(*command, stderr=asyncio.subprocess.DEVNULL)
+    return await asyncio.wait_for(process.wait(), 30)
+
+
+async def test_the_health_check_passes_on_200_and_fails_otherwise(unused_tcp_port: int) -> None:
+    status = {"code": 200}
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"}, status=status["code"])
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    try:
+        command = _health_command(unused_tcp_port)
+        assert await _exit_code(command) == 0
+        status["code"] = 503
+        assert await _exit_code(command) != 0
+    finally:
+        await runner.cleanup()
+    assert await _exit_code(command) != 0  # nothing listening
