@@ -447,9 +447,11 @@ resource bridge 'Microsoft.App/containerApps@2024-03-01' = {
               failureThreshold: 3
             }
             {
+              // Not /readyz: it answers 503 while Dataverse or F&O is unreachable, which would take every
+              // replica out of rotation and refuse the other system's changes instead of queueing them.
               type: 'Readiness'
               httpGet: {
-                path: '/readyz'
+                path: '/healthz'
                 port: 8080
               }
               periodSeconds: 10
