@@ -130,6 +130,7 @@ class Bridge:
             state=self.state,
             metrics=self.metrics,
             auth=self.admin_auth,
+            alert_seed=settings.alerts,
         )
         self._runner: web.AppRunner | None = None
         self._identity_task: asyncio.Task[None] | None = None
