@@ -69,7 +69,7 @@ async def test_alert_rules_view_add_change_delete(env: Harness, page: Any, tmp_p
     await form.get_by_label("action").select_option("log")
     await form.get_by_role("button", name="Add rule").click()
     await expect(page.locator('#alerts tr[data-rule="3"]')).to_be_visible(timeout=10_000)
-    await page.locator("#alerts-title").scroll_into_view_if_needed()
+    await page.locator("#alerts-title").evaluate("e => e.scrollIntoView({block: 'start'})")
     shot = _shot(tmp_path, "alerts.png")
     await page.screenshot(path=str(shot), full_page=False)
     assert shot.stat().st_size > 10_000
@@ -127,7 +127,7 @@ async def test_conflict_view_side_by_side_pick_edit_apply(menv: Harness, page: A
     await conflict.get_by_role("button", name="Keep F&O").click()
     await expect(row.get_by_label("cds msdyn_description")).to_have_attribute("readonly", "")
     await row.get_by_label("scm ModeDescription").fill("Air freight, express")
-    await conflict.scroll_into_view_if_needed()
+    await page.locator("#alerts-title").evaluate("e => e.scrollIntoView({block: 'start'})")
     shot = _shot(tmp_path, "conflicts.png")
     await page.screenshot(path=str(shot), full_page=False)
     assert shot.stat().st_size > 10_000

@@ -45,7 +45,7 @@ function alertRow(rule) {
   } });
   row.tr = el("tr", { "data-rule": String(id) }, el("td", { text: String(id) }), el("td", {}, row.map),
     el("td", {}, row.n), el("td", {}, row.m), el("td", {}, row.action), el("td", {}, row.url), row.now,
-    el("td", { class: "controls" }, save, del));
+    el("td", {}, el("div", { class: "controls nowrap" }, save, del)));
   return row;
 }
 
