@@ -151,7 +151,7 @@ class SyncGate:
             return None
         log.info("%s %s/%s: %s", emap.name, save.company, save.key, decision.reason)
         if decision.parked:
-            return await self._park(save, decision)
+            return await self._park(save, decision, deadline)
         if not decision.save_wins:
             if not await self.queue.withdraw(save.event_id):
                 return None  # leased meanwhile: its rivals are done, so its turn came as usual
@@ -168,15 +168,16 @@ class SyncGate:
         # else left queued: in its turn the worker finds its originator gone and takes back the write
         return verdict
 
-    async def _park(self, save: ChangeEvent, decision: Decision) -> Verdict | None:
+    async def _park(self, save: ChangeEvent, decision: Decision, deadline: datetime) -> Verdict | None:
         """Manual policy: accept the save now, write nothing to the other side, park the conflict
         with both versions (the other side's as it holds it now, else as its pending change said)."""
         if not await self.queue.withdraw(save.event_id):
             return None  # leased meanwhile: its turn came, and the applier parks it there
         emap = self.applier.mappings.maps[save.entity]
         other_image, other_at = decision.rival.image, decision.rival.source_timestamp
+        remaining = min(5.0, max((deadline - datetime.now(UTC)).total_seconds() / 2, 0.05))
         try:
-            with deadline_scope(5.0, urgent=True):
+            with deadline_scope(remaining, urgent=True):
                 row = await self.applier.side(save.source.other).read(emap, save.company, save.key)
             if row is not None:
                 other_image, other_at = row.image, row.modified_at or other_at
