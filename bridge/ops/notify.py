@@ -9,7 +9,8 @@ an alert that cannot be delivered must not stop the bridge, and the log says why
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aiohttp
 
@@ -18,7 +19,7 @@ from bridge.ops.alerts import redacted_url
 log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 
-Notify = Callable[[str, str], Awaitable[bool]]  # (url, text) -> delivered
+Notify = Callable[[str, str], Coroutine[Any, Any, bool]]  # (url, text) -> delivered
 
 
 class WebhookNotifier:

@@ -75,6 +75,7 @@ class OpsWatcher:
         if notify is None:
             self._own_notifier = notify = WebhookNotifier()
         self._notify: Notify = notify
+        self._deliveries: set[asyncio.Task[bool]] = set()  # webhook posts under way
         self._fired: dict[tuple[int | None, str], datetime] = {}  # (rule id, map) -> last firing
 
     async def sample(self) -> None:
@@ -111,8 +112,18 @@ class OpsWatcher:
             log.error("alert rule %s: %s", rule.id, decision.reason)
         elif rule.url is not None:
             log.warning("alert rule %s notifies %s: %s", rule.id, redacted_url(rule.url), decision.reason)
-            await self._notify(rule.url, decision.reason)
+            # In the background: a slow webhook must not hold up the other rules (a pause above all).
+            task = asyncio.create_task(
+                self._notify(rule.url, decision.reason), name="dualwrite-alert-webhook"
+            )
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
         return decision
+
+    async def delivered(self) -> None:
+        """Wait for the alert webhook posts under way (each ends within its timeout)."""
+        if self._deliveries:
+            await asyncio.gather(*self._deliveries, return_exceptions=True)
 
     async def check_all(self) -> None:
         for entity in self._controller.map_names():
@@ -136,6 +147,7 @@ class OpsWatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await self.delivered()
             if self._own_notifier is not None:
                 await self._own_notifier.close()
 

@@ -231,6 +231,7 @@ async def test_a_webhook_rule_posts_text_json_once_per_n_failures(
     await watcher.check("asset")
     await failures(ops.state, 2, entity="asset")
     await watcher.check("asset")
+    await watcher.delivered()
     await notifier.close()
 
     # Teams' incoming webhook takes {"text": "..."} and answers "1": MicrosoftDocs/msteams-docs,
