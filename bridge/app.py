@@ -138,6 +138,7 @@ class Bridge:
             metrics=self.metrics,
             auth=self.admin_auth,
             systems=self._systems_api(),
+            alert_seed=settings.alerts,
         )
         self._runner: web.AppRunner | None = None
         self._identity_task: asyncio.Task[None] | None = None

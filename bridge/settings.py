@@ -8,10 +8,19 @@ config file can be committed and shared. Secrets are ``SecretStr`` and never log
 from __future__ import annotations
 
 import tomllib
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.core.errors import ConfigError
@@ -138,6 +147,41 @@ class SyncSettings(BaseModel):
     )
 
 
+class AlertAction(StrEnum):
+    PAUSE = "pause"  # pause the map through the controller
+    WEBHOOK = "webhook"  # POST {"text": ...} to ``url`` (Teams and Slack incoming webhooks accept it)
+    LOG = "log"  # one line at ERROR level
+
+
+class AlertSettings(BaseModel):
+    """One ``[[alerts]]`` table: act once ``failures`` failures happened within ``minutes`` minutes
+    (counted since the map last resumed). Several per map are fine. They seed the state store on the
+    first start; afterwards the store (changed through /api/alerts) is what counts (docs/operations.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    map: str = Field(
+        default="*", min_length=1, max_length=100, description='A map name, or "*" for every map'
+    )
+    failures: int = Field(default=10, ge=1, le=100_000, description="N failures ...")
+    minutes: int = Field(default=15, ge=1, le=10_080, description="... within M minutes")
+    action: AlertAction = AlertAction.PAUSE
+    url: str | None = Field(default=None, max_length=2000, description="Webhook URL (action webhook)")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("https://", "http://")):
+            raise ValueError("the webhook URL must start with https:// (or http:// on a private network)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_has_url(self) -> AlertSettings:
+        if self.action is AlertAction.WEBHOOK and not self.url:
+            raise ValueError("an alert with action webhook needs a url")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DUALWRITE_", env_nested_delimiter="__", extra="forbid")
 
@@ -151,6 +195,10 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     mappings_dir: Path = Path("mappings")
+    alerts: list[AlertSettings] = Field(
+        default_factory=lambda: [AlertSettings()],
+        description="Alert rules ([[alerts]] tables); the default pauses any map after 10 failures in 15 min",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop", description="Event loop of dualwrite serve (bridge.runtime)"
     )

@@ -40,6 +40,7 @@ class ConflictPolicy(StrEnum):
     NEWER_WINS = "newer-wins"
     CDS_WINS = "cds-wins"
     SCM_WINS = "scm-wins"
+    MANUAL = "manual"  # parked for an administrator, who picks a version (docs/mappings.md)
 
 
 class _Model(BaseModel):

@@ -9,7 +9,8 @@ applier (``bridge.engine.apply``) applies them in this order for a create/update
 4. ``is_noop``: the source's projection equals what was last synced -> skip (echo by an unknown
    principal, or a duplicate).
 5. ``detect_conflict`` + ``resolve_conflict``: the target changed too since the last sync -> the
-   policy picks the side whose values both systems end with.
+   policy picks the side whose values both systems end with; under ``manual`` none: the conflict is
+   parked, nothing is written, and an administrator picks (``resolved_values`` builds the winner).
 
 Projections compared here come from ``EntityMap.project`` (normalised values); a column absent from
 a ledger image counts as null.
@@ -119,10 +120,13 @@ def detect_conflict(
 
 def resolve_conflict(
     policy: ConflictPolicy, source: System, source_ts: datetime | None, target_ts: datetime | None
-) -> System:
+) -> System | None:
     """The side whose values win. cds-wins / scm-wins: that side. newer-wins: the side with the later
     modified timestamp; a missing timestamp loses to a known one; a tie (or both missing) goes to
-    Dataverse, so the outcome never depends on which side's event arrived first."""
+    Dataverse, so the outcome never depends on which side's event arrived first. manual: None, the
+    conflict waits for an administrator."""
+    if policy is ConflictPolicy.MANUAL:
+        return None
     if policy is ConflictPolicy.CDS_WINS:
         return System.CDS
     if policy is ConflictPolicy.SCM_WINS:
@@ -136,3 +140,25 @@ def resolve_conflict(
     if s == t:
         return System.CDS
     return source if s > t else target
+
+
+def editable_columns(emap: EntityMap, side: System) -> frozenset[str]:
+    """The columns of ``side`` an administrator may edit when that side wins a parked conflict."""
+    return frozenset(f.column(side) for f in emap.fields_from(side) if f.lookup is None)
+
+
+def resolved_values(
+    emap: EntityMap, winner: System, current: Mapping[str, Any], edits: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The winning version an administrator chose for a parked conflict: the winner's current row
+    with the administrator's edits over it. Edits name the winner's own columns, and only plain
+    columns that flow out of it (what the other side receives; lookups are chosen by reference, not
+    typed); any other name is a ``ValueError`` saying which columns may be edited."""
+    allowed = editable_columns(emap, winner)
+    unknown = sorted(set(edits) - allowed)
+    if unknown:
+        raise ValueError(
+            f"not an editable {winner.value} column of {emap.name}: {', '.join(unknown)}; "
+            f"editable: {', '.join(sorted(allowed))}"
+        )
+    return {**current, **edits}

@@ -6,7 +6,8 @@
     no mapped change? -> skip     (projection equals the ledger: duplicates, unknown-principal echoes)
     write -> ledger               (a write carries every mapped field; one If-Match call when the
                                    ledger knows the target's ETag; on 412/404/duplicate: read, then
-                                   conflict policy newer-wins / cds-wins / scm-wins)
+                                   conflict policy newer-wins / cds-wins / scm-wins; manual:
+                                   parked for an administrator, nothing written: engine.parking)
 
 A rejection (``RejectedError``) is raised to the caller: the engine decides what follows
 (``bridge.engine.outcome``: answer a synchronous webhook with it, or compensate the originator of an
@@ -30,6 +31,7 @@ from bridge.core.events import DEFERRED_KEY_PREFIX, ChangeEvent, Operation, Sync
 from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import EntityMap, MappingSet
 from bridge.engine.journal import Undo, UndoJournal, journal_id
+from bridge.engine.parking import park
 from bridge.engine.records import (
     cds_id_for_create,
     etag_of,
@@ -206,6 +208,9 @@ class Applier:
                 winner = rules.resolve_conflict(
                     emap.conflict_policy, event.source, event.source_timestamp, current.modified_at
                 )
+                if winner is None:  # manual: an administrator decides
+                    reason = await park(self.state, emap, event, image, current.image, current.modified_at)
+                    return Applied(Result.SKIPPED, reason)
                 if winner is target.system:
                     return await self._conflict_lost(event, emap, ledger, current, image)
         await self.journal.write(event, target.system, current, ledger, deleted=False)

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from bridge.core import rules
 from bridge.core.deadline import deadline_scope
 from bridge.core.errors import DualWriteError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key, utcnow
 from bridge.core.kinds import FailureKind
 from bridge.core.ledger import LedgerEntry
+from bridge.core.mapping import EntityMap
 from bridge.engine.apply import Result
 from bridge.engine.outcome import Record, failure_record
-from bridge.engine.ports import Readiness, ResumeMode, ResyncResult
+from bridge.engine.ports import ConflictResolution, Readiness, ResumeMode, ResyncResult
 from bridge.engine.worker import Engine
 from bridge.queue.base import QueuePort
-from bridge.state.base import MapState, MapStatus, StatePort
+from bridge.state.base import ConflictStatus, MapState, MapStatus, StatePort
 
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000
@@ -160,6 +163,61 @@ class EngineController:
         wrote = applied.result is Result.APPLIED
         outcome = ("deleted" if operation is Operation.DELETE else "applied") if wrote else "unchanged"
         return ResyncResult(entity, company, key, from_side, outcome, applied.reason)
+
+    # ---- a parked conflict (conflict_policy: manual) -----------------------------------------------
+
+    def conflict_map(self, entity: str) -> EntityMap | None:
+        """The loaded map of a parked conflict (its field pairs, for the side-by-side view)."""
+        return self.engine.applier.mappings.maps.get(entity)
+
+    async def resolve_conflict(
+        self, conflict_id: int, winner: System, edits: Mapping[str, Any], by: str
+    ) -> ConflictResolution:
+        """Write the administrator's choice to both systems: the winner's edits (if any) to the winner
+        first, then the winner's row to the other side as a resync does; then mark the conflict
+        resolved (by whom, when). A failure leaves it open, with the system's message."""
+        conflict = await self.state.get_conflict(conflict_id)
+        if conflict is None:
+            return ConflictResolution(conflict_id, "not-found", f"no conflict {conflict_id}")
+        if conflict.status is not ConflictStatus.OPEN:
+            return ConflictResolution(
+                conflict_id,
+                "not-open",
+                f"conflict {conflict_id} was resolved already ({conflict.winner} won)",
+            )
+        emap = self.engine.applier.mappings.maps.get(conflict.entity)
+        if emap is None:
+            return ConflictResolution(conflict_id, "invalid", f"map {conflict.entity} is not loaded")
+        side = self.engine.applier.side(winner)
+        try:
+            row = await side.read(emap, conflict.company, conflict.key)
+            if row is None:
+                return ConflictResolution(
+                    conflict_id, "failed", f"{conflict.company}/{conflict.key} is gone from {winner.value}"
+                )
+            try:
+                rules.resolved_values(emap, winner, row.image, edits)
+            except ValueError as exc:
+                return ConflictResolution(conflict_id, "invalid", str(exc))
+            if edits:
+                await side.update(emap, conflict.company, conflict.key, row, dict(edits))
+        except (SyncError, DualWriteError) as exc:
+            return ConflictResolution(conflict_id, "failed", f"writing {winner.value}: {exc}")
+        copied = await self.resync(conflict.entity, conflict.company, conflict.key, winner)
+        if copied.outcome == "failed":
+            return ConflictResolution(conflict_id, "failed", copied.message)
+        await self.state.close_conflict(conflict_id, winner=winner.value, by=by, at=datetime.now(UTC))
+        message = f"{winner.value} won{' (edited)' if edits else ''}; {copied.outcome}: {copied.message}"
+        log.info(
+            "conflict %d on %s %s/%s resolved by %s: %s",
+            conflict_id,
+            emap.name,
+            conflict.company,
+            conflict.key,
+            by,
+            message,
+        )
+        return ConflictResolution(conflict_id, "resolved", message, winner)
 
     async def readiness(self) -> Readiness:
         results: dict[str, bool] = {}

@@ -12,11 +12,13 @@ Adapters import this module; it imports only the core, so every arrow points dow
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bridge.core.events import ChangeEvent, System
+from bridge.core.mapping import EntityMap
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +88,31 @@ class Controller(Protocol):
         ...
 
     async def readiness(self) -> Readiness: ...
+
+
+# ---- parked conflicts (conflict_policy: manual; bridge.engine.parking) ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictResolution:
+    """What resolving a parked conflict did."""
+
+    id: int
+    outcome: str  # "resolved" | "not-found" | "not-open" | "invalid" | "failed"
+    message: str
+    winner: System | None = None
+
+
+@runtime_checkable
+class ConflictResolver(Protocol):
+    """The admin action behind ``POST /api/conflicts/{id}/resolve`` (``EngineController``)."""
+
+    def conflict_map(self, entity: str) -> EntityMap | None:
+        """The loaded map of a parked conflict (its field pairs, for the side-by-side view)."""
+        ...
+
+    async def resolve_conflict(
+        self, conflict_id: int, winner: System, edits: Mapping[str, Any], by: str
+    ) -> ConflictResolution:
+        """Write the chosen version (the winner's row with ``edits``) to both systems."""
+        ...

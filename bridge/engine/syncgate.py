@@ -15,7 +15,10 @@ seconds):
   opposite change stale and superseded, so each is skipped when its turn comes; one already in flight
   into Dataverse finds the row changed (412) once the save commits, and the applier's second look
   at the ledger skips it too (``Applier._upsert``), instead of a read-and-retry that would undo the
-  decision.
+  decision;
+- the policy is ``manual``: the save is accepted at once, nothing is written to the other side, and
+  the conflict is parked for an administrator (``bridge.engine.parking``). The pending change then
+  meets the accepted save in its turn and updates the same parked conflict.
 
 The save is queued durably first (as every synchronous change: a crash mid-way is undone from the
 queue and the undo journal after the restart) and withdrawn from the queue once decided.
@@ -38,6 +41,7 @@ from bridge.core.kinds import FailureKind
 from bridge.core.ledger import LedgerEntry
 from bridge.engine.apply import Applier, direction
 from bridge.engine.outcome import backoff_delay, backoff_wait
+from bridge.engine.parking import park
 from bridge.engine.recovery import Recovery
 from bridge.metrics import Metrics
 from bridge.queue.base import QueueCapability, QueuePort
@@ -56,6 +60,7 @@ class Decision:
     save_wins: bool
     rival: ChangeEvent  # the newest pending change of the record from the other side
     reason: str
+    parked: bool = False  # manual policy: accepted, neither side written, an administrator decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,8 @@ def decide(policy: ConflictPolicy, save: ChangeEvent, pending: Sequence[ChangeEv
     winner = rules.resolve_conflict(policy, save.source, save.source_timestamp, rival.source_timestamp)
     other, mine = SYSTEM_NAMES[rival.source], SYSTEM_NAMES[save.source]
     changed = f"{other} changed this record at {_iso(rival.source_timestamp)}"
+    if winner is None:
+        return Decision(False, rival, f"accepted: {changed} and the map's policy is {policy}", parked=True)
     if policy is ConflictPolicy.NEWER_WINS:
         changed += f", {'before' if winner is save.source else 'after'} this change in {mine}"
         changed += f" ({_iso(save.source_timestamp)})"
@@ -147,6 +154,8 @@ class SyncGate:
         if decision is None:
             return None
         log.info("%s %s/%s: %s", emap.name, save.company, save.key, decision.reason)
+        if decision.parked:
+            return await self._park(save, decision, deadline)
         if not decision.save_wins:
             if not await self.queue.withdraw(save.event_id):
                 return None  # leased meanwhile: its rivals are done, so its turn came as usual
@@ -162,6 +171,25 @@ class SyncGate:
             await self.queue.withdraw(save.event_id)
         # else left queued: in its turn the worker finds its originator gone and takes back the write
         return verdict
+
+    async def _park(self, save: ChangeEvent, decision: Decision, deadline: datetime) -> Verdict | None:
+        """Manual policy: accept the save now, write nothing to the other side, park the conflict
+        with both versions (the other side's as it holds it now, else as its pending change said)."""
+        if not await self.queue.withdraw(save.event_id):
+            return None  # leased meanwhile: its turn came, and the applier parks it there
+        emap = self.applier.mappings.maps[save.entity]
+        other_image, other_at = decision.rival.image, decision.rival.source_timestamp
+        remaining = min(5.0, max((deadline - datetime.now(UTC)).total_seconds() / 2, 0.05))
+        try:
+            with deadline_scope(remaining, urgent=True):
+                row = await self.applier.side(save.source.other).read(emap, save.company, save.key)
+            if row is not None:
+                other_image, other_at = row.image, row.modified_at or other_at
+        except SyncError as exc:  # the parked versions are shown only; the resolve reads both again
+            log.warning("parking %s: could not read %s (%s)", save.event_id, save.source.other, exc.message)
+        reason = await park(self.state, emap, save, save.image, other_image, other_at)
+        self.metrics.skipped(save.entity, direction(save.source), "conflict-parked")
+        return Verdict(True, 200, f"{decision.reason}; {reason}")
 
     async def _apply_now(self, save: ChangeEvent, deadline: datetime) -> tuple[Verdict, bool]:
         """Apply the winning save to the other side within the sync budget; on a failure refuse it

@@ -19,7 +19,7 @@ from bridge.core.events import utcnow
 from bridge.engine.ports import Controller
 from bridge.metrics import CDS_TO_SCM, SCM_TO_CDS, Metrics
 from bridge.ops import models as m
-from bridge.ops.alerts import AlertRule, AlertRules, is_auto_pause
+from bridge.ops.alerts import AlertRules, is_auto_pause
 from bridge.ops.auth import SESSION, AdminAuth
 from bridge.ops.openapi import Handler, RouteSpec, build_openapi
 from bridge.ops.watcher import recent_failures
@@ -111,9 +111,9 @@ class OpsApi:
         metrics: Metrics,
         auth: AdminAuth,
         alerts: AlertRules,
-        more: Sequence[RouteSpec] = (),
+        extra: Sequence[RouteSpec] = (),
     ) -> None:
-        self.more = list(more)  # routes of other modules (e.g. api_systems), in the same document
+        self.extra = list(extra)  # routes of other modules (api_alerts, api_conflicts), one document
         self.controller = controller
         self.queue = queue
         self.state = state
@@ -159,7 +159,7 @@ class OpsApi:
             success=figures.success,
             failures=figures.failures,
             recent_failures=recent,
-            alert_rule=self.alerts.rule_for(entity),
+            alert_rule=self.alerts.rule_for(entity).redacted(),
             directions=[m.DirectionView.of(d) for d in figures.directions.values()],
             last_error=(
                 m.LastErrorView(
@@ -244,7 +244,7 @@ class OpsApi:
         count = await self.queue.discard(None if body.all else body.seqs)
         return _ok(m.BulkResult(action="discard", count=count))
 
-    # ------------------------------------------------------------ resync, alerts, series
+    # ------------------------------------------------------------ resync, series
 
     async def resync(self, request: web.Request) -> web.Response:
         body = await _body(request, m.ResyncBody)
@@ -262,29 +262,6 @@ class OpsApi:
         )
         # A failed resync is the other system's doing: 502 so scripts notice, with the message.
         return _ok(view, status=502 if result.outcome == "failed" else 200)
-
-    async def _alert_view(self, entity: str, now: datetime) -> m.AlertMapView:
-        rule = self.alerts.rule_for(entity)
-        recent, status, reason = await recent_failures(self.state, self.alerts, entity, now)
-        return m.AlertMapView(
-            entity=entity,
-            failures=rule.failures,
-            minutes=rule.minutes,
-            custom=self.alerts.is_custom(entity),
-            recent_failures=recent,
-            paused_by_rule=status is MapStatus.PAUSED and is_auto_pause(reason),
-        )
-
-    async def list_alerts(self, request: web.Request) -> web.Response:
-        now = utcnow()
-        views = [await self._alert_view(e, now) for e in self.map_names()]
-        return _ok(m.AlertsView(default=self.alerts.default, maps=views))
-
-    async def put_alert(self, request: web.Request) -> web.Response:
-        entity = self._entity(request)
-        rule = await _body(request, AlertRule)
-        self.alerts.set(entity, rule)
-        return _ok(await self._alert_view(entity, utcnow()))
 
     async def series(self, request: web.Request) -> web.Response:
         out = []
@@ -426,19 +403,6 @@ class OpsApi:
                 errors=nf,
                 also={502: "The resync failed (outcome failed)"},
             ),
-            RouteSpec(
-                "GET", "/api/alerts", self.list_alerts, "Alert rules per map", m.AlertsView, tag="alerts"
-            ),
-            RouteSpec(
-                "PUT",
-                "/api/alerts/{entity}",
-                self.put_alert,
-                "Set a map's alert rule",
-                m.AlertMapView,
-                tag="alerts",
-                body=AlertRule,
-                errors=nf,
-            ),
             RouteSpec("GET", "/api/series", self.series, "Per-minute figures, last hour", m.SeriesView),
             RouteSpec(
                 "GET",
@@ -462,7 +426,7 @@ class OpsApi:
                 public=True,
                 also={503: "Not ready; the body says what is missing"},
             ),
-            *self.more,
+            *self.extra,
         ]
 
 
@@ -474,9 +438,15 @@ def ops_routes(
     metrics: Metrics,
     auth: AdminAuth,
     alerts: AlertRules,
-    more: Sequence[RouteSpec] = (),
+    extra: Sequence[RouteSpec] = (),
 ) -> list[web.RouteDef]:
     api = OpsApi(
-        controller=controller, queue=queue, state=state, metrics=metrics, auth=auth, alerts=alerts, more=more
+        controller=controller,
+        queue=queue,
+        state=state,
+        metrics=metrics,
+        auth=auth,
+        alerts=alerts,
+        extra=extra,
     )
     return [web.route(s.method, s.path, _guard(s.handler)) for s in api.specs()]

@@ -267,20 +267,6 @@ class ResyncView(BaseModel):
     message: str
 
 
-class AlertMapView(BaseModel):
-    entity: str
-    failures: int
-    minutes: int
-    custom: bool = Field(description="False = the default rule applies")
-    recent_failures: int
-    paused_by_rule: bool
-
-
-class AlertsView(BaseModel):
-    default: AlertRule
-    maps: list[AlertMapView]
-
-
 class SeriesMapView(BaseModel):
     entity: str
     applied_cds_scm: list[int]

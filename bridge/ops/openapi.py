@@ -41,7 +41,10 @@ _COMMON_ERRORS = {
 _PATH_PARAM_DOC = {
     "entity": "Map name (mappings/<entity>.yaml), e.g. warehouse",
     "id": "Failure id (from GET /api/failures)",
+    "rule_id": "Alert rule id (from GET /api/alerts)",
+    "conflict_id": "Parked conflict id (from GET /api/conflicts)",
 }
+_INTEGER_PARAMS = {"id", "rule_id", "conflict_id"}
 
 
 def build_openapi(specs: Sequence[RouteSpec], *, version: str) -> dict[str, Any]:
@@ -117,7 +120,7 @@ def build_openapi(specs: Sequence[RouteSpec], *, version: str) -> dict[str, Any]
 
 
 def _path_param(name: str) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "integer"} if name == "id" else {"type": "string"}
+    schema: dict[str, Any] = {"type": "integer"} if name in _INTEGER_PARAMS else {"type": "string"}
     return {
         "name": name,
         "in": "path",

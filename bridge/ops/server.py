@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
-from bridge.engine.ports import Controller
+from bridge.engine.ports import ConflictResolver, Controller
 from bridge.metrics import Metrics
 from bridge.ops.alerts import AlertRules
 from bridge.ops.api import ops_routes
+from bridge.ops.api_alerts import AlertsApi, load_alert_rules
+from bridge.ops.api_conflicts import ConflictsApi
 from bridge.ops.api_systems import SystemsApi
 from bridge.ops.auth import AdminAuth
+from bridge.ops.notify import Notify
 from bridge.ops.pages import page_routes, security_headers
 from bridge.ops.watcher import OpsWatcher
 from bridge.queue.base import QueuePort
+from bridge.settings import AlertSettings
 from bridge.state.base import StatePort
 
 
@@ -26,15 +32,30 @@ def setup_ops(
     auth: AdminAuth,
     alerts: AlertRules | None = None,
     systems: SystemsApi | None = None,
+    alert_seed: Sequence[AlertSettings] | None = None,
+    notify: Notify | None = None,
     watch_interval: float | None = 2.0,
 ) -> OpsWatcher:
     """Add middlewares, routes and the watcher (sampling + alert rules every ``watch_interval`` s;
     None = not started, e.g. in tests that call ``watcher.check`` themselves). Call before the app
-    starts. The auth middleware leaves ``/webhooks/*``, ``/healthz`` and ``/readyz`` alone."""
+    starts. The auth middleware leaves ``/webhooks/*``, ``/healthz`` and ``/readyz`` alone.
+
+    At startup the alert rules come from the state store, which ``alert_seed`` (the ``[[alerts]]``
+    settings; default: pause after 10 failures in 15 min) seeds when it has none yet."""
     alerts = alerts or AlertRules()
+    seed = list(alert_seed) if alert_seed is not None else [AlertSettings()]
+
+    async def _load_alert_rules(app: web.Application) -> None:
+        await load_alert_rules(state, alerts, seed)
+
+    app.on_startup.append(_load_alert_rules)
+    extra = AlertsApi(controller=controller, state=state, alerts=alerts).specs()
+    if isinstance(controller, ConflictResolver):
+        extra += ConflictsApi(resolver=controller, state=state).specs()
+    if systems is not None:
+        extra += systems.specs()  # GET /api/systems
     app.middlewares.append(security_headers)
     app.middlewares.append(auth.middleware)
-    more = systems.specs() if systems is not None else []  # GET /api/systems
     app.add_routes(
         ops_routes(
             controller=controller,
@@ -43,11 +64,13 @@ def setup_ops(
             metrics=metrics,
             auth=auth,
             alerts=alerts,
-            more=more,
+            extra=extra,
         )
     )
     app.add_routes(page_routes(auth))
-    watcher = OpsWatcher(controller=controller, queue=queue, state=state, metrics=metrics, alerts=alerts)
+    watcher = OpsWatcher(
+        controller=controller, queue=queue, state=state, metrics=metrics, alerts=alerts, notify=notify
+    )
     if watch_interval:
         app.cleanup_ctx.append(watcher.cleanup_ctx(watch_interval))
     return watcher

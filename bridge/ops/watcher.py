@@ -1,5 +1,8 @@
 """The ops background job: samples queue figures into Metrics and enforces the alert rules.
 
+Each rule of a map is evaluated on its own window; a rule fires at most once per N failures (after
+firing, it counts again from then), so a webhook or log rule does not repeat every round.
+
 Runs every ``interval`` seconds inside the bridge (an aiohttp cleanup context). The writer may also
 call ``check(entity)`` right after recording a failure, so a rule pauses a map without waiting.
 """
@@ -17,8 +20,10 @@ from aiohttp import web
 from bridge.core.events import utcnow
 from bridge.engine.ports import Controller
 from bridge.metrics import Metrics
-from bridge.ops.alerts import AlertDecision, AlertRules
+from bridge.ops.alerts import AlertDecision, AlertRule, AlertRules, redacted_url
+from bridge.ops.notify import Notify, WebhookNotifier
 from bridge.queue.base import QueuePort
+from bridge.settings import AlertAction
 from bridge.state.base import MapStatus, StatePort
 
 log = logging.getLogger(__name__)
@@ -29,12 +34,20 @@ NOT_MALFUNCTIONS = ("conflict", "skipped-on-resume")
 
 
 async def recent_failures(
-    state: StatePort, alerts: AlertRules, entity: str, now: datetime
+    state: StatePort,
+    alerts: AlertRules,
+    entity: str,
+    now: datetime,
+    rule: AlertRule | None = None,
+    not_before: datetime | None = None,
 ) -> tuple[int, MapStatus, str | None]:
-    """Failures the alert rule counts now (window since the last resume), with the map's state."""
+    """Failures an alert rule (the map's card rule by default) counts now (its window since the
+    last resume, and since ``not_before``), with the map's state."""
     map_state = await state.get_map_state(entity)
     resumed_at = map_state.changed_at if map_state.status is MapStatus.RUNNING else None
-    since = alerts.window_start(entity, now, resumed_at)
+    since = alerts.window_start(entity, now, resumed_at, rule)
+    if not_before is not None:
+        since = max(since, not_before)
     count = await state.count_failures(entity=entity, since=since, exclude_kinds=NOT_MALFUNCTIONS)
     return count, map_state.status, map_state.reason
 
@@ -49,6 +62,7 @@ class OpsWatcher:
         metrics: Metrics,
         alerts: AlertRules,
         clock: Callable[[], datetime] = utcnow,
+        notify: Notify | None = None,
     ) -> None:
         self._controller = controller
         self._queue = queue
@@ -57,6 +71,12 @@ class OpsWatcher:
         self._alerts = alerts
         self._clock = clock
         self._lock = asyncio.Lock()  # the loop and the writer's check() must not pause twice
+        self._own_notifier: WebhookNotifier | None = None  # closed with the watcher
+        if notify is None:
+            self._own_notifier = notify = WebhookNotifier()
+        self._notify: Notify = notify
+        self._deliveries: set[asyncio.Task[bool]] = set()  # webhook posts under way
+        self._fired: dict[tuple[int | None, str], datetime] = {}  # (rule id, map) -> last firing
 
     async def sample(self) -> None:
         now = self._clock()
@@ -65,16 +85,45 @@ class OpsWatcher:
             oldest = await self._queue.oldest_enqueued_at(entity)
             self._metrics.sample_lag(entity, (now - oldest).total_seconds() if oldest else None)
 
-    async def check(self, entity: str) -> AlertDecision:
-        """Pause ``entity`` through the Controller when its alert rule is reached."""
+    async def check(self, entity: str) -> list[AlertDecision]:
+        """Evaluate every rule of ``entity`` and act on those reached: pause it through the
+        Controller, post to a webhook, or log at ERROR level."""
         async with self._lock:
-            count, status, _ = await recent_failures(self._state, self._alerts, entity, self._clock())
-            last = self._metrics.snapshot(entity).last_error
-            decision = self._alerts.evaluate(entity, count, last.message if last else None)
-            if decision.reason is not None and status is MapStatus.RUNNING:
-                log.warning("alert rule pauses map %s: %s", entity, decision.reason)
+            decisions = []
+            for rule in self._alerts.rules_for(entity):
+                decisions.append(await self._check_rule(entity, rule))
+            return decisions
+
+    async def _check_rule(self, entity: str, rule: AlertRule) -> AlertDecision:
+        now = self._clock()
+        fired = self._fired.get((rule.id, entity))
+        count, status, _ = await recent_failures(self._state, self._alerts, entity, now, rule, fired)
+        last = self._metrics.snapshot(entity).last_error
+        decision = self._alerts.evaluate(entity, count, last.message if last else None, rule)
+        if decision.reason is None:
+            return decision
+        if rule.action is AlertAction.PAUSE:
+            if status is MapStatus.RUNNING:
+                log.warning("alert rule %s pauses map %s: %s", rule.id, entity, decision.reason)
                 await self._controller.pause(entity, decision.reason)
             return decision
+        self._fired[(rule.id, entity)] = now
+        if rule.action is AlertAction.LOG:
+            log.error("alert rule %s: %s", rule.id, decision.reason)
+        elif rule.url is not None:
+            log.warning("alert rule %s notifies %s: %s", rule.id, redacted_url(rule.url), decision.reason)
+            # In the background: a slow webhook must not hold up the other rules (a pause above all).
+            task = asyncio.create_task(
+                self._notify(rule.url, decision.reason), name="dualwrite-alert-webhook"
+            )
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+        return decision
+
+    async def delivered(self) -> None:
+        """Wait for the alert webhook posts under way (each ends within its timeout)."""
+        if self._deliveries:
+            await asyncio.gather(*self._deliveries, return_exceptions=True)
 
     async def check_all(self) -> None:
         for entity in self._controller.map_names():
@@ -98,5 +147,8 @@ class OpsWatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await self.delivered()
+            if self._own_notifier is not None:
+                await self._own_notifier.close()
 
         return _ctx

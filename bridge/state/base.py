@@ -53,6 +53,52 @@ class Failure:
     id: int | None = None  # assigned by the store
 
 
+# ---- alert rules and parked conflicts (issue 20, items 6 and 7) -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlertRule:
+    """One alert rule as the store keeps it (``bridge.ops.alerts.AlertRule`` is the typed form)."""
+
+    entity: str  # a map name, or "*" for every map
+    failures: int
+    minutes: int
+    action: str  # "pause" | "webhook" | "log" (bridge.settings.AlertAction)
+    url: str | None = None
+    id: int | None = None  # assigned by the store
+
+
+class ConflictStatus(StrEnum):
+    OPEN = "open"  # parked, waiting for an administrator
+    RESOLVED = "resolved"  # an administrator chose a side and it was written to both systems
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedConflict:
+    """A conflict under ``conflict_policy: manual``: both sides changed the record since the last
+    sync; nothing is written until an administrator picks a version. One open conflict per record:
+    a later change of the same record updates it."""
+
+    entity: str
+    company: str
+    key: str
+    cds_values: dict[str, Any]  # Dataverse's current projection (its column names)
+    scm_values: dict[str, Any]  # F&O's current projection (its column names)
+    event_id: str  # the change that met the conflict (the newest one)
+    cds_modified_at: datetime | None = None
+    scm_modified_at: datetime | None = None
+    detected_at: datetime | None = None  # set by the store when None
+    status: ConflictStatus = ConflictStatus.OPEN
+    winner: str | None = None  # "cds" | "scm" once resolved
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    id: int | None = None  # assigned by the store
+
+    @property
+    def record_key(self) -> str:
+        return f"{self.entity}|{self.company}|{self.key}"
+
+
 @runtime_checkable
 class StatePort(Protocol):
     async def open(self) -> None: ...
@@ -99,3 +145,38 @@ class StatePort(Protocol):
     async def get_journal(self, event_id: str) -> dict[str, Any] | None: ...
 
     async def drop_journal(self, event_id: str) -> None: ...
+
+    # alert rules (bridge.state.sqlite_ops / memory_ops): settings seed an empty store, then the store
+    # (changed through /api/alerts) is what the bridge uses, across restarts
+    async def alert_rules(self) -> list[StoredAlertRule] | None:
+        """Every stored rule by id; None when the store was never seeded nor changed."""
+        ...
+
+    async def seed_alert_rules(self, rules: list[StoredAlertRule]) -> bool:
+        """Store ``rules`` if the store holds no rule set yet (never seeded); True if it did now."""
+        ...
+
+    async def put_alert_rule(self, rule: StoredAlertRule) -> int | None:
+        """Insert (``id`` None) or replace the rule with ``rule.id``; its id, None if no such rule."""
+        ...
+
+    async def delete_alert_rule(self, rule_id: int) -> bool: ...
+
+    # parked conflicts (conflict_policy: manual)
+    async def park_conflict(self, conflict: ParkedConflict) -> int:
+        """Store an open conflict, or update the open one of the same record (same id); its id."""
+        ...
+
+    async def conflicts(
+        self, *, entity: str | None = None, status: ConflictStatus | None = None, limit: int = 100
+    ) -> list[ParkedConflict]:
+        """Newest first (by id)."""
+        ...
+
+    async def get_conflict(self, conflict_id: int) -> ParkedConflict | None: ...
+
+    async def open_conflict_of(self, record_key: str) -> ParkedConflict | None: ...
+
+    async def close_conflict(self, conflict_id: int, *, winner: str, by: str, at: datetime) -> bool:
+        """Mark an open conflict resolved; False if it is not open (or does not exist)."""
+        ...

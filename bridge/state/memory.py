@@ -19,6 +19,7 @@ from typing import Any
 
 from bridge.core.ledger import LedgerEntry
 from bridge.state.base import Failure, MapState, MapStatus
+from bridge.state.memory_ops import MemoryOpsData, MemoryOpsTables
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -42,13 +43,18 @@ class MemoryStateData:
     map_states: dict[str, MapState] = field(default_factory=dict)
     journal: dict[str, tuple[datetime, dict[str, Any]]] = field(default_factory=dict)
     next_failure_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    ops: MemoryOpsData = field(default_factory=MemoryOpsData)  # alert rules, parked conflicts
 
 
-class MemoryState:
-    """``StatePort`` in this process's memory (tests)."""
+class MemoryState(MemoryOpsTables):
+    """``StatePort`` in this process's memory (tests); alert rules and conflicts in ``memory_ops``."""
 
     def __init__(self, data: MemoryStateData | None = None) -> None:
         self.data = data if data is not None else MemoryStateData()
+
+    @property
+    def ops_data(self) -> MemoryOpsData:
+        return self.data.ops
 
     async def open(self) -> None:
         return None

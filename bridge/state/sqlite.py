@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge.core.ledger import LedgerEntry
 from bridge.state.base import Failure, MapState, MapStatus
+from bridge.state.sqlite_ops import OPS_SCHEMA, SqliteOpsTables
 from bridge.storage.sqlite import SqliteDb, transaction
 
 SCHEMA = """
@@ -175,12 +176,12 @@ def _failure(row: tuple[Any, ...]) -> Failure:
     )
 
 
-class SqliteState:
-    """``StatePort`` on one SQLite file (WAL)."""
+class SqliteState(SqliteOpsTables):
+    """``StatePort`` on one SQLite file (WAL); alert rules and parked conflicts in ``sqlite_ops``."""
 
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
         self._db = SqliteDb(
-            path, schema=SCHEMA, synchronous=synchronous, cache_kib=8192, name="dualwrite-state"
+            path, schema=SCHEMA + OPS_SCHEMA, synchronous=synchronous, cache_kib=8192, name="dualwrite-state"
         )
 
     @property

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.core.events import System
-from bridge.engine.ports import Readiness, ResumeMode, ResyncResult
+from bridge.core.mapping import EntityMap
+from bridge.engine.ports import ConflictResolution, Readiness, ResumeMode, ResyncResult
 from bridge.state.base import MapState, MapStatus, StatePort
 
 MAPS = ["asset", "warehouse"]
@@ -21,6 +23,7 @@ class FakeController:
     retryable: set[int] = field(default_factory=set)
     ready: bool = True
     resync_outcome: str = "applied"
+    resolve_outcome: str = "resolved"
 
     def map_names(self) -> list[str]:
         return list(self.maps)
@@ -48,3 +51,15 @@ class FakeController:
     async def readiness(self) -> Readiness:
         details = {} if self.ready else {"scm": "connection refused"}
         return Readiness(queue=True, cds=True, scm=self.ready, tokens=True, details=details)
+
+    # ConflictResolver (bridge.engine.parking): records the call; the outcome is configurable
+    def conflict_map(self, entity: str) -> EntityMap | None:
+        return None
+
+    async def resolve_conflict(
+        self, conflict_id: int, winner: System, edits: Mapping[str, Any], by: str
+    ) -> ConflictResolution:
+        self.calls.append(("resolve_conflict", (conflict_id, winner, dict(edits), by)))
+        return ConflictResolution(
+            conflict_id, self.resolve_outcome, f"outcome {self.resolve_outcome}", winner
+        )

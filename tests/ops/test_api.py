@@ -257,35 +257,6 @@ async def test_bad_resync_requests(ops: Ops, body: dict[str, str], status: int, 
     assert ops.controller.calls == []
 
 
-async def test_alert_rules_default_and_per_map(ops: Ops) -> None:
-    before = await (await ops.client.get("/api/alerts", headers=BEARER)).json()
-    put = await ops.client.put("/api/alerts/warehouse", json={"failures": 3, "minutes": 5}, headers=BEARER)
-    after = await (await ops.client.get("/api/alerts", headers=BEARER)).json()
-
-    assert before["default"] == {"failures": 10, "minutes": 15}
-    assert put.status == 200 and (await put.json())["custom"] is True
-    rules = {m["entity"]: (m["failures"], m["minutes"], m["custom"]) for m in after["maps"]}
-    assert rules == {"asset": (10, 15, False), "warehouse": (3, 5, True)}
-
-
-@pytest.mark.parametrize(
-    ("path", "body", "status"),
-    [
-        ("/api/alerts/warehouse", {"failures": 0, "minutes": 5}, 400),
-        ("/api/alerts/warehouse", {"failures": 3}, 200),
-        ("/api/alerts/warehouse", {"failures": 3, "minutes": "soon"}, 400),
-        ("/api/alerts/nope", {"failures": 3, "minutes": 5}, 404),
-    ],
-)
-async def test_alert_rule_validation(ops: Ops, path: str, body: dict[str, object], status: int) -> None:
-    resp = await ops.client.put(path, json=body, headers=BEARER)
-
-    assert resp.status == status
-    expected = (3, 15) if status == 200 else (10, 15)
-    rule = ops.alerts.rule_for("warehouse")
-    assert (rule.failures, rule.minutes) == expected
-
-
 async def test_series_has_the_last_hour_per_map(ops: Ops) -> None:
     for _ in range(4):
         ops.metrics.applied("warehouse", "scm->cds", 0.1)

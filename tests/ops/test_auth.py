@@ -24,7 +24,10 @@ STATE_CHANGING = [
     ("POST", "/api/deadletters/replay", {"all": True}),
     ("POST", "/api/deadletters/discard", {"all": True}),
     ("POST", "/api/resync", {"entity": "warehouse", "company": "USMF", "key": "1", "from": "cds"}),
-    ("PUT", "/api/alerts/warehouse", {"failures": 1, "minutes": 1}),
+    ("POST", "/api/alerts", {"map": "warehouse", "failures": 1, "minutes": 1}),
+    ("PUT", "/api/alerts/1", {"failures": 1}),
+    ("DELETE", "/api/alerts/1", None),
+    ("POST", "/api/conflicts/1/resolve", {"winner": "cds"}),
 ]
 READS = [
     "/api/maps",
@@ -32,6 +35,7 @@ READS = [
     "/api/failures",
     "/api/deadletters",
     "/api/alerts",
+    "/api/conflicts",
     "/api/series",
     "/api/openapi.json",
     "/api/session",
@@ -57,7 +61,7 @@ async def _snapshot(ops: Ops) -> tuple[Any, ...]:
         await ops.queue.depth(),
         len(await ops.queue.dead_letters()),
         states,
-        ops.alerts.rule_for("warehouse"),
+        ops.alerts.all(),
     )
 
 

@@ -129,7 +129,7 @@ async def test_dead_letter_replayed_after_its_cause_is_fixed(env: Harness) -> No
 
 
 async def test_alert_rule_pauses_a_failing_map_and_says_why(env: Harness) -> None:
-    put = await env.ops("PUT", "/api/alerts/warehouse", {"failures": 2, "minutes": 5})
+    put = await env.ops("POST", "/api/alerts", {"map": "warehouse", "failures": 2, "minutes": 5})
     site = await site_id(env, "1")
     for name in ("WAREHOUSE-NORTH", "WAREHOUSE-SOUTH"):  # F&O's WarehouseId takes 10 characters
         resp = await env.cds_create(

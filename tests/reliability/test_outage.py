@@ -80,12 +80,16 @@ async def test_sync_saves_fail_and_roll_back_while_the_target_is_down(rig: Rig, 
     # then pause the map, and a paused map queues saves instead of refusing them (docs/operations.md).
     # That is tested in tests/ops; here the rule is raised so the synchronous failure path is what runs.
     token = rig.bridge.settings.admin_token.get_secret_value()
-    async with rig.http.put(
-        f"{rig.bridge.url}/api/alerts/ship_via",
-        json={"failures": 100_000, "minutes": 1},
-        headers={"Authorization": f"Bearer {token}"},
-    ) as resp:
-        assert resp.status == 200, await resp.text()
+    auth = {"Authorization": f"Bearer {token}"}
+    async with rig.http.get(f"{rig.bridge.url}/api/alerts", headers=auth) as resp:
+        rules = (await resp.json())["rules"]
+    for rule in rules:  # the default: every map, pause after 10 in 15 min
+        async with rig.http.put(
+            f"{rig.bridge.url}/api/alerts/{rule['id']}",
+            json={"failures": 100_000, "minutes": 1},
+            headers=auth,
+        ) as resp:
+            assert resp.status == 200, await resp.text()
 
     async def saves(tag: str) -> list[int]:
         return list(

@@ -10,7 +10,7 @@ const MODES = [
 ];
 const SVG = "http://www.w3.org/2000/svg";
 const state = { csrf: null, failuresOffset: 0, failuresLimit: 25, selected: new Set(), cards: new Map(),
-  alertRows: new Map(), maps: [], busy: false };
+  maps: [], busy: false };
 
 const $ = (id) => document.getElementById(id);
 
@@ -245,27 +245,7 @@ function bulk(action, all) {
     state.selected.clear(); return r.count + " dead letters"; }));
 }
 
-// ---------------------------------------------------------------- alert rules
-
-function renderAlerts(data) {
-  const body = $("alerts").tBodies[0];
-  for (const a of data.maps) {
-    let row = state.alertRows.get(a.entity);
-    if (!row) {
-      row = { n: el("input", { type: "number", min: "1", "aria-label": a.entity + " failures" }),
-        m: el("input", { type: "number", min: "1", "aria-label": a.entity + " minutes" }), now: el("td") };
-      const save = el("button", { type: "button", class: "secondary", text: "Save",
-        onclick: () => act("alert rule " + a.entity, () => api("PUT", `/api/alerts/${encodeURIComponent(a.entity)}`,
-          { failures: Number(row.n.value), minutes: Number(row.m.value) }).then(() => { row.dirty = false; })) });
-      for (const input of [row.n, row.m]) input.addEventListener("input", () => { row.dirty = true; });
-      body.append(el("tr", { "data-entity": a.entity }, el("td", { text: a.entity }), el("td", {}, row.n),
-        el("td", {}, row.m), row.now, el("td", {}, save)));
-      state.alertRows.set(a.entity, row);
-    }
-    if (!row.dirty) { row.n.value = a.failures; row.m.value = a.minutes; }
-    row.now.textContent = `${a.recent_failures}${a.custom ? "" : " (default rule)"}${a.paused_by_rule ? " — paused by rule" : ""}`;
-  }
-}
+// Alert rules: alerts.js; parked conflicts: conflicts.js (each polls on its own).
 
 // ---------------------------------------------------------------- polling
 
@@ -276,15 +256,14 @@ async function refresh() {
     const entity = $("failures-entity").value;
     const q = new URLSearchParams({ offset: state.failuresOffset, limit: state.failuresLimit });
     if (entity) q.set("entity", entity);
-    const [maps, series, failures, dead, alerts] = await Promise.all([
+    const [maps, series, failures, dead] = await Promise.all([
       api("GET", "/api/maps"), api("GET", "/api/series"), api("GET", "/api/failures?" + q),
-      api("GET", "/api/deadletters?limit=100"), api("GET", "/api/alerts")]);
+      api("GET", "/api/deadletters?limit=100")]);
     renderMaps(maps);
     document.dispatchEvent(new CustomEvent("dualwrite:maps", { detail: maps }));  // systems.js
     for (const s of series.maps) { const c = state.cards.get(s.entity); if (c) drawChart(c.chart, s); }
     renderFailures(failures);
     renderDeadLetters(dead);
-    renderAlerts(alerts);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "true";
   } catch (e) {
