@@ -33,13 +33,14 @@ from tenacity import RetryCallState, Retrying, wait_exponential, wait_random_exp
 from bridge.core.errors import RejectedError, RetryableError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
 from bridge.core.kinds import FailureKind
+from bridge.engine.activity import ActivityRecorder
 from bridge.engine.apply import Applied, Result, direction
 from bridge.engine.journal import Undo
 from bridge.engine.recovery import Recovery
 from bridge.metrics import Metrics
 from bridge.queue.base import QueuedEvent, QueuePort
 from bridge.settings import SyncSettings
-from bridge.state.base import Failure, StatePort
+from bridge.state.base import Failure, Resolution, StatePort
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,16 @@ def follow_up_from_winner(event: ChangeEvent) -> ChangeEvent:
     )
 
 
+def resolution_of(event: ChangeEvent) -> Resolution:
+    """How an applied change resolves its record's failures: an admin's retry (its event id says
+    so: ``bridge.engine.control``), else a later success (a replayed dead letter's failure was marked
+    retrying by the replay and keeps that)."""
+    return Resolution.RETRY if RETRY_MARK in event.event_id else Resolution.LATER_SUCCESS
+
+
+RETRY_MARK = ":retry:"  # in the event id of an admin's retry of a failure
+
+
 def failure_record(item: QueuedEvent, record: Record, *, attempts: int) -> Failure:
     """A failure as admins see it, keeping the change itself so it can be retried."""
     event = item.event
@@ -279,6 +290,7 @@ class Outcomes:
         metrics: Metrics,
         settings: SyncSettings,
         answer: Callable[[ChangeEvent, Answer], None],
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self.queue = queue
         self.state = state
@@ -286,6 +298,7 @@ class Outcomes:
         self.metrics = metrics
         self.settings = settings
         self.answer = answer
+        self.activity = activity
         self.wait = backoff_wait(settings.backoff_initial_s, settings.backoff_max_s)
 
     async def after_write(self, item: QueuedEvent, applied: Applied, *, originator_gone: bool) -> Verdict:
@@ -302,6 +315,7 @@ class Outcomes:
         else:
             latency = (datetime.now(UTC) - event.received_at).total_seconds()
             self.metrics.applied(event.entity, dir_, latency)
+            await self._on_success(event)
         record = record_of_write(applied)
         if record is not None:
             await self._record(item, record)
@@ -312,6 +326,15 @@ class Outcomes:
         self.answer(event, answer_of_write(applied))
         await self.queue.complete(item)
         return Verdict(applied.result.value)
+
+    async def _on_success(self, event: ChangeEvent) -> None:
+        """The record's change applied: its open failures are resolved (how: ``resolution_of``),
+        and the change goes into the map's activity log."""
+        await self.state.resolve_record(
+            event.entity, event.company, event.key, resolution=resolution_of(event)
+        )
+        if self.activity is not None:
+            self.activity.applied(event)
 
     async def after_failure(self, item: QueuedEvent, exc: Exception) -> Verdict:
         decided = classify(exc)
