@@ -124,7 +124,13 @@ class EngineController:
                 "received_at": utcnow(),
             }
         )
-        await self.queue.enqueue(retry)
+        # A dead-lettered change holds its record (later changes wait behind it): the retry of its
+        # failure is the replay of that dead letter; otherwise the change is queued anew.
+        letters = [d.seq for d in await self._dead_letters(None) if d.event.event_id == original.event_id]
+        if letters:
+            await self.queue.replay(letters)
+        else:
+            await self.queue.enqueue(retry)
         # Retrying, by whom; the retry's success resolves it (``outcome.resolution_of``). Any state:
         # an admin may retry a resolved or discarded failure again.
         await self.state.set_failure_state(

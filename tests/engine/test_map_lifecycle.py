@@ -206,3 +206,17 @@ async def test_dead_letters_replayed_and_discarded_carry_their_failures_along(ri
     assert road is not None and road.state is FailureState.DISCARDED and road.state_by == "admin token"
     kinds = [a.kind for a in await rig.state.activity(entity="ship_via")]
     assert kinds == [ActivityKind.DEAD_LETTERS_DISCARDED, ActivityKind.DEAD_LETTERS_REPLAYED]
+
+
+async def test_retrying_a_dead_lettered_failure_replays_its_dead_letter(rig: Rig) -> None:
+    event = _event("Rail")
+    assert await rig.queue.enqueue(event)
+    [item] = await rig.queue.lease(1, 60.0)
+    record = Record(kind=FailureKind.RETRY_EXHAUSTED, target_message="503")
+    fid = await rig.state.add_failure(failure_record(item, record, attempts=3))
+    await rig.queue.dead_letter(item, "503")
+    assert await rig.controller.retry_failure(fid, actor="admin token")
+    # the dead letter itself is back in the queue (it held the record), no second copy of the change
+    assert await rig.queue.dead_letters() == []
+    [again] = await rig.queue.lease(10, 60.0)
+    assert again.event.event_id == event.event_id and await rig.queue.depth() == 1
