@@ -136,5 +136,7 @@ async def test_stop_and_start_a_map_and_the_activity_view(env: Harness, page: An
     await page.select_option("#activity-category", "change")
     applied = page.locator('#activity tbody tr[data-kind="applied"]')
     await expect(applied.first).to_contain_text("USMF/STP2 scm->cds", timeout=10_000)
+    await page.select_option("#activity-category", "")  # everything, for the picture
+    await expect(activity).to_have_count(3, timeout=10_000)
     await page.locator("#activity-title").scroll_into_view_if_needed()
     await _screenshot(page, tmp_path, "activity.png")
