@@ -179,3 +179,22 @@ def test_the_failing_rule() -> None:
     assert not is_failing(MapStatus.RUNNING, 9, 10, False)
     for status in (MapStatus.PAUSED, MapStatus.STOPPED, MapStatus.INITIALIZING, MapStatus.NOT_RUNNING):
         assert not is_failing(status, 50, 10, True)
+
+
+async def test_an_alert_rule_that_fires_is_in_the_activity_log(ops: Ops) -> None:
+    await failures(ops.state, 10)  # the default rule: 10 in 15 minutes
+    decision = await ops.watcher.check("warehouse")
+    assert decision.pause
+    assert ops.controller.actors == ["alert rule"]  # the pause, by the rule
+    body = await (await ops.client.get("/api/activity?entity=warehouse", headers=BEARER)).json()
+    [fired] = body["items"]
+    assert (fired["kind"], fired["actor"]) == ("alert-fired", "alert rule")
+    assert fired["message"] == decision.reason
+
+
+async def test_resolved_failures_do_not_count_toward_an_alert_rule(ops: Ops) -> None:
+    await failures(ops.state, 10)
+    for n in range(10):
+        await ops.state.resolve_record("warehouse", "USMF", f"K{n}", resolution=Resolution.LATER_SUCCESS)
+    decision = await ops.watcher.check("warehouse")
+    assert not decision.pause and decision.failures == 0 and ops.controller.calls == []
