@@ -315,7 +315,6 @@ class Outcomes:
         else:
             latency = (datetime.now(UTC) - event.received_at).total_seconds()
             self.metrics.applied(event.entity, dir_, latency)
-            await self._on_success(event)
         record = record_of_write(applied)
         if record is not None:
             await self._record(item, record)
@@ -324,15 +323,20 @@ class Outcomes:
         # the bridge stops in between, the change is found recorded after the restart (abandoned);
         # the record's next change waits for the complete as any other.
         self.answer(event, answer_of_write(applied))
+        if applied.result is Result.APPLIED:
+            await self._on_success(event)  # after the answer: a waiting save is not held up by it
         await self.queue.complete(item)
         return Verdict(applied.result.value)
 
     async def _on_success(self, event: ChangeEvent) -> None:
         """The record's change applied: its open failures are resolved (how: ``resolution_of``),
         and the change goes into the map's activity log."""
-        await self.state.resolve_record(
-            event.entity, event.company, event.key, resolution=resolution_of(event)
-        )
+        try:
+            await self.state.resolve_record(
+                event.entity, event.company, event.key, resolution=resolution_of(event)
+            )
+        except Exception:  # the change is applied: taking it off the queue must not depend on this
+            log.exception("resolving the failures of %s after its change applied", event.record_key)
         if self.activity is not None:
             self.activity.applied(event)
 

@@ -220,3 +220,16 @@ async def test_retrying_a_dead_lettered_failure_replays_its_dead_letter(rig: Rig
     assert await rig.queue.dead_letters() == []
     [again] = await rig.queue.lease(10, 60.0)
     assert again.event.event_id == event.event_id and await rig.queue.depth() == 1
+
+
+async def test_a_failing_resolution_never_keeps_an_applied_change_on_the_queue(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rig.state, "resolve_record", broken)
+    assert await rig.queue.enqueue(_event("Rail"))
+    [item] = await rig.queue.lease(1, 60.0)
+    verdict = await rig.engine.outcomes.after_write(item, Applied(Result.APPLIED), originator_gone=False)
+    assert verdict.value == "applied" and await rig.queue.depth() == 0
