@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bridge.core.errors import ConfigError
 from bridge.core.mapping import MappingSet, load_mappings
+from bridge.engine.activity import ActivityRecorder
 from bridge.engine.apply import Applier
 from bridge.engine.control import EngineController, Probe
 from bridge.engine.pool import ApplyPool
@@ -101,6 +102,7 @@ class Bridge:
             metrics=self.metrics,
             settings=settings.sync,
             apply_async=self.pool.apply if self.pool else None,
+            activity=ActivityRecorder(self.state, keep=settings.state.activity_keep),
         )
         self.controller = EngineController(
             engine=self.engine,

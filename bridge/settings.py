@@ -108,6 +108,12 @@ class StateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
 
     backend: str = Field(default="sqlite", description="Where the state lives: sqlite (state.db in data_dir)")
+    activity_keep: int = Field(
+        default=200,
+        ge=1,
+        le=100_000,
+        description="Activity entries kept per map: the last N state changes and the last N applied changes",
+    )
 
     @field_validator("backend")
     @classmethod

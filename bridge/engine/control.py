@@ -21,11 +21,19 @@ from bridge.core.kinds import FailureKind
 from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import EntityMap
 from bridge.engine.apply import Result
-from bridge.engine.outcome import Record, failure_record
+from bridge.engine.outcome import RETRY_MARK, Record, failure_record
 from bridge.engine.ports import ConflictResolution, Readiness, ResumeMode, ResyncResult
 from bridge.engine.worker import Engine
-from bridge.queue.base import QueuePort
-from bridge.state.base import ConflictStatus, MapState, MapStatus, StatePort
+from bridge.queue.base import DeadLetter, QueuePort
+from bridge.state.base import (
+    ActivityKind,
+    ConflictStatus,
+    FailureState,
+    MapState,
+    MapStatus,
+    Resolution,
+    StatePort,
+)
 
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000
@@ -75,24 +83,63 @@ class EngineController:
             raise KeyError(entity)
         return [entity]
 
-    async def pause(self, entity: str | None, reason: str) -> None:
+    async def pause(self, entity: str | None, reason: str, *, actor: str | None = None) -> None:
         for name in self._targets(entity):
-            self.engine.paused.add(name)
-            await self.state.set_map_state(MapState(name, MapStatus.PAUSED, reason, datetime.now(UTC)))
+            await self._set_status(name, MapStatus.PAUSED, reason)
+            await self.note(name, ActivityKind.PAUSED, reason, actor=actor)
             log.warning("map %s paused: %s", name, reason)
 
-    async def resume(self, entity: str | None, mode: ResumeMode) -> int:
+    async def resume(self, entity: str | None, mode: ResumeMode, *, actor: str | None = None) -> int:
         touched = 0
         for name in self._targets(entity):
+            backlog = 0
             if mode is ResumeMode.SKIP_DISCARD:
-                touched += await self.queue.purge(name)
+                backlog = await self.queue.purge(name)
             elif mode is ResumeMode.SKIP_KEEP:
-                touched += await self._backlog_to_failures(name)
-            self.engine.paused.discard(name)
-            await self.state.set_map_state(MapState(name, MapStatus.RUNNING, None, datetime.now(UTC)))
-            log.info("map %s resumed (%s, %d backlog events)", name, mode.value, touched)
+                backlog = await self._backlog_to_failures(name)
+            touched += backlog
+            await self._set_status(name, MapStatus.RUNNING, None)
+            await self.note(
+                name, ActivityKind.RESUMED, f"mode {mode.value}, {backlog} backlog events", actor=actor
+            )
+            log.info("map %s resumed (%s, %d backlog events)", name, mode.value, backlog)
         self.engine.kick()
         return touched
+
+    # ---- map states beyond pause/resume (issue 20) -----------------------------------------------
+
+    async def _set_status(self, name: str, status: MapStatus, reason: str | None) -> None:
+        """Stored first (it survives a restart), then carried into the engine."""
+        await self.state.set_map_state(MapState(name, status, reason, datetime.now(UTC)))
+        self.engine.hold(name, status)
+
+    async def start(self, entity: str, *, actor: str | None = None) -> None:
+        """Run a stopped (or paused, or never started) map: its held backlog is applied first."""
+        name = self._targets(entity)[0]
+        await self._set_status(name, MapStatus.RUNNING, None)
+        await self.note(name, ActivityKind.STARTED, "started", actor=actor)
+        log.info("map %s started", name)
+
+    async def stop(self, entity: str, reason: str, *, actor: str | None = None) -> None:
+        """Stop a map: its notifications are acknowledged and counted, nothing queued (what is
+        queued already stays, held, until a start)."""
+        name = self._targets(entity)[0]
+        await self._set_status(name, MapStatus.STOPPED, reason)
+        await self.note(name, ActivityKind.STOPPED, reason, actor=actor)
+        log.warning("map %s stopped: %s", name, reason)
+
+    async def initializing(self, entity: str, reason: str, *, actor: str | None = None) -> None:
+        """The map's initial sync runs: live changes queue and are held (as when paused) until
+        ``start``."""
+        name = self._targets(entity)[0]
+        await self._set_status(name, MapStatus.INITIALIZING, reason)
+        await self.note(name, ActivityKind.INITIALIZING, reason, actor=actor)
+
+    async def note(
+        self, entity: str, kind: ActivityKind, message: str = "", *, actor: str | None = None
+    ) -> None:
+        """An entry in the map's activity log."""
+        await self.engine.activity.note(entity, kind, message, actor=actor)
 
     async def _backlog_to_failures(self, entity: str) -> int:
         moved = 0
@@ -102,7 +149,7 @@ class EngineController:
             moved += len(batch)
         return moved
 
-    async def retry_failure(self, failure_id: int) -> bool:
+    async def retry_failure(self, failure_id: int, *, actor: str | None = None) -> bool:
         failure = await self.state.get_failure(failure_id)
         if failure is None or "event" not in failure.details:
             return False
@@ -111,16 +158,94 @@ class EngineController:
         # A new id: the original is remembered by the dedupe window. Async now: the originator is long done.
         retry = original.model_copy(
             update={
-                "event_id": f"{original.event_id}:retry:{failure_id}:{self._retries}",
+                "event_id": f"{original.event_id}{RETRY_MARK}{failure_id}:{self._retries}",
                 "mode": SyncMode.ASYNC,
                 "received_at": utcnow(),
             }
         )
-        await self.queue.enqueue(retry)
+        # A dead-lettered change holds its record (later changes wait behind it): the retry of its
+        # failure is the replay of that dead letter; otherwise the change is queued anew.
+        letters = [d.seq for d in await self._dead_letters(None) if d.event.event_id == original.event_id]
+        if letters:
+            await self.queue.replay(letters)
+        else:
+            await self.queue.enqueue(retry)
+        # Retrying, by whom; the retry's success resolves it (``outcome.resolution_of``). Any state:
+        # an admin may retry a resolved or discarded failure again.
+        await self.state.set_failure_state(
+            [failure_id],
+            state=FailureState.RETRYING,
+            by=actor,
+            resolution=Resolution.RETRY,
+            only=tuple(FailureState),
+        )
+        await self.note(
+            failure.entity, ActivityKind.FAILURE_RETRIED, _failure_text(failure_id, original), actor=actor
+        )
         self.engine.kick()
         return True
 
-    async def resync(self, entity: str, company: str, key: str, from_side: System) -> ResyncResult:
+    async def discard_failure(self, failure_id: int, *, actor: str | None = None) -> bool:
+        """Mark an open or retrying failure discarded (an admin decided nothing is to be done);
+        False if there is none such."""
+        failure = await self.state.get_failure(failure_id)
+        if failure is None or not await self.state.set_failure_state(
+            [failure_id], state=FailureState.DISCARDED, by=actor
+        ):
+            return False
+        await self.note(
+            failure.entity,
+            ActivityKind.FAILURE_DISCARDED,
+            f"failure {failure_id} ({failure.company}/{failure.key}) discarded",
+            actor=actor,
+        )
+        return True
+
+    async def _dead_letters(self, seqs: list[int] | None) -> list[DeadLetter]:
+        wanted = None if seqs is None else set(seqs)
+        found: list[DeadLetter] = []
+        offset = 0
+        while page := await self.queue.dead_letters(offset=offset, limit=500):
+            found += [d for d in page if wanted is None or d.seq in wanted]
+            offset += len(page)
+        return found
+
+    async def replay_dead_letters(self, seqs: list[int] | None, *, actor: str | None = None) -> int:
+        """Put dead letters (None = all) back in the queue; their failures are retrying by replay."""
+        letters = await self._dead_letters(seqs)
+        count = await self.queue.replay(seqs)
+        await self.state.set_failure_state(
+            event_ids=[d.event.event_id for d in letters],
+            state=FailureState.RETRYING,
+            by=actor,
+            resolution=Resolution.REPLAY,
+        )
+        await self._note_letters(letters, ActivityKind.DEAD_LETTERS_REPLAYED, "replayed", actor)
+        self.engine.kick()
+        return count
+
+    async def discard_dead_letters(self, seqs: list[int] | None, *, actor: str | None = None) -> int:
+        """Drop dead letters (None = all) for good; their failures are discarded."""
+        letters = await self._dead_letters(seqs)
+        count = await self.queue.discard(seqs)
+        await self.state.set_failure_state(
+            event_ids=[d.event.event_id for d in letters], state=FailureState.DISCARDED, by=actor
+        )
+        await self._note_letters(letters, ActivityKind.DEAD_LETTERS_DISCARDED, "discarded", actor)
+        return count
+
+    async def _note_letters(
+        self, letters: list[DeadLetter], kind: ActivityKind, verb: str, actor: str | None
+    ) -> None:
+        per_map: dict[str, int] = {}
+        for d in letters:
+            per_map[d.event.entity] = per_map.get(d.event.entity, 0) + 1
+        for entity, n in sorted(per_map.items()):
+            await self.note(entity, kind, f"{n} dead letter{'s' if n != 1 else ''} {verb}", actor=actor)
+
+    async def resync(
+        self, entity: str, company: str, key: str, from_side: System, *, actor: str | None = None
+    ) -> ResyncResult:
         applier = self.engine.applier
         emap = applier.mappings.maps[entity]
         company = company.upper()
@@ -162,6 +287,11 @@ class EngineController:
             return ResyncResult(entity, company, key, from_side, "failed", str(exc))
         wrote = applied.result is Result.APPLIED
         outcome = ("deleted" if operation is Operation.DELETE else "applied") if wrote else "unchanged"
+        # Both sides now hold the chosen side's version: the record's failures are resolved.
+        await self.state.resolve_record(entity, company, key, resolution=Resolution.RESYNC, by=actor)
+        await self.note(
+            entity, ActivityKind.RESYNCED, f"{company}/{key} from {from_side.value}: {outcome}", actor=actor
+        )
         return ResyncResult(entity, company, key, from_side, outcome, applied.reason)
 
     # ---- a parked conflict (conflict_policy: manual) -----------------------------------------------
@@ -241,3 +371,7 @@ class EngineController:
             tokens=results.get("tokens", False),
             details=details,
         )
+
+
+def _failure_text(failure_id: int, event: ChangeEvent) -> str:
+    return f"failure {failure_id} ({event.company}/{event.key}) retried"

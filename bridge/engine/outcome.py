@@ -37,13 +37,14 @@ from tenacity import RetryCallState, Retrying, wait_exponential, wait_random_exp
 from bridge.core.errors import RejectedError, RetryableError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
 from bridge.core.kinds import FailureKind
+from bridge.engine.activity import ActivityRecorder
 from bridge.engine.apply import Applied, Result, direction
 from bridge.engine.journal import Undo
 from bridge.engine.recovery import Recovery
 from bridge.metrics import Metrics
 from bridge.queue.base import QueuedEvent, QueuePort
 from bridge.settings import SyncSettings
-from bridge.state.base import Failure, StatePort
+from bridge.state.base import Failure, Resolution, StatePort
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,16 @@ def follow_up_from_winner(event: ChangeEvent) -> ChangeEvent:
     )
 
 
+def resolution_of(event: ChangeEvent) -> Resolution:
+    """How an applied change resolves its record's failures: an admin's retry (its event id says
+    so: ``bridge.engine.control``), else a later success (a replayed dead letter's failure was marked
+    retrying by the replay and keeps that)."""
+    return Resolution.RETRY if RETRY_MARK in event.event_id else Resolution.LATER_SUCCESS
+
+
+RETRY_MARK = ":retry:"  # in the event id of an admin's retry of a failure
+
+
 def failure_record(item: QueuedEvent, record: Record, *, attempts: int) -> Failure:
     """A failure as admins see it, keeping the change itself so it can be retried."""
     event = item.event
@@ -300,6 +311,7 @@ class Outcomes:
         metrics: Metrics,
         settings: SyncSettings,
         answer: Callable[[ChangeEvent, Answer], None],
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self.queue = queue
         self.state = state
@@ -307,6 +319,7 @@ class Outcomes:
         self.metrics = metrics
         self.settings = settings
         self.answer = answer
+        self.activity = activity
         self.wait = backoff_wait(settings.backoff_initial_s, settings.backoff_max_s)
 
     async def after_write(self, item: QueuedEvent, applied: Applied, *, originator_gone: bool) -> Verdict:
@@ -332,8 +345,22 @@ class Outcomes:
         # the bridge stops in between, the change is found recorded after the restart (abandoned);
         # the record's next change waits for the complete as any other.
         self.answer(event, answer_of_write(applied))
+        if applied.result is Result.APPLIED:
+            await self._on_success(event)  # after the answer: a waiting save is not held up by it
         await self.queue.complete(item)
         return Verdict(applied.result.value)
+
+    async def _on_success(self, event: ChangeEvent) -> None:
+        """The record's change applied: its open failures are resolved (how: ``resolution_of``),
+        and the change goes into the map's activity log."""
+        try:
+            await self.state.resolve_record(
+                event.entity, event.company, event.key, resolution=resolution_of(event)
+            )
+        except Exception:  # the change is applied: taking it off the queue must not depend on this
+            log.exception("resolving the failures of %s after its change applied", event.record_key)
+        if self.activity is not None:
+            self.activity.applied(event)
 
     async def after_failure(self, item: QueuedEvent, exc: Exception) -> Verdict:
         decided = classify(exc)

@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from bridge.core.events import ChangeEvent, System
 from bridge.core.mapping import EntityMap
+from bridge.state.base import ActivityKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,22 +70,57 @@ class Readiness:
 
 
 class Controller(Protocol):
+    """``actor`` names who acted (the admin session or the API token, ``bridge.ops.actor``); it goes
+    into the failures' life cycle and the activity log. None = the bridge itself."""
+
     def map_names(self) -> list[str]: ...
 
-    async def pause(self, entity: str | None, reason: str) -> None:
+    async def pause(self, entity: str | None, reason: str, *, actor: str | None = None) -> None:
         """Pause one map (None = all). Changes keep being received and queued; nothing is lost."""
         ...
 
-    async def resume(self, entity: str | None, mode: ResumeMode) -> int:
+    async def resume(self, entity: str | None, mode: ResumeMode, *, actor: str | None = None) -> int:
         """Resume one map (None = all) in ``mode``; returns how many backlog events the mode touched."""
         ...
 
-    async def resync(self, entity: str, company: str, key: str, from_side: System) -> ResyncResult:
+    async def start(self, entity: str, *, actor: str | None = None) -> None:
+        """Run a stopped, paused or never started map (its held backlog first)."""
+        ...
+
+    async def stop(self, entity: str, reason: str, *, actor: str | None = None) -> None:
+        """Stop a map: notifications acknowledged and counted, nothing queued."""
+        ...
+
+    async def initializing(self, entity: str, reason: str, *, actor: str | None = None) -> None:
+        """Mark the map initializing (its initial sync runs): live changes queue, held, until ``start``."""
+        ...
+
+    async def note(
+        self, entity: str, kind: ActivityKind, message: str = "", *, actor: str | None = None
+    ) -> None:
+        """Add an entry to the map's activity log (e.g. an alert that fired)."""
+        ...
+
+    async def resync(
+        self, entity: str, company: str, key: str, from_side: System, *, actor: str | None = None
+    ) -> ResyncResult:
         """Read the record on ``from_side`` and write it to the other side now (or delete it there)."""
         ...
 
-    async def retry_failure(self, failure_id: int) -> bool:
+    async def retry_failure(self, failure_id: int, *, actor: str | None = None) -> bool:
         """Re-enqueue the change kept with a retryable failure; False if it has none."""
+        ...
+
+    async def discard_failure(self, failure_id: int, *, actor: str | None = None) -> bool:
+        """Mark an open or retrying failure discarded; False if there is none such."""
+        ...
+
+    async def replay_dead_letters(self, seqs: list[int] | None, *, actor: str | None = None) -> int:
+        """Put dead letters (None = all) back in the queue; their failures become retrying."""
+        ...
+
+    async def discard_dead_letters(self, seqs: list[int] | None, *, actor: str | None = None) -> int:
+        """Drop dead letters (None = all); their failures become discarded."""
         ...
 
     async def readiness(self) -> Readiness: ...

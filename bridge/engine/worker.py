@@ -22,6 +22,7 @@ from opentelemetry import trace
 from bridge.core import rules
 from bridge.core.deadline import deadline_scope
 from bridge.core.events import ChangeEvent, SyncMode
+from bridge.engine.activity import ActivityRecorder
 from bridge.engine.apply import Applied, Applier, direction
 from bridge.engine.outcome import Answer, Outcomes, Verdict, deadline_of
 from bridge.engine.ports import SinkResult
@@ -49,6 +50,7 @@ from bridge.telemetry import (
 )
 
 log = logging.getLogger(__name__)
+STOPPED_REASON = "map-stopped"  # the skipped-changes reason of a stopped map's notifications
 tracer = trace.get_tracer("dualwrite.engine")
 
 
@@ -63,6 +65,7 @@ class Engine:
         metrics: Metrics,
         settings: SyncSettings,
         apply_async: Callable[[ChangeEvent], Awaitable[Applied]] | None = None,
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self.queue = queue
         self.state = state
@@ -73,7 +76,9 @@ class Engine:
         self.apply_async = apply_async or applier.apply
         self.metrics = metrics
         self.settings = settings
-        self.paused: set[str] = set()
+        self.paused: set[str] = set()  # maps whose queued changes are held (not leased)
+        self.stopped: set[str] = set()  # maps whose changes are acknowledged, counted, not queued
+        self.activity = activity or ActivityRecorder(state)
         self._waiters: dict[str, asyncio.Future[Answer]] = {}
         self._abandoned: OrderedDict[str, None] = OrderedDict()  # sync ids whose originator gave up
         self._recent: OrderedDict[str, Answer] = OrderedDict()  # sync answers, for Dataverse's retry
@@ -88,6 +93,7 @@ class Engine:
             metrics=metrics,
             settings=settings,
             answer=self._answer_originator,
+            activity=self.activity,
         )
         self.gate = SyncGate(
             queue=queue, state=state, applier=applier, recovery=recovery, metrics=metrics, settings=settings
@@ -96,8 +102,7 @@ class Engine:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         for name in self.applier.mappings.maps:
-            if (await self.state.get_map_state(name)).status is not MapStatus.RUNNING:
-                self.paused.add(name)
+            self.hold(name, (await self.state.get_map_state(name)).status)
         self._task = asyncio.create_task(self._run(), name="dualwrite-worker")
 
     async def stop(self) -> None:
@@ -110,6 +115,16 @@ class Engine:
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self.activity.close()
+
+    def hold(self, name: str, status: MapStatus) -> None:
+        """Carry a map's status into the engine: a running map's changes are applied; a paused or
+        initializing one's are queued and held; a stopped (or never started) one's are acknowledged
+        and counted, not queued, and what it had queued before is held."""
+        (self.paused.discard if status.applies else self.paused.add)(name)
+        (self.stopped.discard if status.queues else self.stopped.add)(name)
+        if status.applies:
+            self.kick()
 
     def kick(self) -> None:
         self._wake.set()
@@ -130,6 +145,8 @@ class Engine:
                 # holds the record's lease for that very write, so queueing it would wait on ourselves.
                 self.metrics.skipped(event.entity, direction(event.source), "echo")
                 return SinkResult(accepted=True, status=200, message="echo")
+            if event.entity in self.stopped:
+                return self._drop_stopped(event)
             update: dict[str, object] = {"trace_context": inject_context()} if tracing else {}
             if event.mode is SyncMode.SYNC and event.entity in self.paused:
                 # A paused map queues changes: acknowledge once durable and apply on resume, as an
@@ -142,6 +159,13 @@ class Engine:
                 self._wake.set()
                 return SinkResult(accepted=True, status=202, message="queued" if fresh else "duplicate")
             return await self._submit_sync(event)
+
+    def _drop_stopped(self, event: ChangeEvent) -> SinkResult:
+        """A stopped map: acknowledged as received (a synchronous save goes through unsynced) and
+        counted among the map's skipped changes, nothing queued."""
+        self.metrics.skipped(event.entity, direction(event.source), STOPPED_REASON)
+        status = 200 if event.mode is SyncMode.SYNC else 202
+        return SinkResult(accepted=True, status=status, message="map stopped: not queued")
 
     async def _submit_sync(self, event: ChangeEvent) -> SinkResult:
         if event.event_id in self._recent:

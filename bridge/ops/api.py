@@ -7,94 +7,32 @@ Controller / queue / state port, shape the answer with ``bridge.ops.models``. Ev
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from bridge.core.events import utcnow
 from bridge.engine.ports import Controller
 from bridge.metrics import CDS_TO_SCM, SCM_TO_CDS, Metrics
 from bridge.ops import models as m
+from bridge.ops.actor import actor_of
 from bridge.ops.alerts import AlertRules, is_auto_pause
+from bridge.ops.api_activity import activity_specs
+from bridge.ops.api_failures import failure_specs
+from bridge.ops.apikit import ApiError
+from bridge.ops.apikit import body as _body
+from bridge.ops.apikit import guard as _guard
+from bridge.ops.apikit import ok as _ok
+from bridge.ops.apikit import query as _query
 from bridge.ops.auth import SESSION, AdminAuth
-from bridge.ops.openapi import Handler, RouteSpec, build_openapi
-from bridge.ops.watcher import recent_failures
+from bridge.ops.openapi import RouteSpec, build_openapi
+from bridge.ops.watcher import failing_now
 from bridge.queue.base import QueuePort
 from bridge.state.base import MapStatus, StatePort
 
 API_VERSION = "1.0.0"
 DEFAULT_PAUSE_REASON = "paused by admin"
-MAX_BODY = 64 * 1024
-
-B = TypeVar("B", bound=BaseModel)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-
-
-def _ok(model: BaseModel, status: int = 200) -> web.Response:
-    return web.json_response(text=model.model_dump_json(by_alias=True), status=status)
-
-
-def _error(exc: ApiError) -> web.Response:
-    body = m.ErrorView(error=exc.error, message=exc.message)
-    return web.json_response(text=body.model_dump_json(), status=exc.status)
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
-async def _body(request: web.Request, model: type[B]) -> B:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "too_large", f"body over {MAX_BODY} bytes")
-    raw = await request.read()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "too_large", f"body over {MAX_BODY} bytes")
-    if not raw.strip():
-        data: Any = {}
-    else:
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "bad_request", f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(400, "bad_request", _describe(exc)) from None
-
-
-def _query(request: web.Request, model: type[B]) -> B:
-    try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise ApiError(400, "bad_request", "query: " + _describe(exc)) from None
-
-
-def _guard(handler: Handler) -> Handler:
-    async def run(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            return _error(exc)
-
-    run.__name__ = handler.__name__
-    return run
 
 
 def _epoch(ts: float) -> datetime:
@@ -143,16 +81,17 @@ class OpsApi:
         lag = max(0.0, (now - oldest).total_seconds()) if oldest else None
         self.metrics.sample_depth(entity, depth)
         self.metrics.sample_lag(entity, lag)
-        recent, _, _ = await recent_failures(self.state, self.alerts, entity, now)
+        recent, failing = await failing_now(self.state, self.alerts, entity, now)
         figures = self.metrics.snapshot(entity)
         last = figures.last_error
         return m.MapView(
             entity=entity,
             state=map_state.status,
+            shown_state="failing" if failing else map_state.status,
             reason=map_state.reason,
             state_changed_at=map_state.changed_at,
             paused_by_rule=map_state.status is MapStatus.PAUSED and is_auto_pause(map_state.reason),
-            failing=recent > 0,
+            failing=failing,
             queue_depth=depth,
             lag_s=lag,
             oldest_enqueued_at=oldest,
@@ -187,23 +126,23 @@ class OpsApi:
     async def pause_map(self, request: web.Request) -> web.Response:
         entity = self._entity(request)
         body = await _body(request, m.PauseBody)
-        await self.controller.pause(entity, body.reason or DEFAULT_PAUSE_REASON)
+        await self.controller.pause(entity, body.reason or DEFAULT_PAUSE_REASON, actor=actor_of(request))
         return _ok(m.MapActionResult(entity=entity, action="pause"))
 
     async def resume_map(self, request: web.Request) -> web.Response:
         entity = self._entity(request)
         body = await _body(request, m.ResumeBody)
-        touched = await self.controller.resume(entity, body.mode)
+        touched = await self.controller.resume(entity, body.mode, actor=actor_of(request))
         return _ok(m.MapActionResult(entity=entity, action="resume", mode=body.mode, backlog=touched))
 
     async def pause_all(self, request: web.Request) -> web.Response:
         body = await _body(request, m.PauseBody)
-        await self.controller.pause(None, body.reason or DEFAULT_PAUSE_REASON)
+        await self.controller.pause(None, body.reason or DEFAULT_PAUSE_REASON, actor=actor_of(request))
         return _ok(m.MapActionResult(entity=None, action="pause"))
 
     async def resume_all(self, request: web.Request) -> web.Response:
         body = await _body(request, m.ResumeBody)
-        touched = await self.controller.resume(None, body.mode)
+        touched = await self.controller.resume(None, body.mode, actor=actor_of(request))
         return _ok(m.MapActionResult(entity=None, action="resume", mode=body.mode, backlog=touched))
 
     # ------------------------------------------------------------ failures and dead letters
@@ -212,8 +151,9 @@ class OpsApi:
         q = _query(request, m.FailuresQuery)
         if q.entity is not None:
             self._entity(q.entity)
-        items = await self.state.failures(entity=q.entity, offset=q.offset, limit=q.limit)
-        total = await self.state.count_failures(entity=q.entity)
+        states = q.state.states if q.state is not None else ()
+        items = await self.state.failures(entity=q.entity, offset=q.offset, limit=q.limit, states=states)
+        total = await self.state.count_failures(entity=q.entity, states=states)
         views = [m.FailureView.of(f) for f in items]
         return _ok(m.FailuresPage(items=views, total=total, offset=q.offset, limit=q.limit))
 
@@ -222,7 +162,7 @@ class OpsApi:
         if not raw.isdigit():
             raise ApiError(400, "bad_request", f"failure id must be a positive integer, not {raw!r}")
         failure_id = int(raw)
-        if not await self.controller.retry_failure(failure_id):
+        if not await self.controller.retry_failure(failure_id, actor=actor_of(request)):
             raise ApiError(
                 404, "not_found", f"failure {failure_id} does not exist or keeps no change to retry"
             )
@@ -236,12 +176,16 @@ class OpsApi:
 
     async def replay_dead_letters(self, request: web.Request) -> web.Response:
         body = await _body(request, m.SeqsBody)
-        count = await self.queue.replay(None if body.all else body.seqs)
+        count = await self.controller.replay_dead_letters(
+            None if body.all else body.seqs, actor=actor_of(request)
+        )
         return _ok(m.BulkResult(action="replay", count=count))
 
     async def discard_dead_letters(self, request: web.Request) -> web.Response:
         body = await _body(request, m.SeqsBody)
-        count = await self.queue.discard(None if body.all else body.seqs)
+        count = await self.controller.discard_dead_letters(
+            None if body.all else body.seqs, actor=actor_of(request)
+        )
         return _ok(m.BulkResult(action="discard", count=count))
 
     # ------------------------------------------------------------ resync, series
@@ -249,7 +193,9 @@ class OpsApi:
     async def resync(self, request: web.Request) -> web.Response:
         body = await _body(request, m.ResyncBody)
         entity = self._entity(body.entity)
-        result = await self.controller.resync(entity, body.company.upper(), body.key, body.from_side)
+        result = await self.controller.resync(
+            entity, body.company.upper(), body.key, body.from_side, actor=actor_of(request)
+        )
         view = m.ResyncView.model_validate(
             {
                 "entity": result.entity,
@@ -351,7 +297,7 @@ class OpsApi:
                 "GET",
                 "/api/failures",
                 self.list_failures,
-                "Failures, newest first, paged",
+                "Failures, newest first, paged (filter by map and state)",
                 m.FailuresPage,
                 tag="failures",
                 query=m.FailuresQuery,
@@ -427,6 +373,9 @@ class OpsApi:
                 also={503: "Not ready; the body says what is missing"},
             ),
             *self.extra,
+            # issue 20: failures' life cycle, the activity log, start and stop (their own modules)
+            *failure_specs(self.controller),
+            *activity_specs(self.controller, self.state, self._entity),
         ]
 
 

@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bridge.core.events import utcnow
 from bridge.engine.ports import Controller
 from bridge.ops.alerts import EVERY_MAP, AlertRule, AlertRules, is_auto_pause
-from bridge.ops.api import ApiError, _body, _describe, _ok
+from bridge.ops.apikit import ApiError
+from bridge.ops.apikit import body as _body
+from bridge.ops.apikit import describe as _describe
+from bridge.ops.apikit import ok as _ok
 from bridge.ops.openapi import RouteSpec
 from bridge.ops.watcher import recent_failures
 from bridge.settings import AlertAction, AlertSettings

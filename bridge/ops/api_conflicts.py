@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from bridge.core import rules
 from bridge.core.events import System
 from bridge.engine.ports import ConflictResolver
-from bridge.ops.api import ApiError, _body, _ok, _query
+from bridge.ops.apikit import ApiError
+from bridge.ops.apikit import body as _body
+from bridge.ops.apikit import ok as _ok
+from bridge.ops.apikit import query as _query
 from bridge.ops.auth import SESSION
 from bridge.ops.openapi import RouteSpec
 from bridge.state.base import ConflictStatus, ParkedConflict, StatePort

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.core.deadline import deadline_scope
 from bridge.core.errors import DualWriteError
-from bridge.ops.api import ApiError
+from bridge.ops.apikit import ApiError
 from bridge.ops.openapi import RouteSpec
 from bridge.systems.health import SystemFigures
 

@@ -7,6 +7,7 @@ the document cannot drift from what the handlers accept and return.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,7 +17,16 @@ from bridge.engine.ports import ResumeMode
 from bridge.metrics import DirectionFigures, Retrying
 from bridge.ops.alerts import AlertRule
 from bridge.queue.base import DeadLetter
-from bridge.state.base import Failure, MapStatus
+from bridge.state.base import (
+    UNRESOLVED,
+    Activity,
+    ActivityCategory,
+    ActivityKind,
+    Failure,
+    FailureState,
+    MapStatus,
+    Resolution,
+)
 
 
 class _Body(BaseModel):
@@ -62,8 +72,34 @@ class ResyncBody(_Body):
     from_side: System = Field(alias="from", description="The side whose version wins: cds or scm")
 
 
+class FailureFilter(StrEnum):
+    """The failure list's ``state`` filter: one state, or ``unresolved`` (open and retrying)."""
+
+    OPEN = FailureState.OPEN.value
+    RETRYING = FailureState.RETRYING.value
+    RESOLVED = FailureState.RESOLVED.value
+    DISCARDED = FailureState.DISCARDED.value
+    UNRESOLVED = "unresolved"
+
+    @property
+    def states(self) -> tuple[FailureState, ...]:
+        return UNRESOLVED if self is FailureFilter.UNRESOLVED else (FailureState(self.value),)
+
+
 class FailuresQuery(_Body):
     entity: str | None = Field(default=None, description="Only this map")
+    state: FailureFilter | None = Field(
+        default=None, description="Only failures in this state (unresolved = open or retrying); none = all"
+    )
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class ActivityQuery(_Body):
+    entity: str | None = Field(default=None, description="Only this map")
+    category: ActivityCategory | None = Field(
+        default=None, description="event: what changed on the map; change: applied changes; none = both"
+    )
     offset: int = Field(default=0, ge=0)
     limit: int = Field(default=50, ge=1, le=500)
 
@@ -135,16 +171,26 @@ class RetryingView(BaseModel):
 class MapView(BaseModel):
     entity: str
     state: MapStatus
+    shown_state: MapStatus | Literal["failing"] = Field(
+        description="What the dashboard shows: the state, or failing for a running map with unresolved "
+        "failures up to its alert threshold or whose last apply failed (bridge.ops.watcher.is_failing)"
+    )
     reason: str | None
     state_changed_at: datetime | None
     paused_by_rule: bool
-    failing: bool = Field(description="Failures within the alert window (since the last resume)")
+    failing: bool = Field(
+        description="Running, and unresolved failures in the alert window reach the rule's threshold, or "
+        "the map's last apply failed (its newest unresolved failure is newer than its last applied change)"
+    )
     queue_depth: int
     lag_s: float | None = Field(description="Age of the oldest queued change; null when none queued")
     oldest_enqueued_at: datetime | None
     success: int
     failures: int
-    recent_failures: int = Field(description="Failures counted by the alert rule right now")
+    recent_failures: int = Field(
+        description="Unresolved failures counted by the alert rule right now (resolved and discarded ones "
+        "do not count)"
+    )
     alert_rule: AlertRule
     directions: list[DirectionView]
     last_error: LastErrorView | None
@@ -162,7 +208,7 @@ class MapsView(BaseModel):
 
 class MapActionResult(BaseModel):
     entity: str | None = Field(description="null = all maps")
-    action: Literal["pause", "resume"]
+    action: Literal["pause", "resume", "start", "stop"]
     mode: ResumeMode | None = None
     backlog: int | None = Field(default=None, description="Backlog events the resume mode touched")
 
@@ -183,6 +229,16 @@ class FailureView(BaseModel):
     occurred_at: datetime | None
     compensated: bool
     details: dict[str, Any]
+    state: FailureState = Field(description="open, retrying, resolved or discarded")
+    state_changed_at: datetime | None = Field(
+        description="When it entered its state; null = open as recorded"
+    )
+    state_by: str | None = Field(
+        description="Who acted: 'admin token' or 'admin session <id>'; null = the bridge (a later success)"
+    )
+    resolution: Resolution | None = Field(
+        description="How it was resolved (or is being retried): later-success, retry, replay, resync"
+    )
 
     @classmethod
     def of(cls, f: Failure) -> FailureView:
@@ -202,6 +258,10 @@ class FailureView(BaseModel):
             occurred_at=f.occurred_at,
             compensated=f.compensated,
             details=f.details,
+            state=f.state,
+            state_changed_at=f.state_changed_at,
+            state_by=f.state_by,
+            resolution=f.resolution,
         )
 
 
@@ -215,6 +275,48 @@ class FailuresPage(BaseModel):
 class RetryResult(BaseModel):
     id: int
     requeued: bool
+
+
+class DiscardResult(BaseModel):
+    id: int
+    state: FailureState
+
+
+class ActivityView(BaseModel):
+    id: int | None
+    entity: str
+    kind: ActivityKind
+    category: ActivityCategory
+    at: datetime | None
+    message: str
+    actor: str | None = Field(description="Who acted; null = the bridge itself")
+    direction: str | None = Field(description="Applied changes: cds->scm or scm->cds")
+    key: str | None = Field(description="Applied changes: company/key")
+    latency_s: float | None = Field(description="Applied changes: receipt to applied")
+    trace_id: str | None = Field(description="Applied changes: the W3C trace id, when traced")
+
+    @classmethod
+    def of(cls, a: Activity) -> ActivityView:
+        return cls(
+            id=a.id,
+            entity=a.entity,
+            kind=a.kind,
+            category=a.kind.category,
+            at=a.at,
+            message=a.message,
+            actor=a.actor,
+            direction=a.direction,
+            key=a.key,
+            latency_s=a.latency_s,
+            trace_id=a.trace_id,
+        )
+
+
+class ActivityPage(BaseModel):
+    items: list[ActivityView]
+    total: int
+    offset: int
+    limit: int
 
 
 class DeadLetterView(BaseModel):

@@ -130,10 +130,25 @@ def _path_param(name: str) -> dict[str, Any]:
     }
 
 
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """A query parameter's schema with its ``#/$defs/..`` references (enums) written in place: a
+    parameter stands alone, outside the components."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
 def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
     out: list[dict[str, Any]] = []
-    for name, prop in schema.get("properties", {}).items():
+    for name, raw in schema.get("properties", {}).items():
+        prop = _inline(raw, defs)
         param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": prop}
         if "description" in prop:
             param["description"] = prop["description"]

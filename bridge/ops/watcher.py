@@ -24,13 +24,14 @@ from bridge.ops.alerts import AlertDecision, AlertRule, AlertRules, redacted_url
 from bridge.ops.notify import Notify, WebhookNotifier
 from bridge.queue.base import QueuePort
 from bridge.settings import AlertAction
-from bridge.state.base import MapStatus, StatePort
+from bridge.state.base import UNRESOLVED, ActivityCategory, ActivityKind, MapStatus, StatePort
 
 log = logging.getLogger(__name__)
 
 # Recorded for admins to see, but no sign that the map is failing: a conflict resolved by its policy,
 # and the backlog an admin chose to park when resuming ("skip to live, keep the backlog").
 NOT_MALFUNCTIONS = ("conflict", "skipped-on-resume")
+ALERT_ACTOR = "alert rule"  # who acted, in the activity log, when a rule pauses a map
 
 
 async def recent_failures(
@@ -41,15 +42,47 @@ async def recent_failures(
     rule: AlertRule | None = None,
     not_before: datetime | None = None,
 ) -> tuple[int, MapStatus, str | None]:
-    """Failures an alert rule (the map's card rule by default) counts now (its window since the
-    last resume, and since ``not_before``), with the map's state."""
+    """Unresolved failures an alert rule (the map's card rule by default) counts now (its window
+    since the last resume, and since ``not_before``), with the map's state. Resolved and discarded
+    failures do not count: they leave the banner and Failing."""
     map_state = await state.get_map_state(entity)
     resumed_at = map_state.changed_at if map_state.status is MapStatus.RUNNING else None
     since = alerts.window_start(entity, now, resumed_at, rule)
     if not_before is not None:
         since = max(since, not_before)
-    count = await state.count_failures(entity=entity, since=since, exclude_kinds=NOT_MALFUNCTIONS)
+    count = await state.count_failures(
+        entity=entity, since=since, exclude_kinds=NOT_MALFUNCTIONS, states=UNRESOLVED
+    )
     return count, map_state.status, map_state.reason
+
+
+# ---- the derived Failing state (issue 20): never stored, decided here from what is --------------
+
+
+async def last_apply_failed(state: StatePort, entity: str) -> bool:
+    """The map's newest unresolved failure (a malfunction) is newer than its newest applied change."""
+    unresolved = await state.failures(entity=entity, states=UNRESOLVED, limit=len(NOT_MALFUNCTIONS) + 1)
+    newest = next((f for f in unresolved if f.kind not in NOT_MALFUNCTIONS), None)
+    if newest is None or newest.occurred_at is None:
+        return False
+    applied = await state.activity(entity=entity, category=ActivityCategory.CHANGE, limit=1)
+    return not applied or applied[0].at is None or applied[0].at < newest.occurred_at
+
+
+def is_failing(status: MapStatus, unresolved_recent: int, threshold: int, last_failed: bool) -> bool:
+    """Failing: a running map whose unresolved failures in the alert window reach its rule's
+    threshold, or whose last apply failed. A paused or stopped map shows that state instead."""
+    return status is MapStatus.RUNNING and (unresolved_recent >= threshold or last_failed)
+
+
+async def failing_now(state: StatePort, alerts: AlertRules, entity: str, now: datetime) -> tuple[int, bool]:
+    """The map's unresolved recent failures, and whether it is Failing."""
+    recent, status, _ = await recent_failures(state, alerts, entity, now)
+    if status is not MapStatus.RUNNING:
+        return recent, False
+    threshold = alerts.rule_for(entity).failures
+    failed = recent > 0 and await last_apply_failed(state, entity)
+    return recent, is_failing(status, recent, threshold, failed)
 
 
 class OpsWatcher:
@@ -105,9 +138,13 @@ class OpsWatcher:
         if rule.action is AlertAction.PAUSE:
             if status is MapStatus.RUNNING:
                 log.warning("alert rule %s pauses map %s: %s", rule.id, entity, decision.reason)
-                await self._controller.pause(entity, decision.reason)
+                await self._controller.note(
+                    entity, ActivityKind.ALERT_FIRED, decision.reason, actor=ALERT_ACTOR
+                )
+                await self._controller.pause(entity, decision.reason, actor=ALERT_ACTOR)
             return decision
         self._fired[(rule.id, entity)] = now
+        await self._controller.note(entity, ActivityKind.ALERT_FIRED, decision.reason, actor=ALERT_ACTOR)
         if rule.action is AlertAction.LOG:
             log.error("alert rule %s: %s", rule.id, decision.reason)
         elif rule.url is not None:

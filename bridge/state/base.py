@@ -3,7 +3,13 @@
 - Ledger: per record, the last image synced (mapped fields, in both systems' names) and each side's
   row id and modified timestamp. Echo and conflict rules compare against it.
 - Failures: every change that could not be applied, with both systems' messages, for admins.
-- Map states: running / paused / stopped per map, with the reason.
+- Failures have a life cycle (``FailureState``): open, retrying (an admin retried or replayed it),
+  resolved (a later success of the record, the retry, the replay or a resync), discarded (by an
+  admin); each change of state says who (the admin session or token) and when.
+- Map states (``MapStatus``) per map, with the reason. "Failing" is not stored: the dashboard derives
+  it (``bridge.ops.watcher.is_failing``).
+- Activity: per map, what changed when (started, paused, resumed, alert fired, ...) and the last
+  applied changes (direction, latency, trace id), the last N of each kept.
 
 Implementations: ``bridge.state.sqlite`` (embedded default); a shared database next. One contract
 suite (tests/contract/test_state_contract.py) runs against every one.
@@ -11,7 +17,7 @@ suite (tests/contract/test_state_contract.py) runs against every one.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -21,9 +27,51 @@ from bridge.core.ledger import LedgerEntry
 
 
 class MapStatus(StrEnum):
+    """A map's state as admins know it from dual-write (Failing is derived, never stored).
+
+    - not-running: never started (a map may be kept so until an admin starts it); treated as stopped.
+    - initializing: its initial sync runs; live changes queue meanwhile (held as when paused).
+    - running: changes are applied.
+    - paused: changes are received and queued, applied on resume.
+    - stopped: changes are acknowledged and counted, nothing queued (what was queued before the stop
+      is held and applied after a start).
+    """
+
+    NOT_RUNNING = "not-running"
+    INITIALIZING = "initializing"
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
+
+    @property
+    def queues(self) -> bool:
+        """Changes of the map go into the queue (else they are acknowledged, counted and dropped)."""
+        return self not in (MapStatus.STOPPED, MapStatus.NOT_RUNNING)
+
+    @property
+    def applies(self) -> bool:
+        """Queued changes of the map are leased and applied."""
+        return self is MapStatus.RUNNING
+
+
+class FailureState(StrEnum):
+    OPEN = "open"
+    RETRYING = "retrying"  # an admin retried it (or replayed its dead letter); its change is queued
+    RESOLVED = "resolved"  # the record's change applied later (see ``Resolution``)
+    DISCARDED = "discarded"  # an admin dropped it (or its dead letter)
+
+
+# Failures still needing someone: the banner, the alert rules and the Failing state count these.
+UNRESOLVED = (FailureState.OPEN, FailureState.RETRYING)
+
+
+class Resolution(StrEnum):
+    """How a failure was resolved (or, while retrying, by what it is being retried)."""
+
+    LATER_SUCCESS = "later-success"  # a later change of the record applied
+    RETRY = "retry"
+    REPLAY = "replay"
+    RESYNC = "resync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +99,54 @@ class Failure:
     compensated: bool = False
     details: dict[str, Any] = field(default_factory=dict)
     id: int | None = None  # assigned by the store
+    state: FailureState = FailureState.OPEN
+    state_changed_at: datetime | None = None  # None while open as recorded
+    state_by: str | None = None  # who acted: "admin token", "admin session 1a2b3c4d"; None = the bridge
+    resolution: Resolution | None = None  # how it was (or is being) resolved
+
+
+class ActivityKind(StrEnum):
+    """What an activity entry says happened to a map."""
+
+    STARTED = "started"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    RESUMED = "resumed"  # with the resume mode
+    INITIALIZING = "initializing"
+    ALERT_FIRED = "alert-fired"
+    MAPPING_RELOADED = "mapping-reloaded"
+    DEAD_LETTERS_REPLAYED = "dead-letters-replayed"
+    DEAD_LETTERS_DISCARDED = "dead-letters-discarded"
+    FAILURE_RETRIED = "failure-retried"
+    FAILURE_DISCARDED = "failure-discarded"
+    RESYNCED = "resynced"
+    APPLIED = "applied"  # one applied change (direction, latency, trace id)
+
+    @property
+    def category(self) -> ActivityCategory:
+        return ActivityCategory.CHANGE if self is ActivityKind.APPLIED else ActivityCategory.EVENT
+
+
+class ActivityCategory(StrEnum):
+    """Each category of a map keeps its own last N entries, so a burst of applied changes never
+    pushes out when the map was paused."""
+
+    EVENT = "event"
+    CHANGE = "change"
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    entity: str
+    kind: ActivityKind
+    message: str = ""
+    actor: str | None = None  # who acted; None = the bridge itself
+    at: datetime | None = None  # defaults to now when stored
+    direction: str | None = None  # applied changes: "cds->scm" or "scm->cds"
+    key: str | None = None  # applied changes: "<company>/<key>"
+    latency_s: float | None = None  # applied changes: received -> applied
+    trace_id: str | None = None  # applied changes: the W3C trace id (32 hex digits) when traced
+    id: int | None = None  # assigned by the store (increasing)
 
 
 # ---- alert rules and parked conflicts (issue 20, items 6 and 7) -------------------------------
@@ -116,15 +212,52 @@ class StatePort(Protocol):
     async def find_ledger_by_cds_id(self, cds_id: str) -> LedgerEntry | None: ...
 
     # failures
-    async def add_failure(self, failure: Failure) -> int: ...
+    async def add_failure(self, failure: Failure) -> int:
+        """Store ``failure`` (open); returns its id (increasing). The record's retrying failures go
+        back to open in the same step: their retry failed, and the new failure says why."""
+        ...
 
     async def failures(
-        self, *, entity: str | None = None, offset: int = 0, limit: int = 100
-    ) -> list[Failure]: ...
+        self,
+        *,
+        entity: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+        states: Collection[FailureState] = (),
+    ) -> list[Failure]:
+        """Newest first; ``states`` empty = every state."""
+        ...
 
     async def count_failures(
-        self, *, entity: str | None = None, since: datetime | None = None, exclude_kinds: Collection[str] = ()
+        self,
+        *,
+        entity: str | None = None,
+        since: datetime | None = None,
+        exclude_kinds: Collection[str] = (),
+        states: Collection[FailureState] = (),
     ) -> int: ...
+
+    async def set_failure_state(
+        self,
+        failure_ids: Collection[int] = (),
+        *,
+        event_ids: Collection[str] = (),
+        state: FailureState,
+        by: str | None,
+        resolution: Resolution | None = None,
+        only: Collection[FailureState] = UNRESOLVED,
+    ) -> list[int]:
+        """Move the failures named (by id, or by their change's event id) that are in one of the
+        states ``only`` to ``state``, stamped now with ``by`` and ``resolution``; returns their ids."""
+        ...
+
+    async def resolve_record(
+        self, entity: str, company: str, key: str, *, resolution: Resolution, by: str | None = None
+    ) -> int:
+        """A change of the record applied: its open and retrying failures become resolved. A retrying
+        one keeps what it was retried by (its ``resolution`` and ``state_by``); an open one takes
+        ``resolution`` and ``by``. Returns how many."""
+        ...
 
     async def find_failures(self, *, correlation_id: str) -> list[Failure]: ...
 
@@ -134,6 +267,27 @@ class StatePort(Protocol):
     async def get_map_state(self, entity: str) -> MapState: ...  # default RUNNING when never set
 
     async def set_map_state(self, state: MapState) -> None: ...
+
+    # activity
+    async def add_activity(self, entries: Sequence[Activity], *, keep: int) -> None:
+        """Store the entries (one durable step), then keep only the last ``keep`` of each map's
+        category (``ActivityKind.category``)."""
+        ...
+
+    async def activity(
+        self,
+        *,
+        entity: str | None = None,
+        category: ActivityCategory | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[Activity]:
+        """Newest first (by id)."""
+        ...
+
+    async def count_activity(
+        self, *, entity: str | None = None, category: ActivityCategory | None = None
+    ) -> int: ...
 
     # undo journal: what a synchronous write is about to change, written before the write, so a
     # write whose originator rolled back can be undone even after a crash of the bridge

@@ -12,13 +12,22 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.core.ledger import LedgerEntry
-from bridge.state.base import Failure, MapState, MapStatus
+from bridge.state.base import (
+    UNRESOLVED,
+    Activity,
+    ActivityCategory,
+    Failure,
+    FailureState,
+    MapState,
+    MapStatus,
+    Resolution,
+)
 from bridge.state.memory_ops import MemoryOpsData, MemoryOpsTables
 
 
@@ -44,6 +53,8 @@ class MemoryStateData:
     journal: dict[str, tuple[datetime, dict[str, Any]]] = field(default_factory=dict)
     next_failure_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     ops: MemoryOpsData = field(default_factory=MemoryOpsData)  # alert rules, parked conflicts
+    activity: dict[int, Activity] = field(default_factory=dict)
+    next_activity_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 
 class MemoryState(MemoryOpsTables):
@@ -87,13 +98,29 @@ class MemoryState(MemoryOpsTables):
 
     async def add_failure(self, failure: Failure) -> int:
         fid = next(self.data.next_failure_id)
+        stamp = datetime.now(UTC)
+        for other in list(self.data.failures.values()):
+            if other.state is FailureState.RETRYING and _same_record(other, failure):
+                self._put(
+                    dataclasses.replace(
+                        other, state=FailureState.OPEN, state_changed_at=stamp, state_by=None, resolution=None
+                    )
+                )
         self.data.failures[fid] = dataclasses.replace(
             failure,
             id=fid,
-            occurred_at=_utc(failure.occurred_at) or datetime.now(UTC),
+            occurred_at=_utc(failure.occurred_at) or stamp,
             details=_json(failure.details),
+            state=FailureState.OPEN,
+            state_changed_at=None,
+            state_by=None,
+            resolution=None,
         )
         return fid
+
+    def _put(self, failure: Failure) -> None:
+        assert failure.id is not None
+        self.data.failures[failure.id] = failure
 
     def _newest_first(self, failures: Collection[Failure]) -> list[Failure]:
         return sorted(failures, key=lambda f: (f.occurred_at or datetime.min.replace(tzinfo=UTC), f.id or 0))[
@@ -101,23 +128,80 @@ class MemoryState(MemoryOpsTables):
         ]
 
     async def failures(
-        self, *, entity: str | None = None, offset: int = 0, limit: int = 100
+        self,
+        *,
+        entity: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+        states: Collection[FailureState] = (),
     ) -> list[Failure]:
-        chosen = [f for f in self.data.failures.values() if entity is None or f.entity == entity]
+        chosen = [
+            f
+            for f in self.data.failures.values()
+            if (entity is None or f.entity == entity) and (not states or f.state in states)
+        ]
         start = max(offset, 0)
         return self._newest_first(chosen)[start : start + max(limit, 0)]
 
     async def count_failures(
-        self, *, entity: str | None = None, since: datetime | None = None, exclude_kinds: Collection[str] = ()
+        self,
+        *,
+        entity: str | None = None,
+        since: datetime | None = None,
+        exclude_kinds: Collection[str] = (),
+        states: Collection[FailureState] = (),
     ) -> int:
         after = _utc(since)
         return sum(
             1
             for f in self.data.failures.values()
             if f.kind not in exclude_kinds
+            and (not states or f.state in states)
             and (entity is None or f.entity == entity)
             and (after is None or (f.occurred_at is not None and f.occurred_at >= after))
         )
+
+    async def set_failure_state(
+        self,
+        failure_ids: Collection[int] = (),
+        *,
+        event_ids: Collection[str] = (),
+        state: FailureState,
+        by: str | None,
+        resolution: Resolution | None = None,
+        only: Collection[FailureState] = UNRESOLVED,
+    ) -> list[int]:
+        ids, events, stamp = set(failure_ids), set(event_ids), datetime.now(UTC)
+        moved: list[int] = []
+        for f in list(self.data.failures.values()):
+            if (f.id in ids or f.event_id in events) and f.state in only:
+                self._put(
+                    dataclasses.replace(
+                        f, state=state, state_changed_at=stamp, state_by=by, resolution=resolution
+                    )
+                )
+                moved.append(f.id or 0)
+        return sorted(moved)
+
+    async def resolve_record(
+        self, entity: str, company: str, key: str, *, resolution: Resolution, by: str | None = None
+    ) -> int:
+        stamp, count = datetime.now(UTC), 0
+        for f in list(self.data.failures.values()):
+            if (f.entity, f.company, f.key) != (entity, company, key) or f.state not in UNRESOLVED:
+                continue
+            retrying = f.state is FailureState.RETRYING
+            self._put(
+                dataclasses.replace(
+                    f,
+                    state=FailureState.RESOLVED,
+                    state_changed_at=stamp,
+                    resolution=(f.resolution or resolution) if retrying else resolution,
+                    state_by=f.state_by if retrying else by,
+                )
+            )
+            count += 1
+        return count
 
     async def find_failures(self, *, correlation_id: str) -> list[Failure]:
         return self._newest_first(
@@ -137,6 +221,51 @@ class MemoryState(MemoryOpsTables):
             state, changed_at=_utc(state.changed_at) or datetime.now(UTC)
         )
 
+    # ---- activity ----------------------------------------------------------------------------
+
+    async def add_activity(self, entries: Sequence[Activity], *, keep: int) -> None:
+        stamp = datetime.now(UTC)
+        touched: set[tuple[str, ActivityCategory]] = set()
+        for e in entries:
+            aid = next(self.data.next_activity_id)
+            self.data.activity[aid] = dataclasses.replace(e, id=aid, at=_utc(e.at) or stamp)
+            touched.add((e.entity, e.kind.category))
+        for entity, category in touched:
+            ids = sorted(
+                (
+                    a.id or 0
+                    for a in self.data.activity.values()
+                    if (a.entity, a.kind.category) == (entity, category)
+                ),
+                reverse=True,
+            )
+            for old in ids[max(keep, 0) :]:
+                del self.data.activity[old]
+
+    def _activity_of(self, entity: str | None, category: ActivityCategory | None) -> list[Activity]:
+        chosen = [
+            a
+            for a in self.data.activity.values()
+            if (entity is None or a.entity == entity) and (category is None or a.kind.category is category)
+        ]
+        return sorted(chosen, key=lambda a: a.id or 0, reverse=True)
+
+    async def activity(
+        self,
+        *,
+        entity: str | None = None,
+        category: ActivityCategory | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[Activity]:
+        start = max(offset, 0)
+        return self._activity_of(entity, category)[start : start + max(limit, 0)]
+
+    async def count_activity(
+        self, *, entity: str | None = None, category: ActivityCategory | None = None
+    ) -> int:
+        return len(self._activity_of(entity, category))
+
     # ---- undo journal --------------------------------------------------------------------------
 
     async def put_journal(self, event_id: str, entry: dict[str, Any]) -> bool:
@@ -155,3 +284,7 @@ class MemoryState(MemoryOpsTables):
     async def journal_ids(self) -> list[str]:
         """Event ids with an undo entry still open, oldest first (as the SQLite store's)."""
         return [k for k, _ in sorted(self.data.journal.items(), key=lambda kv: (kv[1][0], kv[0]))]
+
+
+def _same_record(a: Failure, b: Failure) -> bool:
+    return (a.entity, a.company, a.key) == (b.entity, b.company, b.key)

@@ -1,179 +1,48 @@
-"""The embedded state store: ledger, failures, map states and the undo journal in one SQLite file.
+"""The embedded state store: ledger, failures, map states, activity and the undo journal in one
+SQLite file.
 
-Same thread model and durability settings as the queue (bridge.storage.sqlite). Every write is a
-single statement, so autocommit makes each one its own durable transaction. Timestamps are
-stored as UTC ISO 8601 text with a fixed width (``2024-05-01T12:00:00.000000+00:00``), so they sort
-as text and read as dates in the sqlite3 shell; naive datetimes are taken as UTC. Images, failure
-details and journal entries are JSON text.
+Same thread model and durability settings as the queue (bridge.storage.sqlite). A write is a single
+statement (autocommit makes it its own durable transaction) or one explicit transaction. The schema,
+its migration and the row converters are in ``bridge.state.sqlite_schema``. Images, failure details
+and journal entries are JSON text.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection
-from datetime import UTC, datetime
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bridge.core.ledger import LedgerEntry
-from bridge.state.base import Failure, MapState, MapStatus
+from bridge.state.base import (
+    UNRESOLVED,
+    Activity,
+    ActivityCategory,
+    Failure,
+    FailureState,
+    MapState,
+    MapStatus,
+    Resolution,
+)
 from bridge.state.sqlite_ops import OPS_SCHEMA, SqliteOpsTables
+from bridge.state.sqlite_schema import (
+    ACTIVITY_COLS,
+    FAILURE_COLS,
+    FAILURE_SELECT,
+    LEDGER_COLS,
+    SCHEMA,
+    activity_of,
+    dt,
+    failure_of,
+    ledger_of,
+    migrate,
+    now,
+    ts,
+)
 from bridge.storage.sqlite import SqliteDb, transaction
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger (
-    record_key            TEXT PRIMARY KEY,
-    entity                TEXT NOT NULL,
-    company               TEXT NOT NULL,
-    key                   TEXT NOT NULL,
-    cds_id                TEXT,
-    cds_image             TEXT NOT NULL,   -- JSON
-    scm_image             TEXT NOT NULL,   -- JSON
-    cds_written_at       TEXT,
-    scm_written_at       TEXT,
-    last_event_id         TEXT,
-    last_source_timestamp TEXT,
-    deleted               INTEGER NOT NULL DEFAULT 0,
-    updated_at            TEXT NOT NULL,
-    cds_etag              TEXT,
-    scm_etag              TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ledger_cds_id ON ledger(cds_id) WHERE cds_id IS NOT NULL;
-
-CREATE TABLE IF NOT EXISTS failures (
-    id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    entity         TEXT NOT NULL,
-    company        TEXT NOT NULL,
-    key            TEXT NOT NULL,
-    direction      TEXT NOT NULL,
-    operation      TEXT NOT NULL,
-    event_id       TEXT NOT NULL,
-    source_message TEXT,
-    target_message TEXT,
-    kind           TEXT NOT NULL,
-    correlation_id TEXT,
-    attempts       INTEGER NOT NULL,
-    occurred_at    TEXT NOT NULL,
-    compensated    INTEGER NOT NULL,
-    details        TEXT NOT NULL          -- JSON
-);
-CREATE INDEX IF NOT EXISTS failures_time ON failures(occurred_at, id);
-CREATE INDEX IF NOT EXISTS failures_entity_time ON failures(entity, occurred_at, id);
-CREATE INDEX IF NOT EXISTS failures_correlation ON failures(correlation_id) WHERE correlation_id IS NOT NULL;
-
-CREATE TABLE IF NOT EXISTS map_states (
-    entity     TEXT PRIMARY KEY,
-    status     TEXT NOT NULL,
-    reason     TEXT,
-    changed_at TEXT NOT NULL
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS journal (
-    event_id   TEXT PRIMARY KEY,
-    entry      TEXT NOT NULL,             -- JSON
-    created_at TEXT NOT NULL
-) WITHOUT ROWID;
-"""
-
-_LEDGER_COLS = (
-    "record_key, entity, company, key, cds_id, cds_image, scm_image, cds_written_at, scm_written_at, "
-    "last_event_id, last_source_timestamp, deleted, updated_at, cds_etag, scm_etag"
-)
-_FAILURE_COLS = (
-    "entity, company, key, direction, operation, event_id, source_message, target_message, kind, "
-    "correlation_id, attempts, occurred_at, compensated, details"
-)
-
-
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _ledger(row: tuple[Any, ...]) -> LedgerEntry:
-    (
-        rk,
-        entity,
-        company,
-        key,
-        cds_id,
-        cds_img,
-        scm_img,
-        cds_mod,
-        scm_mod,
-        last_id,
-        last_ts,
-        deleted,
-        upd,
-        ce,
-        se,
-    ) = row
-    return LedgerEntry(
-        record_key=rk,
-        entity=entity,
-        company=company,
-        key=key,
-        cds_id=cds_id,
-        cds_image=json.loads(cds_img),
-        scm_image=json.loads(scm_img),
-        cds_written_at=_dt(cds_mod),
-        scm_written_at=_dt(scm_mod),
-        last_event_id=last_id,
-        last_source_timestamp=_dt(last_ts),
-        deleted=bool(deleted),
-        updated_at=_dt(upd),
-        cds_etag=ce,
-        scm_etag=se,
-    )
-
-
-def _failure(row: tuple[Any, ...]) -> Failure:
-    (
-        fid,
-        entity,
-        company,
-        key,
-        direction,
-        operation,
-        event_id,
-        src,
-        tgt,
-        kind,
-        corr,
-        attempts,
-        at,
-        comp,
-        det,
-    ) = row
-    return Failure(
-        id=fid,
-        entity=entity,
-        company=company,
-        key=key,
-        direction=direction,
-        operation=operation,
-        event_id=event_id,
-        source_message=src,
-        target_message=tgt,
-        kind=kind,
-        correlation_id=corr,
-        attempts=attempts,
-        occurred_at=_dt(at),
-        compensated=bool(comp),
-        details=json.loads(det),
-    )
 
 
 class SqliteState(SqliteOpsTables):
@@ -181,7 +50,12 @@ class SqliteState(SqliteOpsTables):
 
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
         self._db = SqliteDb(
-            path, schema=SCHEMA + OPS_SCHEMA, synchronous=synchronous, cache_kib=8192, name="dualwrite-state"
+            path,
+            schema=SCHEMA + OPS_SCHEMA,
+            synchronous=synchronous,
+            cache_kib=8192,
+            name="dualwrite-state",
+            migrate=migrate,
         )
 
     @property
@@ -199,10 +73,10 @@ class SqliteState(SqliteOpsTables):
     async def get_ledger(self, record_key: str) -> LedgerEntry | None:
         row = await self._db.run(
             lambda c: c.execute(
-                f"SELECT {_LEDGER_COLS} FROM ledger WHERE record_key = ?", (record_key,)
+                f"SELECT {LEDGER_COLS} FROM ledger WHERE record_key = ?", (record_key,)
             ).fetchone()
         )
-        return None if row is None else _ledger(row)
+        return None if row is None else ledger_of(row)
 
     async def put_ledger(self, entry: LedgerEntry, *, drop_journal_of: str | None = None) -> None:
         """Insert or replace the entry of ``entry.record_key``; ``updated_at`` defaults to now. With
@@ -215,16 +89,16 @@ class SqliteState(SqliteOpsTables):
             entry.cds_id,
             json.dumps(entry.cds_image, separators=(",", ":")),
             json.dumps(entry.scm_image, separators=(",", ":")),
-            _ts(entry.cds_written_at),
-            _ts(entry.scm_written_at),
+            ts(entry.cds_written_at),
+            ts(entry.scm_written_at),
             entry.last_event_id,
-            _ts(entry.last_source_timestamp),
+            ts(entry.last_source_timestamp),
             int(entry.deleted),
-            _ts(entry.updated_at) or _now(),
+            ts(entry.updated_at) or now(),
             entry.cds_etag,
             entry.scm_etag,
         )
-        sql = f"INSERT OR REPLACE INTO ledger({_LEDGER_COLS}) VALUES ({', '.join('?' * len(values))})"
+        sql = f"INSERT OR REPLACE INTO ledger({LEDGER_COLS}) VALUES ({', '.join('?' * len(values))})"
         if drop_journal_of is None:
             await self._db.run(lambda c: c.execute(sql, values))
             return
@@ -239,15 +113,16 @@ class SqliteState(SqliteOpsTables):
     async def find_ledger_by_cds_id(self, cds_id: str) -> LedgerEntry | None:
         row = await self._db.run(
             lambda c: c.execute(
-                f"SELECT {_LEDGER_COLS} FROM ledger WHERE cds_id = ? LIMIT 1", (cds_id,)
+                f"SELECT {LEDGER_COLS} FROM ledger WHERE cds_id = ? LIMIT 1", (cds_id,)
             ).fetchone()
         )
-        return None if row is None else _ledger(row)
+        return None if row is None else ledger_of(row)
 
     # ---- failures ------------------------------------------------------------------------------
 
     async def add_failure(self, failure: Failure) -> int:
-        """Store ``failure`` (``occurred_at`` defaults to now); returns its id (increasing)."""
+        """Store ``failure`` (open; ``occurred_at`` defaults to now); returns its id (increasing). The
+        record's retrying failures go back to open in the same transaction (their retry failed)."""
         values = (
             failure.entity,
             failure.company,
@@ -260,60 +135,206 @@ class SqliteState(SqliteOpsTables):
             failure.kind,
             failure.correlation_id,
             failure.attempts,
-            _ts(failure.occurred_at) or _now(),
+            ts(failure.occurred_at) or now(),
             int(failure.compensated),
             json.dumps(failure.details, separators=(",", ":"), default=str),
         )
-        sql = f"INSERT INTO failures({_FAILURE_COLS}) VALUES ({', '.join('?' * len(values))})"
-        rowid = await self._db.run(lambda c: c.execute(sql, values).lastrowid)
+        sql = f"INSERT INTO failures({FAILURE_COLS}) VALUES ({', '.join('?' * len(values))})"
+        reopen = (
+            "UPDATE failures SET state = 'open', state_changed_at = ?, state_by = NULL, resolution = NULL "
+            "WHERE entity = ? AND company = ? AND key = ? AND state = 'retrying'"
+        )
+        record = (failure.entity, failure.company, failure.key)
+
+        def add(conn: sqlite3.Connection) -> int | None:
+            with transaction(conn):
+                conn.execute(reopen, (now(), *record))
+                return conn.execute(sql, values).lastrowid
+
+        rowid = await self._db.run(add)
         assert rowid is not None
         return int(rowid)
 
-    async def failures(
-        self, *, entity: str | None = None, offset: int = 0, limit: int = 100
-    ) -> list[Failure]:
-        """Newest first (by ``occurred_at``, then id)."""
-        where, args = ("", ()) if entity is None else ("WHERE entity = ?", (entity,))
-        sql = (
-            f"SELECT id, {_FAILURE_COLS} FROM failures {where} "
-            "ORDER BY occurred_at DESC, id DESC LIMIT ? OFFSET ?"
-        )
-        rows = await self._db.run(lambda c: c.execute(sql, (*args, max(limit, 0), max(offset, 0))).fetchall())
-        return [_failure(r) for r in rows]
-
-    async def count_failures(
-        self, *, entity: str | None = None, since: datetime | None = None, exclude_kinds: Collection[str] = ()
-    ) -> int:
-        """How many failures (of one map; that occurred at or after ``since``; not of these kinds)."""
+    @staticmethod
+    def _where(
+        *,
+        entity: str | None = None,
+        since: datetime | None = None,
+        exclude_kinds: Collection[str] = (),
+        states: Collection[FailureState] = (),
+    ) -> tuple[str, list[str]]:
         clauses: list[str] = []
         args: list[str] = []
         if exclude_kinds:
             clauses.append(f"kind NOT IN ({', '.join('?' * len(exclude_kinds))})")
             args.extend(exclude_kinds)
+        if states:
+            clauses.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(s.value for s in states)
         if entity is not None:
             clauses.append("entity = ?")
             args.append(entity)
         if since is not None:
             clauses.append("occurred_at >= ?")
-            args.append(_ts(since) or "")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            args.append(ts(since) or "")
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+    async def failures(
+        self,
+        *,
+        entity: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+        states: Collection[FailureState] = (),
+    ) -> list[Failure]:
+        """Newest first (by ``occurred_at``, then id); ``states`` empty = every state."""
+        where, args = self._where(entity=entity, states=states)
+        sql = f"{FAILURE_SELECT} {where} ORDER BY occurred_at DESC, id DESC LIMIT ? OFFSET ?"
+        rows = await self._db.run(lambda c: c.execute(sql, (*args, max(limit, 0), max(offset, 0))).fetchall())
+        return [failure_of(r) for r in rows]
+
+    async def count_failures(
+        self,
+        *,
+        entity: str | None = None,
+        since: datetime | None = None,
+        exclude_kinds: Collection[str] = (),
+        states: Collection[FailureState] = (),
+    ) -> int:
+        """How many failures (of one map; at or after ``since``; not of these kinds; in these states)."""
+        where, args = self._where(entity=entity, since=since, exclude_kinds=exclude_kinds, states=states)
         sql = f"SELECT count(*) FROM failures {where}"
         return int(await self._db.run(lambda c: c.execute(sql, args).fetchone()[0]))
 
+    async def set_failure_state(
+        self,
+        failure_ids: Collection[int] = (),
+        *,
+        event_ids: Collection[str] = (),
+        state: FailureState,
+        by: str | None,
+        resolution: Resolution | None = None,
+        only: Collection[FailureState] = UNRESOLVED,
+    ) -> list[int]:
+        """Move the named failures that are in a state of ``only`` to ``state``; their ids."""
+        if (not failure_ids and not event_ids) or not only:
+            return []
+        named: list[str] = []
+        args: list[Any] = []
+        if failure_ids:
+            named.append(f"id IN ({', '.join('?' * len(failure_ids))})")
+            args.extend(failure_ids)
+        if event_ids:
+            named.append(f"event_id IN ({', '.join('?' * len(event_ids))})")
+            args.extend(event_ids)
+        in_only = f"state IN ({', '.join('?' * len(only))})"
+        args.extend(s.value for s in only)
+        sql = (
+            "UPDATE failures SET state = ?, state_changed_at = ?, state_by = ?, resolution = ? "
+            f"WHERE ({' OR '.join(named)}) AND {in_only} RETURNING id"
+        )
+        stamp = (state.value, now(), by, None if resolution is None else resolution.value)
+
+        def update(conn: sqlite3.Connection) -> list[int]:
+            with transaction(conn):
+                return sorted(int(r[0]) for r in conn.execute(sql, (*stamp, *args)).fetchall())
+
+        return await self._db.run(update)
+
+    async def resolve_record(
+        self, entity: str, company: str, key: str, *, resolution: Resolution, by: str | None = None
+    ) -> int:
+        """The record's open and retrying failures become resolved (a retrying one keeps what it was
+        retried by); how many. An index search on the unresolved failures of the record."""
+        sql = (
+            "UPDATE failures SET state = 'resolved', state_changed_at = ?, "
+            "resolution = CASE state WHEN 'retrying' THEN coalesce(resolution, ?) ELSE ? END, "
+            "state_by = CASE state WHEN 'retrying' THEN state_by ELSE ? END "
+            "WHERE entity = ? AND company = ? AND key = ? AND state IN ('open', 'retrying')"
+        )
+        values = (now(), resolution.value, resolution.value, by, entity, company, key)
+        return int(await self._db.run(lambda c: c.execute(sql, values).rowcount))
+
     async def find_failures(self, *, correlation_id: str) -> list[Failure]:
         """Failures recorded with this (e.g. Dataverse) correlation id, newest first."""
-        sql = (
-            f"SELECT id, {_FAILURE_COLS} FROM failures WHERE correlation_id = ? "
-            "ORDER BY occurred_at DESC, id DESC"
-        )
+        sql = f"{FAILURE_SELECT} WHERE correlation_id = ? ORDER BY occurred_at DESC, id DESC"
         rows = await self._db.run(lambda c: c.execute(sql, (correlation_id,)).fetchall())
-        return [_failure(r) for r in rows]
+        return [failure_of(r) for r in rows]
 
     async def get_failure(self, failure_id: int) -> Failure | None:
         """One failure by its id, or None."""
-        sql = f"SELECT id, {_FAILURE_COLS} FROM failures WHERE id = ?"
+        sql = f"{FAILURE_SELECT} WHERE id = ?"
         row = await self._db.run(lambda c: c.execute(sql, (failure_id,)).fetchone())
-        return None if row is None else _failure(row)
+        return None if row is None else failure_of(row)
+
+    # ---- activity ------------------------------------------------------------------------------
+
+    async def add_activity(self, entries: Sequence[Activity], *, keep: int) -> None:
+        """Store the entries and prune each touched (map, category) to its last ``keep``, in one
+        transaction (the prune is an index search from the newest end)."""
+        if not entries:
+            return
+        rows = [
+            (
+                e.entity,
+                e.kind.category.value,
+                e.kind.value,
+                ts(e.at) or now(),
+                e.message,
+                e.actor,
+                e.direction,
+                e.key,
+                e.latency_s,
+                e.trace_id,
+            )
+            for e in entries
+        ]
+        insert = f"INSERT INTO activity({ACTIVITY_COLS}) VALUES ({', '.join('?' * 10)})"
+        touched = sorted({(r[0], r[1]) for r in rows})
+        prune = (
+            "DELETE FROM activity WHERE entity = ? AND category = ? AND id <= ("
+            "SELECT id FROM activity WHERE entity = ? AND category = ? ORDER BY id DESC LIMIT 1 OFFSET ?)"
+        )
+
+        def add(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.executemany(insert, rows)
+                for entity, category in touched:
+                    conn.execute(prune, (entity, category, entity, category, max(keep, 0)))
+
+        await self._db.run(add)
+
+    @staticmethod
+    def _activity_where(entity: str | None, category: ActivityCategory | None) -> tuple[str, list[str]]:
+        clauses, args = [], []
+        if entity is not None:
+            clauses.append("entity = ?")
+            args.append(entity)
+        if category is not None:
+            clauses.append("category = ?")
+            args.append(category.value)
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+    async def activity(
+        self,
+        *,
+        entity: str | None = None,
+        category: ActivityCategory | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[Activity]:
+        """Newest first (by id)."""
+        where, args = self._activity_where(entity, category)
+        sql = f"SELECT id, {ACTIVITY_COLS} FROM activity {where} ORDER BY id DESC LIMIT ? OFFSET ?"
+        rows = await self._db.run(lambda c: c.execute(sql, (*args, max(limit, 0), max(offset, 0))).fetchall())
+        return [activity_of(r) for r in rows]
+
+    async def count_activity(
+        self, *, entity: str | None = None, category: ActivityCategory | None = None
+    ) -> int:
+        where, args = self._activity_where(entity, category)
+        sql = f"SELECT count(*) FROM activity {where}"
+        return int(await self._db.run(lambda c: c.execute(sql, args).fetchone()[0]))
 
     # ---- map states ----------------------------------------------------------------------------
 
@@ -326,11 +347,11 @@ class SqliteState(SqliteOpsTables):
         )
         if row is None:
             return MapState(entity=entity, status=MapStatus.RUNNING)
-        return MapState(entity=entity, status=MapStatus(row[0]), reason=row[1], changed_at=_dt(row[2]))
+        return MapState(entity=entity, status=MapStatus(row[0]), reason=row[1], changed_at=dt(row[2]))
 
     async def set_map_state(self, state: MapState) -> None:
         """Store ``state`` (``changed_at`` defaults to now)."""
-        values = (state.entity, state.status.value, state.reason, _ts(state.changed_at) or _now())
+        values = (state.entity, state.status.value, state.reason, ts(state.changed_at) or now())
         await self._db.run(
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO map_states(entity, status, reason, changed_at) VALUES (?, ?, ?, ?)",
@@ -349,7 +370,7 @@ class SqliteState(SqliteOpsTables):
                 c.execute(
                     "INSERT INTO journal(event_id, entry, created_at) VALUES (?, ?, ?) "
                     "ON CONFLICT(event_id) DO NOTHING",
-                    (event_id, text, _now()),
+                    (event_id, text, now()),
                 ).rowcount
             )
         )

@@ -51,7 +51,7 @@ async def stores(tmp_path: Path) -> AsyncIterator[tuple[SqliteQueue, SqliteState
 @pytest.fixture
 async def ops(stores: tuple[SqliteQueue, SqliteState]) -> AsyncIterator[Ops]:
     queue, state = stores
-    controller = FakeController(state)
+    controller = FakeController(state, queue=queue)
     metrics = Metrics(maps=MAPS)
     alerts = AlertRules()
     auth = AdminAuth(TOKEN, password="open-sesame-pw")

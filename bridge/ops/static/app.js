@@ -109,9 +109,10 @@ function makeCard(entity) {
       return r.backlog + " backlog events " + r.mode;
     }) });
   c.resumeGroup = el("span", { class: "controls" }, c.mode, c.resume);
+  const lifecycle = lifecycleButtons(c, entity); // activity.js: Stop / Start
   c.root = el("article", { class: "card", "data-entity": entity },
     el("header", {}, el("h3", { text: entity }), c.badge), c.reason, figures, c.latency, c.chart, legend,
-    c.lastError, el("div", { class: "controls" }, c.pause, c.resumeGroup));
+    c.lastError, el("div", { class: "controls" }, c.pause, c.resumeGroup, lifecycle));
   return c;
 }
 
@@ -131,9 +132,7 @@ function updateCard(c, m) {
   c.latency.textContent = `latency cds→scm ${lat(cds)}  |  scm→cds ${lat(scm)}`;
   c.lastError.textContent = m.last_error
     ? `last error ${fmtWhen(m.last_error.at)} [${m.last_error.direction}, ${m.last_error.kind}]: ${m.last_error.message}` : "";
-  const paused = m.state !== "running";
-  c.pause.hidden = paused;
-  c.resumeGroup.hidden = !paused;
+  updateLifecycleButtons(c, m); // activity.js: badge, and which of Pause/Resume/Stop/Start show
 }
 
 function drawChart(svg, s) {
@@ -206,9 +205,10 @@ function renderFailures(page) {
     el("td", { text: `${f.company} / ${f.key}` }), el("td", { text: f.direction }), el("td", { text: f.operation }),
     el("td", { text: f.kind + (f.compensated ? " (compensated)" : "") }),
     el("td", { class: "msg", text: f.target_message || "" }), el("td", { class: "msg", text: f.source_message || "" }),
-    el("td", { text: f.attempts }),
+    el("td", { text: f.attempts }), failureStateCell(f),
     el("td", {}, el("button", { type: "button", class: "secondary", text: "Retry",
-      onclick: () => act("retry failure " + f.id, () => api("POST", `/api/failures/${f.id}/retry`, {}).then(() => "requeued")) })))));
+      onclick: () => act("retry failure " + f.id, () => api("POST", `/api/failures/${f.id}/retry`, {}).then(() => "requeued")) }),
+      " ", discardButton(f)))));
   $("failures-total").textContent = `(${page.total})`;
   $("failures-empty").hidden = page.items.length > 0;
   const end = page.offset + page.items.length;
@@ -256,6 +256,7 @@ async function refresh() {
     const entity = $("failures-entity").value;
     const q = new URLSearchParams({ offset: state.failuresOffset, limit: state.failuresLimit });
     if (entity) q.set("entity", entity);
+    if (failureStateFilter()) q.set("state", failureStateFilter());
     const [maps, series, failures, dead] = await Promise.all([
       api("GET", "/api/maps"), api("GET", "/api/series"), api("GET", "/api/failures?" + q),
       api("GET", "/api/deadletters?limit=100")]);
@@ -264,6 +265,7 @@ async function refresh() {
     for (const s of series.maps) { const c = state.cards.get(s.entity); if (c) drawChart(c.chart, s); }
     renderFailures(failures);
     renderDeadLetters(dead);
+    await refreshActivity();
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "true";
   } catch (e) {
@@ -282,6 +284,7 @@ async function start() {
     await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf || "" }, credentials: "same-origin" });
     location.href = "/login";
   });
+  startLifecycle();
   $("failures-entity").addEventListener("change", () => { state.failuresOffset = 0; refresh(); });
   $("failures-prev").addEventListener("click", () => { state.failuresOffset = Math.max(0, state.failuresOffset - state.failuresLimit); refresh(); });
   $("failures-next").addEventListener("click", () => { state.failuresOffset += state.failuresLimit; refresh(); });
