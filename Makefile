@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint venv bench browser docs
+.PHONY: demo test lint venv bench browser docs screenshots
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ docs: venv
 # Debian's chromium for the dashboard's browser test (apt-get; idempotent).
 browser: venv
 	bash scripts/install-browser.sh $(VENV)
+
+# The dashboard's pictures in docs/img/ (docs/operations.md), taken by every browser test as it runs.
+# CI runs the same tests without DUALWRITE_UPDATE_SCREENSHOT: it checks them and leaves docs/ alone.
+screenshots: browser
+	DUALWRITE_UPDATE_SCREENSHOT=1 $(BIN)/pytest -q -p no:cacheprovider $(wildcard tests/ops/test_*browser*.py)
 
 test: lint browser
 	$(BIN)/pytest -q -p no:cacheprovider

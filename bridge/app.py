@@ -36,6 +36,7 @@ from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
 from bridge.state.factory import create_state
 from bridge.storage.owner import owner_id
+from bridge.systems.answers import count_answers
 from bridge.systems.auth import TokenProvider
 from bridge.systems.connect import connect_systems
 from bridge.systems.dataverse import DataverseClient
@@ -141,6 +142,9 @@ class Bridge:
             auth=self.admin_auth,
             systems=self._systems_api(),
             alert_seed=settings.alerts,
+            prometheus=settings.metrics.enabled,
+            metrics_token=settings.metrics_token.get_secret_value(),
+            answers=count_answers(self.systems),
         )
         self._runner: web.AppRunner | None = None
         self._identity_task: asyncio.Task[None] | None = None

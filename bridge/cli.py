@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import importlib
 import logging
 import sys
@@ -25,6 +26,8 @@ from bridge.core.errors import ConfigError, DualWriteError
 # The modules of pyproject.toml's ``sandbox`` extra: the emulators' libraries, not the bridge's.
 SANDBOX_EXTRA_MODULES = ("odata_query", "trustme")
 SANDBOX_HINT = "the emulators need the sandbox extra: pip install 'dualwrite[sandbox]'"
+# What binding a listening socket fails with when the address is taken, absent or privileged.
+LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     except DualWriteError as exc:
         print(f"dualwrite: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        if exc.errno not in LISTEN_ERRNOS:
+            raise
+        # A port in use (or not ours to take): one line naming it, not a traceback.
+        print(f"dualwrite {args.command}: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

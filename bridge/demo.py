@@ -10,7 +10,7 @@ import secrets
 import shutil
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from pydantic import SecretStr
@@ -27,6 +27,9 @@ from bridge.settings import (
     SystemSettings,
 )
 from bridge.systems.dataverse import DataverseClient
+
+if TYPE_CHECKING:
+    from bridge.sandbox.runtime import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +197,16 @@ async def run_demo(args: argparse.Namespace) -> int:
         scm_port=args.scm_port,
         state_dir=state_dir / "sandbox",
     )
-    async with Sandbox(config) as sandbox:
+    sandbox = Sandbox(config)
+    # A port in use is an OSError naming it (bridge/cli.py prints it in one line and exits 2); what
+    # did start is stopped first, so nothing else is printed on the way out.
+    await _start_or_stop(sandbox)
+    async with sandbox:
         info = sandbox.info
         bridge_dir = fresh_bridge_state(state_dir / "bridge")
         bridge = Bridge(demo_settings(info, host=args.host, port=args.port, data_dir=bridge_dir))
-        async with bridge:
+        await _start_or_stop(bridge)
+        try:
             keys = await connect(sandbox, bridge, mode=args.mode)
             made = 0 if args.no_seed else await seed_demo(sandbox)
             everything = {**info.model_dump(mode="json"), **keys}
@@ -207,7 +215,17 @@ async def run_demo(args: argparse.Namespace) -> int:
                 args.info_file.write_text(json.dumps(everything, indent=2) + "\n", encoding="utf-8")
             _print_banner(everything, made)
             await run_until_stopped(args.duration)
+        finally:
+            await bridge.stop()
     return 0
+
+
+async def _start_or_stop(service: Sandbox | Bridge) -> None:
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
 
 
 def fresh_bridge_state(bridge_dir: Path) -> Path:
@@ -220,28 +238,52 @@ def fresh_bridge_state(bridge_dir: Path) -> Path:
     return bridge_dir
 
 
-def _print_banner(info: dict[str, Any], made: int) -> None:
-    ca, scm_url = info["ca_file"], info["scm_url"]
+def _token_command(info: dict[str, Any], scope: str) -> str:
+    """A shell line that sets $TOKEN to an access token of the person-like client for ``scope``."""
+    return f"""TOKEN=$(curl -s --cacert {info["ca_file"]} -d grant_type=client_credentials \\
+    -d client_id={info["user_client_id"]} -d client_secret={info["user_client_secret"]} \\
+    -d scope={scope} {info["authority"]}/oauth2/v2.0/token \\
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"""
+
+
+def try_it_commands(info: dict[str, Any]) -> tuple[str, str]:
+    """The banner's two shell snippets, as the person-like client (the bridge ignores its own client's
+    writes as echoes): create a mode of delivery in F&O; read the ship via the bridge made of it in
+    Dataverse. tests/e2e/test_demo_banner.py runs both against a running demo."""
+    ca = info["ca_file"]
     body = '{"dataAreaId": "usmf", "ModeCode": "Rail", "ModeDescription": "Rail freight"}'
+    write = f"""{_token_command(info, info["scm_scope"])}
+curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+    -d '{body}' {info["scm_url"]}/DeliveryModesV2"""
+    query = "$filter=msdyn_name%20eq%20%27Rail%27&$select=msdyn_name,msdyn_description"
+    read = f"""{_token_command(info, info["cds_scope"])}
+curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" \\
+    '{info["cds_url"]}/msdyn_shipvias?{query}'"""
+    return write, read
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def _print_banner(info: dict[str, Any], made: int) -> None:
+    write, read = try_it_commands(info)
     print(
         f"""
 dualwrite demo is running
   dashboard        {info["dashboard_url"]}   (admin token: {info["admin_token"]})
   bridge webhooks  {info["bridge_url"]}/webhooks/cds and /webhooks/scm ({info["webhook_mode"]} CDS steps)
   Dataverse        {info["cds_url"]}
-  F&O              {scm_url}
+  F&O              {info["scm_url"]}
   token authority  {info["authority"]}   client {info["user_client_id"]} / {info["user_client_secret"]}
-  CA file          {ca}
+  CA file          {info["ca_file"]}
+  metrics          {info["bridge_url"]}/metrics   (Prometheus; Authorization: Bearer <admin token>)
   demo records     {made} created as a person; watch them appear on the other side
 
-Try it as the person-like client: get a token, create a mode of delivery in F&O, then see it in
-Dataverse as a ship via (or on the dashboard):
-  TOKEN=$(curl -s --cacert {ca} -d grant_type=client_credentials \\
-      -d client_id={info["user_client_id"]} -d client_secret={info["user_client_secret"]} \\
-      -d scope={info["scm_scope"]} {info["authority"]}/oauth2/v2.0/token \\
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-  curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
-      -d '{body}' {scm_url}/DeliveryModesV2
+Try it as the person-like client: create a mode of delivery in F&O,
+{_indent(write)}
+then read it in Dataverse as the ship via the bridge made of it (or watch the dashboard):
+{_indent(read)}
 Stop with Ctrl+C.""",
         flush=True,
     )

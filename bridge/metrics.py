@@ -177,6 +177,7 @@ class Metrics:
     ) -> None:
         self._clock = clock
         self._maps: dict[str, _MapStats] = {}
+        self._latency_export: dict[tuple[str, str], LatencyHistory] = {}  # (map, direction), issue 20
         self._ignored: Counter[str] = Counter()
         # OTel observable callbacks may run on the SDK's export thread.
         self._lock = threading.Lock()
@@ -260,6 +261,7 @@ class Metrics:
             stats.latencies.append(latency_s)
             stats.per_second.add(now, 1)
             stats.per_minute.add(now, 1)
+            self._exported(entity, direction).record(now, latency_s)
         attrs = {"entity": entity, "direction": direction}
         self._applied.add(1, attrs)
         self._latency.record(latency_s, attrs)
@@ -407,6 +409,26 @@ class Metrics:
             pairs = [(e, s.lag_s) for e, s in self._maps.items()]
         return [Observation(lag or 0.0, {"entity": e}) for e, lag in pairs if lag is not None]
 
+    # ------------------------------------------------------------ /metrics and the charts (issue 20)
+
+    def _exported(self, entity: str, direction: str) -> LatencyHistory:
+        """The latency history of (entity, direction), made on first use (called under the lock)."""
+        self._dir(entity, direction)  # the same caps as every other figure
+        key = (entity if entity in self._maps else OTHER, direction)
+        return self._latency_export.setdefault(key, LatencyHistory())
+
+    def latency_histograms(self) -> dict[tuple[str, str], tuple[list[int], int, float]]:
+        """(map, direction) -> cumulative counts per ``LATENCY_BUCKETS_S`` bound, count, sum (s)."""
+        with self._lock:
+            return {k: (list(h.buckets), h.count, h.total_s) for k, h in sorted(self._latency_export.items())}
+
+    def latency_series(self, entity: str) -> dict[str, list[float | None]]:
+        """Per direction, the mean latency (s) of each minute of ``series`` (None: nothing applied)."""
+        now = self._clock()
+        with self._lock:
+            found = {d: self._latency_export.get((entity, d)) or LatencyHistory() for d in DIRECTIONS}
+            return {d: h.mean_per_minute(now) for d, h in found.items()}
+
 
 def _ints(values: list[float | None]) -> list[int]:
     return [int(v or 0) for v in values]
@@ -446,3 +468,31 @@ def _retrying_of(retries: dict[str, _Retry], now: float) -> Retrying | None:
     latest = max(retries.values(), key=lambda r: r.at)
     soonest = min(r.next_at for r in retries.values())
     return Retrying(len(retries), latest.message, latest.at, soonest)
+
+
+# ---------------------------------------------------------------- for /metrics and the charts (issue 20)
+
+
+@dataclass
+class LatencyHistory:
+    """One map and direction: cumulative counts per ``LATENCY_BUCKETS_S`` bound (a Prometheus
+    histogram, never reset while the process runs) and per minute of the last hour the sum and
+    count of the latencies applied in it (the dashboard's latency chart)."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_S))
+    count: int = 0
+    total_s: float = 0.0
+    minute_sum: _Ring = field(default_factory=lambda: _Ring(SERIES_MINUTES, 60.0, combine=_add))
+    minute_count: _Ring = field(default_factory=lambda: _Ring(SERIES_MINUTES, 60.0, combine=_add))
+
+    def record(self, now: float, latency_s: float) -> None:
+        for i, bound in enumerate(LATENCY_BUCKETS_S):
+            self.buckets[i] += latency_s <= bound
+        self.count += 1
+        self.total_s += latency_s
+        self.minute_sum.add(now, latency_s)
+        self.minute_count.add(now, 1)
+
+    def mean_per_minute(self, now: float) -> list[float | None]:
+        sums, counts = self.minute_sum.series(now), self.minute_count.series(now)
+        return [t / n if t is not None and n else None for t, n in zip(sums, counts, strict=True)]

@@ -33,6 +33,7 @@ SECRET_KEYS = (
     "admin_token",
     "admin_password",
     "servicebus_connection_string",
+    "metrics_token",
 )
 
 
@@ -51,6 +52,15 @@ class AuthSettings(BaseModel):
     ca_file: Path | None = Field(
         default=None, description="Extra CA bundle to trust (never disables TLS checks)"
     )
+
+
+class MetricsSettings(BaseModel):
+    """``[metrics]``: ``GET /metrics`` in Prometheus' text format (docs/operations.md). Its token, if
+    any, is a secret: ``DUALWRITE_METRICS_TOKEN`` (the admin token is accepted as well)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Serve /metrics on the bridge's port")
 
 
 class ListenSettings(BaseModel):
@@ -200,6 +210,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     sync: SyncSettings = SyncSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    metrics: MetricsSettings = MetricsSettings()
     mappings_dir: Path = Path("mappings")
     alerts: list[AlertSettings] = Field(
         default_factory=lambda: [AlertSettings()],
@@ -222,6 +233,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr = SecretStr("")
     admin_password: SecretStr = SecretStr("")  # the dashboard login; the admin token when empty
     servicebus_connection_string: SecretStr = SecretStr("")  # [queue] backend = "servicebus"
+    metrics_token: SecretStr = SecretStr("")  # a scraper's bearer token for /metrics only (optional)
 
     def webhook_keys(self, system: Literal["cds", "scm"]) -> list[str]:
         """The keys of one webhook endpoint, from ``DUALWRITE_<CDS|SCM>_WEBHOOK_KEY``: comma-separated,
@@ -260,6 +272,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
                     file=str(config_file),
                     field=key,
                 )
+        if isinstance(data.get("metrics"), dict) and "token" in data["metrics"]:
+            raise ConfigError(
+                "secrets are read from the environment only: set DUALWRITE_METRICS_TOKEN instead",
+                file=str(config_file),
+                field="metrics.token",
+            )
     data.update(overrides)
     try:
         return Settings(**data)

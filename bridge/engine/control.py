@@ -38,6 +38,7 @@ from bridge.state.base import (
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000
 PROBE_S = 5.0  # each readiness probe; the clients' retries stop half a second before
+NEITHER_SIDE = "the record exists on neither side: nothing to copy or delete"
 SKIPPED_ON_RESUME = Record(
     kind=FailureKind.SKIPPED_ON_RESUME,
     target_message="skipped when the map resumed (skip to live); retry to apply it",
@@ -251,6 +252,9 @@ class EngineController:
         company = company.upper()
         try:
             row = await applier.side(from_side).read(emap, company, key)
+            if row is None and await applier.side(from_side.other).read(emap, company, key) is None:
+                # Nothing to copy and nothing to delete: both sides already agree.
+                return ResyncResult(entity, company, key, from_side, "unchanged", NEITHER_SIDE)
             ledger = await self.state.get_ledger(record_key(entity, company, key))
             operation = Operation.DELETE if row is None else Operation.UPDATE
             event = ChangeEvent(

@@ -212,7 +212,7 @@ class OpsApi:
     async def series(self, request: web.Request) -> web.Response:
         out = []
         for entity in self.map_names():
-            s = self.metrics.series(entity)
+            s, latency = self.metrics.series(entity), self.metrics.latency_series(entity)
             out.append(
                 m.SeriesMapView(
                     entity=entity,
@@ -220,6 +220,8 @@ class OpsApi:
                     applied_scm_cds=s.applied[SCM_TO_CDS],
                     failed=s.failed,
                     lag_s=s.lag_s,
+                    latency_cds_scm_s=latency[CDS_TO_SCM],
+                    latency_scm_cds_s=latency[SCM_TO_CDS],
                 )
             )
         points = len(out[0].failed) if out else 0

@@ -32,7 +32,11 @@ from bridge.core.errors import ConfigError
 COOKIE_NAME = "dualwrite_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/static/style.css"})
+# The favicon: the login page shows it too. /metrics checks its own bearer tokens (the admin token or
+# the metrics token: bridge/ops/metrics_http.py), so this middleware lets it through to its handler.
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/login", "/static/style.css", "/static/favicon.svg", "/metrics"}
+)
 PUBLIC_PREFIXES = ("/webhooks/",)
 MIN_SECRET_LENGTH = 16
 

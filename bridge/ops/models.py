@@ -375,6 +375,12 @@ class SeriesMapView(BaseModel):
     applied_scm_cds: list[int]
     failed: list[int]
     lag_s: list[float | None] = Field(description="Max sampled lag per minute; null = not sampled")
+    latency_cds_scm_s: list[float | None] = Field(
+        default_factory=list, description="Mean latency per minute, cds->scm; null = nothing applied"
+    )
+    latency_scm_cds_s: list[float | None] = Field(
+        default_factory=list, description="Mean latency per minute, scm->cds; null = nothing applied"
+    )
 
 
 class SeriesView(BaseModel):

@@ -14,6 +14,7 @@ from bridge.ops.api_alerts import AlertsApi, load_alert_rules
 from bridge.ops.api_conflicts import ConflictsApi
 from bridge.ops.api_systems import SystemsApi
 from bridge.ops.auth import AdminAuth
+from bridge.ops.metrics_http import Answers, metrics_routes
 from bridge.ops.notify import Notify
 from bridge.ops.pages import page_routes, security_headers
 from bridge.ops.watcher import OpsWatcher
@@ -35,10 +36,14 @@ def setup_ops(
     alert_seed: Sequence[AlertSettings] | None = None,
     notify: Notify | None = None,
     watch_interval: float | None = 2.0,
+    prometheus: bool = True,
+    metrics_token: str = "",
+    answers: Answers | None = None,
 ) -> OpsWatcher:
     """Add middlewares, routes and the watcher (sampling + alert rules every ``watch_interval`` s;
     None = not started, e.g. in tests that call ``watcher.check`` themselves). Call before the app
-    starts. The auth middleware leaves ``/webhooks/*``, ``/healthz`` and ``/readyz`` alone.
+    starts. The auth middleware leaves ``/webhooks/*``, ``/healthz`` and ``/readyz`` alone (and
+    ``/metrics``, which checks its own tokens).
 
     At startup the alert rules come from the state store, which ``alert_seed`` (the ``[[alerts]]``
     settings; default: pause after 10 failures in 15 min) seeds when it has none yet."""
@@ -68,6 +73,8 @@ def setup_ops(
         )
     )
     app.add_routes(page_routes(auth))
+    if prometheus:  # GET /metrics ([metrics] enabled; the admin token or metrics_token)
+        app.add_routes(metrics_routes(metrics, auth, token=metrics_token, answers=answers))
     watcher = OpsWatcher(
         controller=controller, queue=queue, state=state, metrics=metrics, alerts=alerts, notify=notify
     )

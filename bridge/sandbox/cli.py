@@ -89,7 +89,7 @@ async def run(args: argparse.Namespace) -> int:
         await sandbox.start()
     except OSError as exc:  # typically a port in use: say so instead of a traceback
         await sandbox.stop()
-        print(f"dualwrite sandbox: cannot start: {exc}", file=sys.stderr)
+        print(f"dualwrite sandbox: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return 2
     async with sandbox:
         print(describe(sandbox.info), flush=True)

@@ -106,6 +106,7 @@ async def test_dashboard_login_count_pause_resume(env: Harness, page: Any, tmp_p
         if os.environ.get("DUALWRITE_UPDATE_SCREENSHOT") == "1"
         else tmp_path / "dashboard.png"
     )
+    await page.evaluate("window.scrollTo(0, 0)")  # the banner and the first cards, not where Pause was
     await page.screenshot(path=str(shot), full_page=False)
     assert shot.stat().st_size > 10_000  # a real picture, not an empty page
 

@@ -8,7 +8,6 @@ const MODES = [
   ["skip-keep", "skip to live, keep backlog"],
   ["skip-discard", "skip to live, drop backlog"],
 ];
-const SVG = "http://www.w3.org/2000/svg";
 const state = { csrf: null, failuresOffset: 0, failuresLimit: 25, selected: new Set(), cards: new Map(),
   maps: [], busy: false };
 
@@ -62,6 +61,8 @@ async function act(label, fn) {
 
 // ---------------------------------------------------------------- formatting
 
+// "1 recent failure", "2 recent failures": the count and the word that goes with it.
+const plural = (n, one, many = one + "s") => `${n} ${Number(n) === 1 ? one : many}`;
 const fmtNum = (n, d = 1) => (n == null ? "–" : Number(n).toFixed(d).replace(/\.0+$/, ""));
 function fmtDur(s) {
   if (s == null) return "–";
@@ -90,15 +91,7 @@ function makeCard(entity) {
     figures.append(el("div", {}, el("dt", { text: label }), c.fig[key]));
   }
   c.latency = el("p", { class: "latency" });
-  c.chart = document.createElementNS(SVG, "svg");
-  c.chart.setAttribute("class", "chart");
-  c.chart.setAttribute("viewBox", "0 0 300 64");
-  c.chart.setAttribute("preserveAspectRatio", "none");
-  c.chart.setAttribute("role", "img");
-  const legend = el("div", { class: "legend" },
-    el("span", {}, el("i", { class: "k-cds" }), "cds→scm"), el("span", {}, el("i", { class: "k-scm" }), "scm→cds"),
-    el("span", {}, el("i", { class: "k-failed" }), "failed"), el("span", {}, el("i", { class: "k-lag" }), "lag"),
-    el("span", { class: "muted", text: "last 60 min" }));
+  c.charts = dwCharts.create(entity); // charts.js: throughput, latency, lag over the last hour
   c.lastError = el("p", { class: "last-error" });
   c.pause = el("button", { type: "button", class: "danger", text: "Pause",
     onclick: () => act("pause " + entity, () => api("POST", `/api/maps/${encodeURIComponent(entity)}/pause`, {})) });
@@ -106,12 +99,12 @@ function makeCard(entity) {
   c.resume = el("button", { type: "button", text: "Resume",
     onclick: () => act("resume " + entity, async () => {
       const r = await api("POST", `/api/maps/${encodeURIComponent(entity)}/resume`, { mode: c.mode.value });
-      return r.backlog + " backlog events " + r.mode;
+      return plural(r.backlog, "backlog event") + " " + r.mode;
     }) });
   c.resumeGroup = el("span", { class: "controls" }, c.mode, c.resume);
   const lifecycle = lifecycleButtons(c, entity); // activity.js: Stop / Start
   c.root = el("article", { class: "card", "data-entity": entity },
-    el("header", {}, el("h3", { text: entity }), c.badge), c.reason, figures, c.latency, c.chart, legend,
+    el("header", {}, el("h3", { text: entity }), c.badge), c.reason, figures, c.latency, c.charts.root,
     c.lastError, el("div", { class: "controls" }, c.pause, c.resumeGroup, lifecycle));
   return c;
 }
@@ -135,36 +128,6 @@ function updateCard(c, m) {
   updateLifecycleButtons(c, m); // activity.js: badge, and which of Pause/Resume/Stop/Start show
 }
 
-function drawChart(svg, s) {
-  while (svg.firstChild) svg.firstChild.remove();
-  const n = s.failed.length, w = 300 / n, h = 52;
-  const totals = s.failed.map((f, i) => s.applied_cds_scm[i] + s.applied_scm_cds[i] + f);
-  const maxT = Math.max(1, ...totals), lags = s.lag_s.map((v) => v || 0), maxL = Math.max(1, ...lags);
-  const rect = (cls, x, y, height) => {
-    if (height <= 0) return;
-    const r = document.createElementNS(SVG, "rect");
-    r.setAttribute("class", cls); r.setAttribute("x", x + 0.5); r.setAttribute("width", Math.max(1, w - 1));
-    r.setAttribute("y", y); r.setAttribute("height", height); svg.append(r);
-  };
-  for (let i = 0; i < n; i++) {
-    let y = h + 2;
-    for (const [cls, v] of [["bar-cds", s.applied_cds_scm[i]], ["bar-scm", s.applied_scm_cds[i]], ["bar-failed", s.failed[i]]]) {
-      const bh = (v / maxT) * (h - 4); y -= bh; rect(cls, i * w, y, bh);
-    }
-  }
-  const pts = s.lag_s.map((v, i) => (v == null ? null : `${(i + 0.5) * w},${h + 2 - (v / maxL) * (h - 4)}`))
-    .filter((p) => p !== null).join(" ");
-  const line = document.createElementNS(SVG, "polyline");
-  line.setAttribute("class", "lag"); line.setAttribute("points", pts); svg.append(line);
-  const label = document.createElementNS(SVG, "text");
-  label.setAttribute("x", 2); label.setAttribute("y", 62);
-  label.textContent = `max ${maxT}/min · lag max ${fmtDur(maxL)}`;
-  svg.append(label);
-  const title = document.createElementNS(SVG, "title");
-  title.textContent = `${s.entity}: throughput and lag, last hour`;
-  svg.append(title);
-}
-
 function renderMaps(data) {
   const box = $("maps");
   state.maps = data.maps.map((m) => m.entity);
@@ -177,11 +140,13 @@ function renderMaps(data) {
   const banner = $("banner");
   banner.replaceChildren(...bad.map((m) => el("div", { "data-entity": m.entity,
     text: `⚠ ${m.entity} is ${m.state === "running" ? "failing" : m.state.toUpperCase()}` +
-      (m.state !== "running" ? ": " + (m.reason || "") : `: ${m.recent_failures} recent failures` +
+      (m.state !== "running" ? ": " + (m.reason || "") : `: ${plural(m.recent_failures, "recent failure")}` +
         (m.last_error ? " — " + m.last_error.message : "")) })));
   banner.hidden = bad.length === 0;
   const overall = $("overall");
-  overall.textContent = bad.length ? `${bad.length} map(s) need attention` : `all ${data.maps.length} maps healthy`;
+  overall.textContent = bad.length
+    ? `${plural(bad.length, "map")} ${bad.length === 1 ? "needs" : "need"} attention`
+    : data.maps.length === 1 ? "the map is healthy" : `all ${data.maps.length} maps healthy`;
   overall.classList.toggle("bad", bad.length > 0);
   fillEntitySelect($("failures-entity"), true);
   fillEntitySelect($("resync-entity"), false);
@@ -200,13 +165,15 @@ function fillEntitySelect(select, withAll) {
 
 function renderFailures(page) {
   const body = $("failures").tBodies[0];
+  // data-label: the column's name, shown beside each value when a phone stacks the rows (style.css).
+  const td = (label, text, cls) => el("td", { "data-label": label, text, ...(cls ? { class: cls } : {}) });
   body.replaceChildren(...page.items.map((f) => el("tr", { "data-id": f.id },
-    el("td", { text: fmtWhen(f.occurred_at) }), el("td", { text: f.entity }),
-    el("td", { text: `${f.company} / ${f.key}` }), el("td", { text: f.direction }), el("td", { text: f.operation }),
-    el("td", { text: f.kind + (f.compensated ? " (compensated)" : "") }),
-    el("td", { class: "msg", text: f.target_message || "" }), el("td", { class: "msg", text: f.source_message || "" }),
-    el("td", { text: f.attempts }), failureStateCell(f),
-    el("td", {}, el("button", { type: "button", class: "secondary", text: "Retry",
+    td("when", fmtWhen(f.occurred_at)), td("map", f.entity),
+    td("record", `${f.company} / ${f.key}`), td("direction", f.direction), td("op", f.operation),
+    td("kind", f.kind + (f.compensated ? " (compensated)" : "")),
+    td("target system said", f.target_message || "", "msg"), td("source system said", f.source_message || "", "msg"),
+    td("attempts", String(f.attempts)), failureStateCell(f),
+    el("td", { class: "row-actions" }, el("button", { type: "button", class: "secondary", text: "Retry",
       onclick: () => act("retry failure " + f.id, () => api("POST", `/api/failures/${f.id}/retry`, {}).then(() => "requeued")) }),
       " ", discardButton(f)))));
   $("failures-total").textContent = `(${page.total})`;
@@ -240,9 +207,9 @@ function renderDeadLetters(page) {
 function bulk(action, all) {
   const body = all ? { all: true } : { seqs: [...state.selected] };
   if (!all && body.seqs.length === 0) { notice("select dead letters first"); return; }
-  if (action === "discard" && !confirm(all ? "Discard ALL dead letters for good?" : `Discard ${body.seqs.length} dead letter(s) for good?`)) return;
+  if (action === "discard" && !confirm(all ? "Discard ALL dead letters for good?" : `Discard ${plural(body.seqs.length, "dead letter")} for good?`)) return;
   act(action + (all ? " all" : " selected"), () => api("POST", "/api/deadletters/" + action, body).then((r) => {
-    state.selected.clear(); return r.count + " dead letters"; }));
+    state.selected.clear(); return plural(r.count, "dead letter"); }));
 }
 
 // Alert rules: alerts.js; parked conflicts: conflicts.js (each polls on its own).
@@ -262,7 +229,10 @@ async function refresh() {
       api("GET", "/api/deadletters?limit=100")]);
     renderMaps(maps);
     document.dispatchEvent(new CustomEvent("dualwrite:maps", { detail: maps }));  // systems.js
-    for (const s of series.maps) { const c = state.cards.get(s.entity); if (c) drawChart(c.chart, s); }
+    for (const s of series.maps) {
+      const c = state.cards.get(s.entity);
+      if (c) dwCharts.update(c.charts, s, series.start, series.step_s);
+    }
     renderFailures(failures);
     renderDeadLetters(dead);
     await refreshActivity();
@@ -279,7 +249,7 @@ async function start() {
   for (const [value, text] of MODES) $("all-mode").append(el("option", { value, text }));
   $("pause-all").addEventListener("click", () => act("pause all", () => api("POST", "/api/pause", {})));
   $("resume-all").addEventListener("click", () => act("resume all",
-    () => api("POST", "/api/resume", { mode: $("all-mode").value }).then((r) => r.backlog + " backlog events")));
+    () => api("POST", "/api/resume", { mode: $("all-mode").value }).then((r) => plural(r.backlog, "backlog event"))));
   $("logout").addEventListener("click", async () => {
     await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": state.csrf || "" }, credentials: "same-origin" });
     location.href = "/login";
