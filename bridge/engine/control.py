@@ -24,7 +24,7 @@ from bridge.engine.apply import Result
 from bridge.engine.outcome import RETRY_MARK, Record, failure_record
 from bridge.engine.ports import ConflictResolution, Readiness, ResumeMode, ResyncResult
 from bridge.engine.worker import Engine
-from bridge.queue.base import DeadLetter, QueuePort
+from bridge.queue.base import CapabilityMissing, DeadLetter, QueueCapability, QueuePort
 from bridge.state.base import (
     ActivityKind,
     ConflictStatus,
@@ -91,6 +91,9 @@ class EngineController:
             log.warning("map %s paused: %s", name, reason)
 
     async def resume(self, entity: str | None, mode: ResumeMode, *, actor: str | None = None) -> int:
+        if mode is not ResumeMode.CATCH_UP and QueueCapability.MAP_BACKLOG not in self.queue.capabilities:
+            # Refused before any map changes state: skipping needs the backlog of one map.
+            raise CapabilityMissing(self.queue, QueueCapability.MAP_BACKLOG)
         touched = 0
         for name in self._targets(entity):
             backlog = 0

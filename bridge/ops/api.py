@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from bridge.core.events import utcnow
-from bridge.engine.ports import Controller
+from bridge.engine.ports import Controller, ResumeMode
 from bridge.metrics import CDS_TO_SCM, SCM_TO_CDS, Metrics
 from bridge.ops import models as m
 from bridge.ops.actor import actor_of
@@ -28,7 +28,7 @@ from bridge.ops.apikit import query as _query
 from bridge.ops.auth import SESSION, AdminAuth
 from bridge.ops.openapi import RouteSpec, build_openapi
 from bridge.ops.watcher import failing_now
-from bridge.queue.base import QueuePort
+from bridge.queue.base import CapabilityMissing, QueuePort, map_figures
 from bridge.state.base import MapStatus, StatePort
 
 API_VERSION = "1.0.0"
@@ -76,10 +76,10 @@ class OpsApi:
 
     async def _map_view(self, entity: str, now: datetime) -> m.MapView:
         map_state = await self.state.get_map_state(entity)
-        depth = await self.queue.depth(entity)
-        oldest = await self.queue.oldest_enqueued_at(entity)
+        depth, oldest = await map_figures(self.queue, entity)
         lag = max(0.0, (now - oldest).total_seconds()) if oldest else None
-        self.metrics.sample_depth(entity, depth)
+        if depth is not None:
+            self.metrics.sample_depth(entity, depth)
         self.metrics.sample_lag(entity, lag)
         recent, failing = await failing_now(self.state, self.alerts, entity, now)
         figures = self.metrics.snapshot(entity)
@@ -132,8 +132,14 @@ class OpsApi:
     async def resume_map(self, request: web.Request) -> web.Response:
         entity = self._entity(request)
         body = await _body(request, m.ResumeBody)
-        touched = await self.controller.resume(entity, body.mode, actor=actor_of(request))
+        touched = await self._resume(entity, body.mode, request)
         return _ok(m.MapActionResult(entity=entity, action="resume", mode=body.mode, backlog=touched))
+
+    async def _resume(self, entity: str | None, mode: ResumeMode, request: web.Request) -> int:
+        try:
+            return await self.controller.resume(entity, mode, actor=actor_of(request))
+        except CapabilityMissing as exc:
+            raise ApiError(409, "not_supported", f"resume mode {mode.value}: {exc}") from None
 
     async def pause_all(self, request: web.Request) -> web.Response:
         body = await _body(request, m.PauseBody)
@@ -142,7 +148,7 @@ class OpsApi:
 
     async def resume_all(self, request: web.Request) -> web.Response:
         body = await _body(request, m.ResumeBody)
-        touched = await self.controller.resume(None, body.mode, actor=actor_of(request))
+        touched = await self._resume(None, body.mode, request)
         return _ok(m.MapActionResult(entity=None, action="resume", mode=body.mode, backlog=touched))
 
     # ------------------------------------------------------------ failures and dead letters

@@ -182,7 +182,9 @@ class MapView(BaseModel):
         description="Running, and unresolved failures in the alert window reach the rule's threshold, or "
         "the map's last apply failed (its newest unresolved failure is newer than its last applied change)"
     )
-    queue_depth: int
+    queue_depth: int | None = Field(
+        description="Changes queued for the map; null where the queue backend cannot count per map"
+    )
     lag_s: float | None = Field(description="Age of the oldest queued change; null when none queued")
     oldest_enqueued_at: datetime | None
     success: int

@@ -22,7 +22,7 @@ from bridge.engine.ports import Controller
 from bridge.metrics import Metrics
 from bridge.ops.alerts import AlertDecision, AlertRule, AlertRules, redacted_url
 from bridge.ops.notify import Notify, WebhookNotifier
-from bridge.queue.base import QueuePort
+from bridge.queue.base import QueuePort, map_figures
 from bridge.settings import AlertAction
 from bridge.state.base import UNRESOLVED, ActivityCategory, ActivityKind, MapStatus, StatePort
 
@@ -114,8 +114,9 @@ class OpsWatcher:
     async def sample(self) -> None:
         now = self._clock()
         for entity in self._controller.map_names():
-            self._metrics.sample_depth(entity, await self._queue.depth(entity))
-            oldest = await self._queue.oldest_enqueued_at(entity)
+            depth, oldest = await map_figures(self._queue, entity)
+            if depth is not None:
+                self._metrics.sample_depth(entity, depth)
             self._metrics.sample_lag(entity, (now - oldest).total_seconds() if oldest else None)
 
     async def check(self, entity: str) -> list[AlertDecision]:

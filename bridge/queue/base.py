@@ -216,6 +216,14 @@ class LeaseReclaim(Protocol):
         ...
 
 
+async def map_figures(queue: QueueAdmin, entity: str) -> tuple[int | None, datetime | None]:
+    """One map's queue depth and oldest enqueue time, or (None, None) where the backend cannot
+    count per map (``MAP_FIGURES``): the dashboard shows "unknown", never a made-up zero."""
+    if QueueCapability.MAP_FIGURES not in queue.capabilities:
+        return None, None
+    return await queue.depth(entity), await queue.oldest_enqueued_at(entity)
+
+
 def leasing(queue: WorkQueue) -> LeasingEnqueue | None:
     """``queue`` as a ``LeasingEnqueue`` when it declares ``ENQUEUE_LEASED``, else None."""
     if QueueCapability.ENQUEUE_LEASED in queue.capabilities:

@@ -105,6 +105,8 @@ class MemoryQueue:
         added = [self._add(event, None) is not None for event in events]
         if any(added):
             self._wake.set()
+        if QueueCapability.DEDUPE_ANSWER not in self.capabilities:
+            return [True] * len(added)  # still deduplicated, but silent about it, as the broker is
         return added
 
     async def enqueue_leased(
@@ -224,10 +226,12 @@ class MemoryQueue:
             self.data.heads[key] = _Head(entry.event.entity, nxt.enqueued_at)
 
     async def pending_of(self, record_key: str) -> list[ChangeEvent]:
+        self._require(QueueCapability.RECORD_VIEW)
         seqs = self.data.records.get(record_key, [])
         return [e.event for e in (self.data.events[s] for s in seqs) if e.dead_at is None]
 
     async def withdraw(self, event_id: str) -> bool:
+        self._require(QueueCapability.RECORD_VIEW)
         entry = next(
             (e for e in self.data.events.values() if e.event.event_id == event_id and e.dead_at is None), None
         )
@@ -312,6 +316,7 @@ class MemoryQueue:
         return out
 
     async def drain(self, entity: str, limit: int) -> list[QueuedEvent]:
+        self._require(QueueCapability.MAP_BACKLOG)
         if limit <= 0:
             return []
         taken = self._movable(entity, time.time())[:limit]
@@ -320,6 +325,7 @@ class MemoryQueue:
         return [QueuedEvent(e.seq, e.event, e.attempts, "", _dt(e.enqueued_at), e.last_error) for e in taken]
 
     async def purge(self, entity: str) -> int:
+        self._require(QueueCapability.MAP_BACKLOG)
         taken = self._movable(entity, time.time())
         for entry in taken:
             self._remove(entry.seq)
@@ -338,5 +344,6 @@ class MemoryQueue:
         return len(self._queued(entity))
 
     async def oldest_enqueued_at(self, entity: str | None = None) -> datetime | None:
+        self._require(QueueCapability.QUEUE_AGE)
         queued = self._queued(entity)
         return None if not queued else _dt(min(queued, key=lambda e: e.seq).enqueued_at)

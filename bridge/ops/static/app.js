@@ -115,7 +115,7 @@ function updateCard(c, m) {
   c.reason.textContent = m.state !== "running" ? (m.reason || m.state) : "";
   const dir = Object.fromEntries(m.directions.map((d) => [d.direction, d]));
   const cds = dir["cds->scm"] || {}, scm = dir["scm->cds"] || {};
-  c.fig.depth.textContent = m.queue_depth;
+  c.fig.depth.textContent = m.queue_depth ?? "–";
   c.fig.lag.textContent = fmtDur(m.lag_s);
   c.fig.ok.textContent = m.success;
   c.fig.cds.textContent = fmtNum(cds.applied_per_minute, 0);
