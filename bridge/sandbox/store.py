@@ -96,9 +96,8 @@ def _ddl(ts: TableStore) -> list[str]:
         defs.append(f"{_q(c)} {_SQL_TYPE.get(kind, 'TEXT')}{collate}")
     out = [f"CREATE TABLE {_q(ts.sql_name)} ({', '.join(defs)})"]
     if ts.key:  # line tables (invoicedetail, work order lines) have no alternate key
-        out.append(
-            f"CREATE UNIQUE INDEX {_q('uk_' + ts.sql_name)} ON {_q(ts.sql_name)} ({', '.join(map(_q, ts.key))})"
-        )
+        key_cols = ", ".join(map(_q, ts.key))
+        out.append(f"CREATE UNIQUE INDEX {_q('uk_' + ts.sql_name)} ON {_q(ts.sql_name)} ({key_cols})")
     if ts.pk != ts.key:
         pk_cols = ", ".join(map(_q, ts.pk))
         out.append(f"CREATE UNIQUE INDEX {_q('pk_' + ts.sql_name)} ON {_q(ts.sql_name)} ({pk_cols})")

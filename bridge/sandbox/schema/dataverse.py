@@ -230,7 +230,8 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
             *_DV_SYSTEM,
         ),
     ),
-) + FS_DATAVERSE_TABLES  # the Field Service flows (fs_dataverse.py)
+    *FS_DATAVERSE_TABLES,  # the Field Service flows (fs_dataverse.py)
+)
 
 # Plug-in registration tables: webhooks are registered through the Web API itself, as on the real
 # system (serviceendpoint with contract 8, steps bound to sdkmessages/sdkmessagefilters, images).

@@ -220,4 +220,5 @@ FNO_TABLES: tuple[Table, ...] = (
             *_FO_SYSTEM,
         ),
     ),
-) + FS_FNO_TABLES  # the Field Service flows (fs_fno.py)
+    *FS_FNO_TABLES,  # the Field Service flows (fs_fno.py)
+)
