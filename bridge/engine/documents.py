@@ -70,6 +70,8 @@ class DocumentApplier:
         header_id = event.key
         previous = _state(ledger, System.SCM)
         on_header = event.record_id == header_id
+        if ledger is not None and ledger.deleted:  # a header's id never comes back once deleted
+            return _skip("the document was deleted")
         if on_header and event.operation is Operation.DELETE:
             return await self._delete_document(event, dmap, ledger, previous)
         header = await self.side.get(System.CDS, dmap.cds.entity_set, {dmap.cds.primary_id: header_id})

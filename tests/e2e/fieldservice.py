@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from tests.e2e.harness import Harness, eventually
@@ -91,3 +92,65 @@ async def sales_origin(h: Harness, code: str = "WorkOrder") -> None:
             {"OriginCode": code, "OriginDescription": "Field Service Work Order", "SalesOriginType": "WorkOrderIntegration"},
         )
         assert resp.status == 201, resp.body
+
+
+SCHEDULED, IN_PROGRESS, COMPLETED, POSTED = 690970001, 690970002, 690970003, 690970004
+UNSCHEDULED, CANCELED = 690970000, 690970005
+ESTIMATED, USED = 690970000, 690970001
+
+
+async def released(h: Harness, number: str, *, product_type: str = "Item", unit: str = "ea") -> str:
+    """A product released in F&O and synced to Dataverse by the product map: its Dataverse id."""
+    await fno_product(h, number, product_type=product_type, stocked="Yes", unit=unit)
+    return str((await synced_product(h, number))["productid"])
+
+
+_numbers = itertools.count(1)
+
+
+async def work_order(h: Harness, account_id: str, **extra: Any) -> dict[str, Any]:
+    body = {
+        "msdyn_name": f"WO-T{next(_numbers):04d}",
+        "msdyn_ServiceAccount@odata.bind": f"/accounts({account_id})",
+        **extra,
+    }
+    return await dv_post(h, "msdyn_workorders", body)
+
+
+async def product_line(h: Harness, wo_id: str, product_id: str, unit_id: str, order: int, **extra: Any) -> Any:
+    body = {
+        "msdyn_WorkOrder@odata.bind": f"/msdyn_workorders({wo_id})",
+        "msdyn_Product@odata.bind": f"/products({product_id})",
+        "msdyn_Unit@odata.bind": f"/uoms({unit_id})",
+        "msdyn_lineorder": order,
+        **extra,
+    }
+    return await h.request("cds", "POST", "msdyn_workorderproducts", body, headers={"Prefer": "return=representation"})
+
+
+async def service_line(h: Harness, wo_id: str, service_id: str, unit_id: str, order: int, **extra: Any) -> Any:
+    body = {
+        "msdyn_WorkOrder@odata.bind": f"/msdyn_workorders({wo_id})",
+        "msdyn_Service@odata.bind": f"/products({service_id})",
+        "msdyn_Unit@odata.bind": f"/uoms({unit_id})",
+        "msdyn_lineorder": order,
+        **extra,
+    }
+    return await h.request("cds", "POST", "msdyn_workorderservices", body, headers={"Prefer": "return=representation"})
+
+
+async def sales_lines(h: Harness, number: str) -> dict[int, dict[str, Any]]:
+    """The F&O sales order's lines by their line number."""
+    resp = await h.request("scm", "GET", f"CDSSalesOrderLinesV2?$filter=SalesOrderNumber eq '{number}'")
+    assert resp.status == 200, resp.body
+    return {int(r["LineCreationSequenceNumber"]): r for r in resp.body["value"]}
+
+
+async def fs_setup(h: Harness) -> dict[str, str]:
+    """Units, a customer, the sales origin, a product and a service released and synced."""
+    ids = await units(h)
+    ids["account"] = await customer(h, "US-001")
+    await sales_origin(h)
+    ids["item"] = await released(h, "FS-ITEM")
+    ids["service"] = await released(h, "FS-SVC", product_type="Service", unit="h")
+    return ids
