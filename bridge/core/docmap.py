@@ -11,9 +11,9 @@ the field).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from bridge.core.entitymap import Direction, EntityMap, FieldMap, Name, _Model
 from bridge.core.errors import ConfigError
@@ -21,12 +21,15 @@ from bridge.core.events import System
 from bridge.core.valuemaps import BUILTIN_MAPS, EnumMap, ValueMap
 
 FILTER_TESTS = ("equals", "not_equals", "one_of", "none_of")
+HEADER_PREFIX = "header."
+# A source column; on a line, "header.<column>" reads the line's header (as this save sees it).
+Column = Annotated[str, StringConstraints(pattern=r"^(header\.)?[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class Filter(_Model):
     """One condition on a source column; a row passes when every filter of its part holds."""
 
-    column: Name
+    column: Column
     equals: Any = None
     not_equals: Any = None
     one_of: list[Any] | None = None
@@ -49,7 +52,7 @@ class RuleRow(_Model):
     """One row of a rule table: the inputs' values (``"*"`` = any), then a column or a value."""
 
     when: list[Any]
-    take: Name | None = Field(default=None, description="The source column whose value is the result")
+    take: Column | None = Field(default=None, description="The source column whose value is the result")
     value: Any = None
 
     @model_validator(mode="after")
@@ -62,8 +65,11 @@ class RuleRow(_Model):
 class RuleTable(_Model):
     """A decision table: the first row whose ``when`` matches the inputs gives the result."""
 
-    inputs: list[Name] = Field(min_length=1)
+    inputs: list[Column] = Field(min_length=1)
     rows: list[RuleRow] = Field(min_length=1)
+    empty_as: dict[Column, Any] = Field(
+        default_factory=dict, description="An input read empty counts as this value (a blank Yes/No: false)"
+    )
     otherwise: Literal["reject", "null"] = "reject"
 
 
@@ -84,7 +90,7 @@ class Value(_Model):
     model_config = _Model.model_config | {"populate_by_name": True}
 
     target: Name
-    source: Name | None = Field(default=None, alias="from")
+    source: Column | None = Field(default=None, alias="from")
     constant: Any = None
     setting: Name | None = None
     rule: RuleTable | None = None
@@ -173,6 +179,7 @@ class DocumentMap(EntityMap):
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
         self._check_values("values", self.values, self.target_system)
+        self._check_no_header_columns()
         for i, line in enumerate(self.lines):
             where = f"lines[{i}]"
             self._check_values(f"{where}.values", line.values, self.target_system)
@@ -216,6 +223,15 @@ class DocumentMap(EntityMap):
                 raise ConfigError("a lookup written to Dataverse needs id_field", field=f"{at}.lookup")
             if v.lookup is not None and v.map is not None:
                 raise ConfigError("a lookup takes no value map", field=f"{at}.map")
+
+    def _check_no_header_columns(self) -> None:
+        """``header.<column>`` is for lines: the header's own filters and values read its columns."""
+        for i, f in enumerate(self.filters):
+            if f.column.startswith(HEADER_PREFIX):
+                raise ConfigError("header. columns are for lines", field=f"filters[{i}].column")
+        for i, v in enumerate(self.values):
+            if any(c.startswith(HEADER_PREFIX) for c in v.source_columns()):
+                raise ConfigError("header. columns are for lines", field=f"values[{i}]")
 
     def value_map(self, name: str, where: str = "map") -> ValueMap:
         if name in self.value_maps:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from bridge.core.docmap import DocumentMap, Filter, LineCollection, Value, ValueLookup
+from bridge.core.docmap import HEADER_PREFIX, DocumentMap, Filter, LineCollection, Value, ValueLookup
 from bridge.core.errors import RejectedError
 from bridge.core.events import System
 
@@ -61,6 +61,7 @@ def rule_result(v: Value, row: Mapping[str, Any]) -> Any:
     """The value a rule table gives for ``row``: the first row whose inputs all match."""
     assert v.rule is not None
     inputs = [read(row, c) for c in v.rule.inputs]
+    inputs = [v.rule.empty_as.get(c) if i is None else i for c, i in zip(v.rule.inputs, inputs, strict=True)]
     for candidate in v.rule.rows:
         if all(w == ANY or _same(i, w) for i, w in zip(inputs, candidate.when, strict=True)):
             return read(row, candidate.take) if candidate.take else candidate.value
@@ -178,6 +179,12 @@ class LineRow:
     collection: LineCollection
     line_id: str
     row: Mapping[str, Any]
+
+
+def with_header(lines: list[LineRow], header: Mapping[str, Any]) -> list[LineRow]:
+    """Each line row with its header's columns as ``header.<column>`` (what line rules may read)."""
+    prefixed = {f"{HEADER_PREFIX}{k}": v for k, v in header.items()}
+    return [LineRow(item.collection, item.line_id, {**item.row, **prefixed}) for item in lines]
 
 
 def header_keys(dmap: DocumentMap, key: str) -> dict[str, Any]:

@@ -86,7 +86,7 @@ class DocumentApplier:
         if number is None or number == "":
             raise RejectedError(f"{dmap.cds.logical_name} {header_id}: no {dmap.cds.key_field}", system="cds")
         header_key = str(previous.get("key") or number) if previous else str(number)
-        lines = await self._lines(event, dmap, header_id)
+        lines = docrules.with_header(await self._lines(event, dmap, header_id), header)
         resolved = await self._resolve(dmap, header, lines)
         plan = docrules.plan(dmap, header_key, header, lines, previous or None, resolved)
         if plan.empty:

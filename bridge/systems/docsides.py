@@ -8,11 +8,16 @@ from typing import Any
 
 from bridge.core.events import System
 from bridge.engine.sideports import DocWrite
-from bridge.systems.batch import BatchOperation
+from bridge.core.errors import RejectedError
+from bridge.systems.batch import BatchOperation, build_changeset, parse_batch_response, raise_for_batch
 from bridge.systems.client import ServiceClient
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import CROSS_COMPANY, FnoClient
 from bridge.systems.odata import id_segment, key_segment, literal
+
+
+# Refusals of a change set whose answer is read here; 429 and 5xx are retried by the HTTP client.
+REFUSALS = tuple(s for s in range(400, 500) if s != 429)
 
 
 def _equals_filter(equals: dict[str, Any]) -> str:
@@ -64,7 +69,17 @@ class ClientDocumentSide:
                 path += "?cross-company=true"
             headers = {"If-Match": "*"} if write.method == "PATCH" else {}
             ops.append(BatchOperation(write.method, path, write.body, headers))
-        await self._client(system).batch(ops)
+        client = self._client(system)
+        content_type, body = build_changeset(client.http.base_url, ops)
+        # A refused change set answers with the refusing operation's status and that one response
+        # inside the multipart body: read it for the system's own message, not the envelope.
+        resp = await client.http.request(
+            "POST", "$batch", raw_body=body, content_type=content_type, accept=REFUSALS
+        )
+        results = parse_batch_response(resp.headers.get("Content-Type", ""), resp.text)
+        if resp.status >= 400 and not results:
+            raise RejectedError(f"{client.system} {resp.status}: {resp.text[:500]}", system=client.system, status=resp.status)
+        raise_for_batch(client.system, results, len(ops))
 
 
 __all__ = ["CROSS_COMPANY", "ClientDocumentSide"]

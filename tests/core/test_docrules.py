@@ -67,7 +67,7 @@ SERVICE_TABLE = [
 
 def product_line(status: int, line_status: int, allocated: bool, **extra: Any) -> dict[str, Any]:
     return {
-        "msdynce_headersystemstatus": status,
+        "header.msdyn_systemstatus": status,
         "msdyn_linestatus": line_status,
         "msdyn_allocated": allocated,
         "msdyn_estimatequantity": 5,
@@ -81,7 +81,7 @@ def product_line(status: int, line_status: int, allocated: bool, **extra: Any) -
 
 def service_line(status: int, line_status: int, **extra: Any) -> dict[str, Any]:
     return {
-        "msdynce_headersystemstatus": status,
+        "header.msdyn_systemstatus": status,
         "msdyn_linestatus": line_status,
         "msdyn_estimateduration": 120,
         "msdyn_duration": 90,
