@@ -133,14 +133,14 @@ def evaluate(dmap: DocumentMap, values: list[Value], row: Mapping[str, Any], res
                 value = answer
             else:
                 value = None
-        elif v.map is not None:
+        empty = value is None or value == ""
+        if empty and v.default is not None:
+            value = v.default  # given in the target's form
+        elif empty and v.required:
+            raise RejectedError(f"{v.target} is required and has no value", code="required")
+        elif v.map is not None and v.lookup is None:
             vmap = dmap.value_map(v.map)
             value = vmap.write(target, vmap.convert(source, vmap.normalise(source, value)))
-        if value is None or value == "":
-            if v.default is not None:
-                value = v.default
-            elif v.required:
-                raise RejectedError(f"{v.target} is required and has no value", code="required")
         if v.lookup is not None and target is System.CDS:
             nav = v.lookup.nav or v.target
             payload[f"{nav}@odata.bind"] = None if value is None else f"/{v.lookup.entity_set}({value})"
