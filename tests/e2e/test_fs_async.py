@@ -151,3 +151,26 @@ async def test_reordered_notifications_end_with_the_newest_state(env: Harness) -
     await env.settle()
     assert any(e.kind == "reorder" for e in env.sandbox.faults["dataverse"].log)
     assert float((await sales_lines(env, number))[1]["OrderedSalesQuantity"]) == 9  # the late 8 did not win
+
+
+async def test_a_document_is_resynced_whole_by_its_header_id(env: Harness) -> None:
+    ids = await fs_setup(env)
+    stranger = await dv_post(env, "accounts", {"name": "Customer later", "accountnumber": "LATER"})
+    wo = await work_order(env, str(stranger["accountid"]), msdyn_systemstatus=SCHEDULED)
+    wo_id, number = str(wo["msdyn_workorderid"]), str(wo["msdyn_name"])
+    assert (await product_line(env, wo_id, ids["item"], ids["ea"], 1, msdyn_estimatequantity=2)).status == 201
+    await env.settle()
+    assert await failures(env, "work_order")  # refused: customer LATER is not in F&O yet
+    await customer(env, "LATER", "Customer later")
+    wrong = await env.ops(
+        "POST", "/api/resync", {"entity": "work_order", "company": "usmf", "key": wo_id, "from": "scm"}
+    )
+    assert wrong.status == 502 and wrong.body["outcome"] == "failed", wrong.body  # one way
+    assert "flows from cds only" in wrong.body["message"]
+    resp = await env.ops(
+        "POST", "/api/resync", {"entity": "work_order", "company": "usmf", "key": wo_id, "from": "cds"}
+    )
+    assert resp.status == 200 and resp.body["outcome"] == "applied", resp.body
+    assert sorted(await sales_lines(env, number)) == [1]
+    states = {f["state"] for f in await failures(env, "work_order") if f["key"] == wo_id}
+    assert states == {"resolved"}  # the resync resolved the document's failures
