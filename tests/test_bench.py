@@ -97,12 +97,3 @@ def test_quick_attack_section_times_healthz_while_bombs_are_refused(tmp_path: Pa
     assert figures["attack_healthz_calls"] >= 20
     assert figures["attack_healthz_ms_max"] >= figures["attack_healthz_ms_p50"] > 0
     assert "attack: slowest /healthz under compression bombs" in table
-
-
-def test_quick_workorder_section_writes_documents_and_their_raw_baseline(tmp_path: Path) -> None:
-    figures, table = _quick("workorder", tmp_path)
-    assert figures["workorder_documents"] == 20 and figures["workorder_lines_per_document"] == 10
-    assert figures["workorder_docs_per_s"] > 0 and figures["workorder_raw_docs_per_s"] > 0
-    ratio = figures["workorder_docs_per_s"] / figures["workorder_raw_docs_per_s"]
-    assert abs(figures["workorder_ratio_to_raw"] - ratio) < 1e-9
-    assert "work orders (10 lines) -> sales orders: documents/s" in table
