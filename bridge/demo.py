@@ -92,6 +92,7 @@ async def seed_demo(sandbox: Any) -> int:
     info = sandbox.info
     context = ssl.create_default_context(cafile=info.ca_file)
     company = await _company_id(sandbox, context)
+    _seed_field_service_reference(sandbox)  # before any write makes the bridge write back
     made = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
         for system, entity_set, body in DEMO_RECORDS:
@@ -105,7 +106,18 @@ async def seed_demo(sandbox: Any) -> int:
                 token = sandbox.token("user", "dataverse")
             async with http.post(url, json=payload, headers={"Authorization": f"Bearer {token}"}) as resp:
                 made += resp.status in (201, 204)
+        # a work order with its product and service lines, as a person: the work_order map syncs it
+        from bridge.sandbox.fsseed import create_work_order
+
+        made += await create_work_order(http, info.cds_url, sandbox.token("user", "dataverse"))
     return made
+
+
+def _seed_field_service_reference(sandbox: Any) -> None:
+    """Field Service reference data on both emulators, as if synced before (bridge/sandbox/fsseed.py)."""
+    from bridge.sandbox.fsseed import seed_reference
+
+    seed_reference(sandbox.dataverse, sandbox.fno)
 
 
 async def _company_id(sandbox: Any, context: ssl.SSLContext) -> str:

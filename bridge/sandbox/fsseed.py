@@ -193,3 +193,20 @@ def work_order_records(
         ),
     ]
     return header, lines
+
+
+async def create_work_order(http: Any, cds_url: str, token: str, name: str = "WO-DEMO-1") -> int:
+    """Create ``work_order_records(name)`` through the Web API as the holder of ``token`` (a person):
+    the header, then each line bound to it. Returns how many rows were created."""
+    header, lines = work_order_records(name)
+    auth = {"Authorization": f"Bearer {token}", "Prefer": "return=representation"}
+    async with http.post(f"{cds_url}/msdyn_workorders", json=header, headers=auth) as resp:
+        if resp.status != 201:
+            return 0
+        header_id = (await resp.json())["msdyn_workorderid"]
+    made = 1
+    for entity_set, body in lines:
+        bound = {k: (f"/msdyn_workorders({header_id})" if v == "{header}" else v) for k, v in body.items()}
+        async with http.post(f"{cds_url}/{entity_set}", json=bound, headers=auth) as resp:
+            made += resp.status == 201
+    return made
