@@ -274,6 +274,21 @@ curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" \\
     return write, read
 
 
+def work_order_command(info: dict[str, Any], number: str = "WO-DEMO-1") -> str:
+    """A shell snippet that reads, as the person-like client, the F&O sales order the bridge made of
+    the demo's work order, then its lines (products positive, services negative line numbers)."""
+    ca, scm = info["ca_file"], info["scm_url"]
+    header = f"CDSSalesOrderHeaders(dataAreaId='usmf',SalesOrderNumber='{number}')"
+    fields = "SalesOrderNumber,OrderingCustomerAccountNumber,SalesOrderOriginType,ExternalWorkOrderStatus"
+    return f"""{_token_command(info, info["scm_scope"])}
+curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" -G \\
+    --data-urlencode '$select={fields}' "{scm}/{header}"
+curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" -G \\
+    --data-urlencode "\\$filter=SalesOrderNumber eq '{number}'" \\
+    --data-urlencode '$select=LineCreationSequenceNumber,ProductNumber,OrderedSalesQuantity' \\
+    '{scm}/CDSSalesOrderLinesV2'"""
+
+
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
@@ -296,6 +311,9 @@ Try it as the person-like client: create a mode of delivery in F&O,
 {_indent(write)}
 then read it in Dataverse as the ship via the bridge made of it (or watch the dashboard):
 {_indent(read)}
+A person created work order WO-DEMO-1 in Dataverse (two product lines, one service line); read the
+sales order the work_order map made of it in F&O, then its lines:
+{_indent(work_order_command(info))}
 Stop with Ctrl+C.""",
         flush=True,
     )
