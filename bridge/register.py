@@ -79,8 +79,7 @@ async def register_webhooks(
                 client,
                 "sdkmessagefilters",
                 "sdkmessagefilterid",
-                f"primaryobjecttypecode eq '{table}'"
-                f" and _sdkmessageid_value eq {messages[message]}",
+                f"primaryobjecttypecode eq '{table}' and _sdkmessageid_value eq {messages[message]}",
             )
             name = step_name(emap, message, table)
             body: dict[str, Any] = {

@@ -199,12 +199,16 @@ class DocumentMap(EntityMap):
 
     # ------------------------------------------------------------ validation
     def _check_values(self, where: str, values: list[Value], target: System, *, single: bool = False) -> None:
-        reserved = {self.scm.key_field, self.scm.company_field} if target is System.SCM else {self.cds.key_field}
+        reserved = (
+            {self.scm.key_field, self.scm.company_field} if target is System.SCM else {self.cds.key_field}
+        )
         seen: set[str] = set()
         for i, v in enumerate(values):
             at = where if single else f"{where}[{i}]"
             if v.target in reserved:
-                raise ConfigError(f"'{v.target}' is the key or company; the bridge writes it", field=f"{at}.target")
+                raise ConfigError(
+                    f"'{v.target}' is the key or company; the bridge writes it", field=f"{at}.target"
+                )
             if v.target in seen:
                 raise ConfigError(f"'{v.target}' is written by two values", field=f"{at}.target")
             seen.add(v.target)

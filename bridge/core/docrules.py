@@ -102,7 +102,9 @@ def raw_value(dmap: DocumentMap, v: Value, row: Mapping[str, Any]) -> Any:
     return _number(v, value)
 
 
-def lookup_inputs(dmap: DocumentMap, values: list[Value], row: Mapping[str, Any]) -> list[tuple[ValueLookup, str]]:
+def lookup_inputs(
+    dmap: DocumentMap, values: list[Value], row: Mapping[str, Any]
+) -> list[tuple[ValueLookup, str]]:
     """The references ``row`` needs resolved (lookup, value), empty ones left out."""
     out = []
     for v in values:
@@ -114,7 +116,9 @@ def lookup_inputs(dmap: DocumentMap, values: list[Value], row: Mapping[str, Any]
     return out
 
 
-def evaluate(dmap: DocumentMap, values: list[Value], row: Mapping[str, Any], resolved: Resolved) -> dict[str, Any]:
+def evaluate(
+    dmap: DocumentMap, values: list[Value], row: Mapping[str, Any], resolved: Resolved
+) -> dict[str, Any]:
     """The target payload of one part (header or line) from its source row."""
     source, target = dmap.source_system, dmap.target_system
     payload: dict[str, Any] = {}
@@ -133,14 +137,14 @@ def evaluate(dmap: DocumentMap, values: list[Value], row: Mapping[str, Any], res
                 value = answer
             else:
                 value = None
-        elif v.map is not None:
+        empty = value is None or value == ""
+        if empty and v.default is not None:
+            value = v.default  # given in the target's form
+        elif empty and v.required:
+            raise RejectedError(f"{v.target} is required and has no value", code="required")
+        elif v.map is not None and v.lookup is None:
             vmap = dmap.value_map(v.map)
             value = vmap.write(target, vmap.convert(source, vmap.normalise(source, value)))
-        if value is None or value == "":
-            if v.default is not None:
-                value = v.default
-            elif v.required:
-                raise RejectedError(f"{v.target} is required and has no value", code="required")
         if v.lookup is not None and target is System.CDS:
             nav = v.lookup.nav or v.target
             payload[f"{nav}@odata.bind"] = None if value is None else f"/{v.lookup.entity_set}({value})"
@@ -192,7 +196,11 @@ def header_keys(dmap: DocumentMap, key: str) -> dict[str, Any]:
 
 
 def line_keys(dmap: DocumentMap, line: LineCollection, header_key: str, line_key: Any) -> dict[str, Any]:
-    return {dmap.scm.company_field: dmap.company.lower(), line.scm.parent_field: header_key, line.key.target: line_key}
+    return {
+        dmap.scm.company_field: dmap.company.lower(),
+        line.scm.parent_field: header_key,
+        line.key.target: line_key,
+    }
 
 
 def plan(
@@ -221,7 +229,9 @@ def plan(
         body = evaluate(dmap, item.collection.values, item.row, resolved)
         key = evaluate(dmap, [item.collection.key], item.row, resolved)[item.collection.key.target]
         if key is None or key == "":
-            raise RejectedError(f"{item.collection.name} line {item.line_id}: no {item.collection.key.target}")
+            raise RejectedError(
+                f"{item.collection.name} line {item.line_id}: no {item.collection.key.target}"
+            )
         new_lines[item.line_id] = {"collection": item.collection.name, "key": key, "body": body}
         old = old_lines.pop(item.line_id, None)
         keys = line_keys(dmap, item.collection, header_key, key)
@@ -251,6 +261,10 @@ def plan_delete(dmap: DocumentMap, header_key: str, previous: Mapping[str, Any])
     writes = []
     for line_id, old in dict(previous.get("lines", {})).items():
         collection = next(c for c in dmap.lines if c.name == old["collection"])
-        writes.append(Write("DELETE", collection.name, line_keys(dmap, collection, header_key, old["key"]), None, line_id))
+        writes.append(
+            Write(
+                "DELETE", collection.name, line_keys(dmap, collection, header_key, old["key"]), None, line_id
+            )
+        )
     writes.append(Write("DELETE", "header", header_keys(dmap, header_key)))
     return Plan(writes, {})

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from bridge.core.docmap import DocumentMap
 from bridge.core.entitymap import (
     CdsSide,
     ConflictPolicy,
@@ -25,7 +26,6 @@ from bridge.core.entitymap import (
     LookupSpec,
     ScmSide,
 )
-from bridge.core.docmap import DocumentMap
 from bridge.core.errors import ConfigError
 
 __all__ = [

@@ -72,7 +72,9 @@ class Applier:
         self.sides = sides
         self.own_ids = own_ids  # our Dataverse user id and our Entra object id
         self.journal = UndoJournal(state)
-        self._documents = None if sides.documents is None else DocumentApplier(state=state, side=sides.documents)
+        self._documents = (
+            None if sides.documents is None else DocumentApplier(state=state, side=sides.documents)
+        )
 
     def side(self, system: System) -> Side:
         return self.sides.of(system)

@@ -56,7 +56,8 @@ class DocumentApplier:
 
     async def apply(self, event: ChangeEvent, dmap: DocumentMap) -> Done:
         if event.source is not dmap.source_system:
-            return _skip(f"one-way document map: changes on {event.source.value} are not synced back",
+            return _skip(
+                f"one-way document map: changes on {event.source.value} are not synced back",
             )
         if event.company.upper() != dmap.company.upper():
             return _skip(f"company {event.company}: the map syncs {dmap.company} only")
@@ -96,7 +97,9 @@ class DocumentApplier:
         await self.side.changeset(System.SCM, [self._write(dmap, w) for w in plan.writes])
         await self._remember(event, ledger, {**plan.state, "key": header_key}, header)
         counts = _counts(plan.writes)
-        return Done(True, f"document {header_key}: {counts} in one change set",
+        return Done(
+            True,
+            f"document {header_key}: {counts} in one change set",
             details={"writes": len(plan.writes), "skipped_lines": plan.skipped_lines},
         )
 
@@ -118,9 +121,9 @@ class DocumentApplier:
                         row = {**row, **event.image}
                 out.append(docrules.LineRow(line, line_id, row))
         if saved and not seen and event.operation is not Operation.DELETE and event.image is not None:
-            line = _collection_of(dmap, event.image)
-            if line is not None:  # a line created in this (uncommitted) save
-                out.append(docrules.LineRow(line, saved, event.image))
+            created = _collection_of(dmap, event.image)
+            if created is not None:  # a line created in this (uncommitted) save
+                out.append(docrules.LineRow(created, saved, event.image))
         return out
 
     async def _resolve(
@@ -263,7 +266,7 @@ class DocumentApplier:
             scm_image={},
         )
         target = event.source.other
-        cleared = {"cds_image": {}} if target is System.CDS else {"scm_image": {}}
+        cleared: dict[str, Any] = {"cds_image": {}} if target is System.CDS else {"scm_image": {}}
         await self.state.put_ledger(
             replace_ledger(
                 base,

@@ -388,7 +388,9 @@ class Outcomes:
             return
         if not self.recovery.compensates(event):
             kept = "kept at the source: retry once the cause is fixed (documents are not compensated)"
-            await self._record(item, Record(kind=FailureKind.REJECTED, source_message=kept, target_message=exc.message))
+            await self._record(
+                item, Record(kind=FailureKind.REJECTED, source_message=kept, target_message=exc.message)
+            )
             await self.queue.complete(item)
             return
         result: str | SyncError

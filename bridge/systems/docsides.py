@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.core.errors import RejectedError
 from bridge.core.events import System
 from bridge.engine.sideports import DocWrite
-from bridge.core.errors import RejectedError
 from bridge.systems.batch import BatchOperation, build_changeset, parse_batch_response, raise_for_batch
 from bridge.systems.client import ServiceClient
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import CROSS_COMPANY, FnoClient
 from bridge.systems.odata import id_segment, key_segment, literal
-
 
 # Refusals of a change set whose answer is read here; 429 and 5xx are retried by the HTTP client.
 REFUSALS = tuple(s for s in range(400, 500) if s != 429)
@@ -78,7 +77,9 @@ class ClientDocumentSide:
         )
         results = parse_batch_response(resp.headers.get("Content-Type", ""), resp.text)
         if resp.status >= 400 and not results:
-            raise RejectedError(f"{client.system} {resp.status}: {resp.text[:500]}", system=client.system, status=resp.status)
+            raise RejectedError(
+                f"{client.system} {resp.status}: {resp.text[:500]}", system=client.system, status=resp.status
+            )
         raise_for_batch(client.system, results, len(ops))
 
 

@@ -78,7 +78,11 @@ def test_a_line_table_routes_to_its_document(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "where", "says"),
     [
-        (lambda d: d["values"].append({"target": "X", "setting": "nope"}), "values[1].setting", "unknown setting"),
+        (
+            lambda d: d["values"].append({"target": "X", "setting": "nope"}),
+            "values[1].setting",
+            "unknown setting",
+        ),
         (lambda d: d["values"].append({"target": "X"}), "values[1]", "exactly one of from"),
         (
             lambda d: d["values"].append({"target": "X", "from": "a", "constant": 1}),
@@ -86,8 +90,16 @@ def test_a_line_table_routes_to_its_document(tmp_path: Path) -> None:
             "exactly one of from",
         ),
         (lambda d: d["values"].append({"target": "Origin", "constant": 1}), "values[1].target", "two values"),
-        (lambda d: d["values"].append({"target": "OrderNumber", "constant": 1}), "values[1].target", "the key"),
-        (lambda d: d["values"].append({"target": "X", "from": "a", "map": "foo"}), "values[1].map", "unknown value map"),
+        (
+            lambda d: d["values"].append({"target": "OrderNumber", "constant": 1}),
+            "values[1].target",
+            "the key",
+        ),
+        (
+            lambda d: d["values"].append({"target": "X", "from": "a", "map": "foo"}),
+            "values[1].map",
+            "unknown value map",
+        ),
         (lambda d: d["filters"].append({"column": "a"}), "filters[1]", "exactly one of equals"),
         (
             lambda d: d["values"].append(
@@ -105,7 +117,11 @@ def test_a_line_table_routes_to_its_document(tmp_path: Path) -> None:
         (lambda d: d["lines"][0].pop("key"), "lines[0].key", "Field required"),
         (lambda d: d.update(direction="both"), "direction", "Input should be"),
         (lambda d: d.update(fields=[{"cds": "a", "scm": "b"}]), "fields", "at most 0"),
-        (lambda d: d["lines"][0].update(name="x") or d["lines"].append(d["lines"][0]), "lines[1].name", "two collections"),
+        (
+            lambda d: d["lines"][0].update(name="x") or d["lines"].append(d["lines"][0]),
+            "lines[1].name",
+            "two collections",
+        ),
         (lambda d: d["values"].append({"target": "X", "from": "a", "divide": 0}), "values[1]", "divide by 0"),
     ],
 )
@@ -129,7 +145,9 @@ def test_a_lookup_to_dataverse_needs_its_id_column(tmp_path: Path) -> None:
     data = base()
     data["direction"] = "to_cds"
     data["lines"] = []
-    data["values"] = [{"target": "defaultuomid", "from": "Unit", "lookup": {"entity_set": "uoms", "key_field": "name"}}]
+    data["values"] = [
+        {"target": "defaultuomid", "from": "Unit", "lookup": {"entity_set": "uoms", "key_field": "name"}}
+    ]
     assert "values[0].lookup: a lookup written to Dataverse needs id_field" in error_of(tmp_path, data)
 
 
@@ -140,7 +158,9 @@ def test_a_line_table_used_by_two_maps_is_refused(tmp_path: Path) -> None:
     other["cds"] = {**other["cds"], "entity_set": "x_heads", "logical_name": "x_head"}
     other["scm"] = {"entity_set": "Heads", "entity_name": "Head", "key_field": "K"}
     write(tmp_path, other, "b.yaml")
-    with pytest.raises(ConfigError, match="b.yaml:cds.logical_name: 'msdyn_workorderproduct' is also used by"):
+    with pytest.raises(
+        ConfigError, match=r"b\.yaml:cds\.logical_name: 'msdyn_workorderproduct' is also used by"
+    ):
         load_mappings(tmp_path)
 
 

@@ -112,12 +112,14 @@ def test_the_documented_tables_are_the_maps_tables_row_for_row() -> None:
     quantity = next(v for v in PRODUCTS.values if v.target == "OrderedSalesQuantity")
     assert quantity.rule is not None
     assert [(*r.when, r.take) for r in quantity.rule.rows] == [
-        (s, ls, a, "msdyn_estimatequantity" if e == "Estimated" else "msdyn_quantity") for s, ls, a, e in PRODUCT_TABLE
+        (s, ls, a, "msdyn_estimatequantity" if e == "Estimated" else "msdyn_quantity")
+        for s, ls, a, e in PRODUCT_TABLE
     ]
     duration = next(v for v in SERVICES.values if v.target == "OrderedSalesQuantity")
     assert duration.rule is not None and duration.divide == 60
     assert [(*r.when, r.take) for r in duration.rule.rows] == [
-        (s, ls, "msdyn_estimateduration" if e == "Estimated" else "msdyn_duration") for s, ls, e in SERVICE_TABLE
+        (s, ls, "msdyn_estimateduration" if e == "Estimated" else "msdyn_duration")
+        for s, ls, e in SERVICE_TABLE
     ]
 
 
@@ -153,7 +155,9 @@ def header(status: int = SCHEDULED, **extra: Any) -> dict[str, Any]:
     ],
 )
 def test_work_orders_outside_the_template_filter_are_kept_out(status: int, external: Any, why: str) -> None:
-    found = docrules.failed_filter(WO.filters, header(status, msdynce_hasexternallymaintainedproductsonly=external))
+    found = docrules.failed_filter(
+        WO.filters, header(status, msdynce_hasexternallymaintainedproductsonly=external)
+    )
     assert found is not None and why in found
 
 
@@ -187,17 +191,35 @@ def test_the_first_sync_is_the_header_then_its_lines() -> None:
         ("l2", SERVICES, service_line(SCHEDULED, ESTIMATED)),
     )
     plan = docrules.plan(WO, "WO-1", header(), lines, None, RESOLVED)
-    assert [(w.method, w.part) for w in plan.writes] == [("POST", "header"), ("POST", "products"), ("POST", "services")]
+    assert [(w.method, w.part) for w in plan.writes] == [
+        ("POST", "header"),
+        ("POST", "products"),
+        ("POST", "services"),
+    ]
     assert plan.writes[0].body is not None and plan.writes[0].body["SalesOrderNumber"] == "WO-1"
-    assert plan.writes[2].keys == {"dataAreaId": "usmf", "SalesOrderNumber": "WO-1", "LineCreationSequenceNumber": -2}
+    assert plan.writes[2].keys == {
+        "dataAreaId": "usmf",
+        "SalesOrderNumber": "WO-1",
+        "LineCreationSequenceNumber": -2,
+    }
 
 
 def test_a_line_change_goes_with_the_headers_current_version_and_nothing_else() -> None:
     first = docrules.plan(
-        WO, "WO-1", header(), lines_of(("l1", PRODUCTS, product_line(SCHEDULED, ESTIMATED, True))), None, RESOLVED
+        WO,
+        "WO-1",
+        header(),
+        lines_of(("l1", PRODUCTS, product_line(SCHEDULED, ESTIMATED, True))),
+        None,
+        RESOLVED,
     )
     again = docrules.plan(
-        WO, "WO-1", header(), lines_of(("l1", PRODUCTS, product_line(SCHEDULED, ESTIMATED, True))), first.state, RESOLVED
+        WO,
+        "WO-1",
+        header(),
+        lines_of(("l1", PRODUCTS, product_line(SCHEDULED, ESTIMATED, True))),
+        first.state,
+        RESOLVED,
     )
     assert again.empty  # a duplicate notification writes nothing
     changed = docrules.plan(
@@ -211,7 +233,11 @@ def test_a_line_change_goes_with_the_headers_current_version_and_nothing_else() 
         first.state,
         RESOLVED,
     )
-    assert [(w.method, w.part) for w in changed.writes] == [("PATCH", "header"), ("PATCH", "products"), ("POST", "services")]
+    assert [(w.method, w.part) for w in changed.writes] == [
+        ("PATCH", "header"),
+        ("PATCH", "products"),
+        ("POST", "services"),
+    ]
 
 
 def test_a_removed_or_renumbered_line_is_deleted_first() -> None:
@@ -249,10 +275,22 @@ UNITS = {
 
 @pytest.mark.parametrize(
     ("product_type", "stocked", "expected"),
-    [("Item", "Yes", 690970000), ("Item", "No", 690970001), ("Service", "No", 690970002), ("Service", "Yes", 690970002)],
+    [
+        ("Item", "Yes", 690970000),
+        ("Item", "No", 690970001),
+        ("Service", "No", 690970002),
+        ("Service", "Yes", 690970002),
+    ],
 )
-def test_field_service_product_type_is_computed_as_documented(product_type: str, stocked: str, expected: int) -> None:
-    row = {"ProductName": "Bolt", "ProductType": product_type, "IsStockedProduct": stocked, "SalesUnitSymbol": "ea"}
+def test_field_service_product_type_is_computed_as_documented(
+    product_type: str, stocked: str, expected: int
+) -> None:
+    row = {
+        "ProductName": "Bolt",
+        "ProductType": product_type,
+        "IsStockedProduct": stocked,
+        "SalesUnitSymbol": "ea",
+    }
     body = docrules.evaluate(PRODUCT, PRODUCT.values, row, UNITS)
     assert body["msdyn_fieldserviceproducttype"] == expected
     assert body["msdynce_isexternallymaintained"] is True
@@ -269,7 +307,9 @@ def test_an_invoice_needs_its_date_and_lines_take_the_configured_main_account() 
     row = {"_customerid_value": ACCOUNT, "name": "March", "msdynce_haslineswithagreementorigin": True}
     with pytest.raises(RejectedError, match="InvoiceDate is required"):
         docrules.evaluate(INVOICE, INVOICE.values, row, RESOLVED)
-    body = docrules.evaluate(INVOICE, INVOICE.values, {**row, "msdyn_invoicedate": "2026-03-01T00:00:00Z"}, RESOLVED)
+    body = docrules.evaluate(
+        INVOICE, INVOICE.values, {**row, "msdyn_invoicedate": "2026-03-01T00:00:00Z"}, RESOLVED
+    )
     assert body["InvoiceOriginType"] == "AgreementInvoiceIntegration"
     line = docrules.evaluate(INVOICE, INVOICE.lines[0].values, {"quantity": 2}, {})
     assert line["MainAccountDisplayValue"] == "401100"

@@ -49,7 +49,9 @@ async def units(h: Harness) -> dict[str, str]:
     return ids
 
 
-async def fno_product(h: Harness, number: str, *, product_type: str = "Item", stocked: str = "Yes", unit: str = "ea") -> None:
+async def fno_product(
+    h: Harness, number: str, *, product_type: str = "Item", stocked: str = "Yes", unit: str = "ea"
+) -> None:
     resp = await h.scm_create(
         "CDSReleasedDistinctProducts",
         {
@@ -89,7 +91,11 @@ async def sales_origin(h: Harness, code: str = "WorkOrder") -> None:
     if await h.scm_find("SalesOrderOriginCodes", "OriginCode", code) is None:
         resp = await h.scm_create(
             "SalesOrderOriginCodes",
-            {"OriginCode": code, "OriginDescription": "Field Service Work Order", "SalesOriginType": "WorkOrderIntegration"},
+            {
+                "OriginCode": code,
+                "OriginDescription": "Field Service Work Order",
+                "SalesOriginType": "WorkOrderIntegration",
+            },
         )
         assert resp.status == 201, resp.body
 
@@ -117,7 +123,9 @@ async def work_order(h: Harness, account_id: str, **extra: Any) -> dict[str, Any
     return await dv_post(h, "msdyn_workorders", body)
 
 
-async def product_line(h: Harness, wo_id: str, product_id: str, unit_id: str, order: int, **extra: Any) -> Any:
+async def product_line(
+    h: Harness, wo_id: str, product_id: str, unit_id: str, order: int, **extra: Any
+) -> Any:
     body = {
         "msdyn_WorkOrder@odata.bind": f"/msdyn_workorders({wo_id})",
         "msdyn_Product@odata.bind": f"/products({product_id})",
@@ -125,10 +133,14 @@ async def product_line(h: Harness, wo_id: str, product_id: str, unit_id: str, or
         "msdyn_lineorder": order,
         **extra,
     }
-    return await h.request("cds", "POST", "msdyn_workorderproducts", body, headers={"Prefer": "return=representation"})
+    return await h.request(
+        "cds", "POST", "msdyn_workorderproducts", body, headers={"Prefer": "return=representation"}
+    )
 
 
-async def service_line(h: Harness, wo_id: str, service_id: str, unit_id: str, order: int, **extra: Any) -> Any:
+async def service_line(
+    h: Harness, wo_id: str, service_id: str, unit_id: str, order: int, **extra: Any
+) -> Any:
     body = {
         "msdyn_WorkOrder@odata.bind": f"/msdyn_workorders({wo_id})",
         "msdyn_Service@odata.bind": f"/products({service_id})",
@@ -136,7 +148,9 @@ async def service_line(h: Harness, wo_id: str, service_id: str, unit_id: str, or
         "msdyn_lineorder": order,
         **extra,
     }
-    return await h.request("cds", "POST", "msdyn_workorderservices", body, headers={"Prefer": "return=representation"})
+    return await h.request(
+        "cds", "POST", "msdyn_workorderservices", body, headers={"Prefer": "return=representation"}
+    )
 
 
 async def sales_lines(h: Harness, number: str) -> dict[int, dict[str, Any]]:

@@ -56,7 +56,9 @@ async def test_a_refused_document_is_listed_and_written_once_fixed(env: Harness)
     wo = await work_order(env, ids["account"])
     wo_id, number = str(wo["msdyn_workorderid"]), str(wo["msdyn_name"])
     assert (await product_line(env, wo_id, ids["item"], ids["ea"], 1, msdyn_estimatequantity=2)).status == 201
-    assert (await product_line(env, wo_id, unknown["productid"], ids["ea"], 2, msdyn_estimatequantity=1)).status == 201
+    assert (
+        await product_line(env, wo_id, unknown["productid"], ids["ea"], 2, msdyn_estimatequantity=1)
+    ).status == 201
     await schedule(env, wo_id)  # committed at once: the step is asynchronous
     await env.settle()
     row = await dv_one(env, "msdyn_workorders", f"msdyn_workorderid eq {wo_id}")
@@ -96,7 +98,10 @@ async def test_a_line_never_reaches_fno_without_its_header(env: Harness) -> None
     line = await dv_one(env, "msdyn_workorderproducts", f"_msdyn_workorder_value eq {wo_id}")
     assert line is not None
     resp = await env.request(
-        "cds", "PATCH", f"msdyn_workorderproducts({line['msdyn_workorderproductid']})", {"msdyn_estimatequantity": 3}
+        "cds",
+        "PATCH",
+        f"msdyn_workorderproducts({line['msdyn_workorderproductid']})",
+        {"msdyn_estimatequantity": 3},
     )
     assert resp.status == 204, resp.body
     await env.settle()
@@ -108,7 +113,9 @@ async def test_a_line_never_reaches_fno_without_its_header(env: Harness) -> None
 async def synced_order(env: Harness, ids: dict[str, str]) -> tuple[str, str, str]:
     wo = await work_order(env, ids["account"])
     wo_id, number = str(wo["msdyn_workorderid"]), str(wo["msdyn_name"])
-    resp = await product_line(env, wo_id, ids["item"], ids["ea"], 1, msdyn_estimatequantity=5, msdyn_allocated=True)
+    resp = await product_line(
+        env, wo_id, ids["item"], ids["ea"], 1, msdyn_estimatequantity=5, msdyn_allocated=True
+    )
     assert resp.status == 201, resp.body
     await schedule(env, wo_id)
     await env.settle()
@@ -121,7 +128,9 @@ async def test_duplicated_notifications_write_the_document_once(env: Harness) ->
     _, number, line_id = await synced_order(env, ids)
     before = env.writes("scm")
     env.sandbox.faults["dataverse"].configure(FaultSettings(duplicate_rate=1.0))
-    resp = await env.request("cds", "PATCH", f"msdyn_workorderproducts({line_id})", {"msdyn_estimatequantity": 7})
+    resp = await env.request(
+        "cds", "PATCH", f"msdyn_workorderproducts({line_id})", {"msdyn_estimatequantity": 7}
+    )
     assert resp.status == 204, resp.body
     await env.settle()
     env.sandbox.faults["dataverse"].configure(FaultSettings())

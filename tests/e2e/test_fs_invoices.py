@@ -25,9 +25,15 @@ async def agreement_invoice(env: Harness, ids: dict[str, str]) -> tuple[str, str
     the agreement line's id)."""
     account = ids["account"]
     agreement = await dv_post(
-        env, "msdyn_agreements", {"msdyn_name": "AGR-1", "msdyn_ServiceAccount@odata.bind": f"/accounts({account})"}
+        env,
+        "msdyn_agreements",
+        {"msdyn_name": "AGR-1", "msdyn_ServiceAccount@odata.bind": f"/accounts({account})"},
     )
-    invoice = await dv_post(env, "invoices", {"name": "Maintenance March", "customerid_account@odata.bind": f"/accounts({account})"})
+    invoice = await dv_post(
+        env,
+        "invoices",
+        {"name": "Maintenance March", "customerid_account@odata.bind": f"/accounts({account})"},
+    )
     invoice_id, number = str(invoice["invoiceid"]), str(invoice["invoicenumber"])
     line = await dv_post(
         env,
@@ -46,7 +52,12 @@ async def agreement_invoice(env: Harness, ids: dict[str, str]) -> tuple[str, str
     await dv_post(
         env,
         "invoicedetails",
-        {"invoiceid@odata.bind": f"/invoices({invoice_id})", "productdescription": "Extra", "quantity": 1, "lineitemnumber": 2},
+        {
+            "invoiceid@odata.bind": f"/invoices({invoice_id})",
+            "productdescription": "Extra",
+            "quantity": 1,
+            "lineitemnumber": 2,
+        },
     )
     return invoice_id, number, str(line["invoicedetailid"])
 
@@ -71,7 +82,9 @@ async def test_updates_flow_while_in_process_and_are_refused_once_posted(env: Ha
     resp = await env.request("cds", "PATCH", f"invoicedetails({line_id})", {"quantity": 3})
     assert resp.status == 204, resp.body
     assert float((await invoice_lines(env, number))[1]["Quantity"]) == 3
-    resp = await env.request("scm", "POST", f"CDSFreeTextInvoiceHeaders(dataAreaId='usmf',ExternalInvoiceId='{number}')/{POST}")
+    resp = await env.request(
+        "scm", "POST", f"CDSFreeTextInvoiceHeaders(dataAreaId='usmf',ExternalInvoiceId='{number}')/{POST}"
+    )
     assert resp.status in (200, 204), resp.body  # posted in F&O: accounting status Completed
     resp = await env.request("cds", "PATCH", f"invoicedetails({line_id})", {"quantity": 4})
     assert resp.status >= 400, resp.body  # the synchronous step refused the save: Dataverse rolled it back
@@ -79,7 +92,9 @@ async def test_updates_flow_while_in_process_and_are_refused_once_posted(env: Ha
     assert row is not None and float(row["quantity"]) == 3
     assert float((await invoice_lines(env, number))[1]["Quantity"]) == 3
     resp = await env.ops("GET", "/api/failures?entity=agreement_invoice")
-    messages = [f["target_message"] for f in (resp.body["items"] if isinstance(resp.body, dict) else resp.body)]
+    messages = [
+        f["target_message"] for f in (resp.body["items"] if isinstance(resp.body, dict) else resp.body)
+    ]
     assert any("posted (accounting status Completed)" in m for m in messages), messages
 
 
@@ -96,12 +111,21 @@ async def test_deleting_an_invoice_in_process_deletes_the_free_text_invoice(env:
 async def test_an_invoice_without_agreement_lines_is_left_out(env: Harness) -> None:
     ids = await fs_setup(env)
     other = await customer(env, "US-002", "Fabrikam")
-    invoice = await dv_post(env, "invoices", {"name": "Ad hoc", "customerid_account@odata.bind": f"/accounts({other})"})
+    invoice = await dv_post(
+        env, "invoices", {"name": "Ad hoc", "customerid_account@odata.bind": f"/accounts({other})"}
+    )
     await dv_post(
         env,
         "invoicedetails",
-        {"invoiceid@odata.bind": f"/invoices({invoice['invoiceid']})", "productdescription": "Ad hoc", "quantity": 1, "lineitemnumber": 1},
+        {
+            "invoiceid@odata.bind": f"/invoices({invoice['invoiceid']})",
+            "productdescription": "Ad hoc",
+            "quantity": 1,
+            "lineitemnumber": 1,
+        },
     )
     await env.settle()
     assert ids["account"] != other
-    assert await env.scm_find("CDSFreeTextInvoiceHeaders", "ExternalInvoiceId", invoice["invoicenumber"]) is None
+    assert (
+        await env.scm_find("CDSFreeTextInvoiceHeaders", "ExternalInvoiceId", invoice["invoicenumber"]) is None
+    )

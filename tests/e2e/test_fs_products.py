@@ -23,7 +23,9 @@ async def test_a_released_product_becomes_a_field_service_product(env: Harness) 
     assert stocked["_defaultuomid_value"] == ids["ea"]
     assert stocked["_defaultuomscheduleid_value"] == ids["group"]
     assert stocked["_pricelevelid_value"] == ids["price_list"]
-    assert (await synced_product(env, "FS-101"))["msdyn_fieldserviceproducttype"] == 690970001  # non-inventory
+    assert (await synced_product(env, "FS-101"))[
+        "msdyn_fieldserviceproducttype"
+    ] == 690970001  # non-inventory
     service = await synced_product(env, "FS-102")
     assert service["msdyn_fieldserviceproducttype"] == 690970002  # service
     assert service["_defaultuomid_value"] == ids["h"]
@@ -33,16 +35,24 @@ async def test_updates_and_deletes_follow_and_dataverse_edits_are_not_written_ba
     await units(env)
     await fno_product(env, "FS-200")
     row = await synced_product(env, "FS-200")
-    resp = await env.scm_update("CDSReleasedDistinctProducts", "ProductNumber", "FS-200", {"SalesPrice": 20, "IsStockedProduct": "No"})
+    resp = await env.scm_update(
+        "CDSReleasedDistinctProducts", "ProductNumber", "FS-200", {"SalesPrice": 20, "IsStockedProduct": "No"}
+    )
     assert resp.status == 204, resp.body
 
     async def updated() -> bool:
         now = await dv_one(env, "products", "productnumber eq 'FS-200'")
-        return now is not None and float(now["price"]) == 20 and now["msdyn_fieldserviceproducttype"] == 690970001
+        return (
+            now is not None
+            and float(now["price"]) == 20
+            and now["msdyn_fieldserviceproducttype"] == 690970001
+        )
 
     await eventually(updated, what="the price and type update in Dataverse")
     writes = env.writes("scm")
-    resp = await env.request("cds", "PATCH", f"products({row['productid']})", {"name": "renamed in Dataverse"})
+    resp = await env.request(
+        "cds", "PATCH", f"products({row['productid']})", {"name": "renamed in Dataverse"}
+    )
     assert resp.status == 204, resp.body
     await env.settle()
     assert env.writes("scm") == writes  # one way: Dataverse's edit is not written to F&O
@@ -59,14 +69,22 @@ async def test_updates_and_deletes_follow_and_dataverse_edits_are_not_written_ba
 
 async def test_another_companys_release_is_left_out(env: Harness) -> None:
     await units(env)
-    resp = await env.request("scm", "POST", "LegalEntities", {"LegalEntityId": "DEMF", "Name": "Contoso Germany"})
+    resp = await env.request(
+        "scm", "POST", "LegalEntities", {"LegalEntityId": "DEMF", "Name": "Contoso Germany"}
+    )
     assert resp.status == 201, resp.body
     resp = await env.request(
         "scm",
         "POST",
         "CDSReleasedDistinctProducts",
-        {"dataAreaId": "demf", "ProductNumber": "FS-300", "ProductName": "Elsewhere", "ProductType": "Item",
-         "IsStockedProduct": "Yes", "SalesUnitSymbol": "ea"},
+        {
+            "dataAreaId": "demf",
+            "ProductNumber": "FS-300",
+            "ProductName": "Elsewhere",
+            "ProductType": "Item",
+            "IsStockedProduct": "Yes",
+            "SalesUnitSymbol": "ea",
+        },
     )
     assert resp.status == 201, resp.body
     await env.settle()
@@ -82,7 +100,9 @@ async def test_a_duplicate_data_event_writes_once(env: Harness) -> None:
     await synced_product(env, "FS-400")
     await env.settle()
     writes = env.writes("cds", entity_set="products")
-    resp = await env.scm_update("CDSReleasedDistinctProducts", "ProductNumber", "FS-400", {"ProductName": "Product FS-400"})
+    resp = await env.scm_update(
+        "CDSReleasedDistinctProducts", "ProductNumber", "FS-400", {"ProductName": "Product FS-400"}
+    )
     assert resp.status == 204, resp.body  # the same values again: an event, and nothing to write
     await env.settle()
     assert env.writes("cds", entity_set="products") == writes

@@ -37,19 +37,25 @@ async def scheduled_with_lines(env: Harness, ids: dict[str, str]) -> tuple[str, 
     estimated), then scheduled: (its id, its number)."""
     wo = await work_order(env, ids["account"])
     number = str(wo["msdyn_name"])
-    resp = await product_line(env, wo["msdyn_workorderid"], ids["item"], ids["ea"], 1, msdyn_estimatequantity=5)
+    resp = await product_line(
+        env, wo["msdyn_workorderid"], ids["item"], ids["ea"], 1, msdyn_estimatequantity=5
+    )
     assert resp.status == 201, resp.body
-    resp = await service_line(env, wo["msdyn_workorderid"], ids["service"], ids["h"], 1, msdyn_estimateduration=120)
+    resp = await service_line(
+        env, wo["msdyn_workorderid"], ids["service"], ids["h"], 1, msdyn_estimateduration=120
+    )
     assert resp.status == 201, resp.body
     assert await env.scm_find("CDSSalesOrderHeaders", "SalesOrderNumber", number) is None  # Open-Unscheduled
-    resp = await env.request("cds", "PATCH", f"msdyn_workorders({wo['msdyn_workorderid']})", {"msdyn_systemstatus": SCHEDULED})
+    resp = await env.request(
+        "cds", "PATCH", f"msdyn_workorders({wo['msdyn_workorderid']})", {"msdyn_systemstatus": SCHEDULED}
+    )
     assert resp.status == 204, resp.body
     return str(wo["msdyn_workorderid"]), number
 
 
 async def test_a_scheduled_work_order_becomes_a_sales_order_with_its_lines(env: Harness) -> None:
     ids = await fs_setup(env)
-    wo_id, number = await scheduled_with_lines(env, ids)
+    _, number = await scheduled_with_lines(env, ids)
     header = await env.scm_find("CDSSalesOrderHeaders", "SalesOrderNumber", number)
     assert header is not None
     assert header["OrderingCustomerAccountNumber"] == "US-001"
@@ -79,17 +85,26 @@ async def test_line_saves_follow_the_estimated_versus_used_rules(env: Harness) -
     await patch("msdyn_workorderproducts", product_id, {"msdyn_allocated": True})  # step 2 of the example
     assert float((await sales_lines(env, number))[1]["OrderedSalesQuantity"]) == 5
     await patch("msdyn_workorders", wo_id, {"msdyn_systemstatus": IN_PROGRESS})
-    await patch("msdyn_workorderproducts", product_id, {"msdyn_linestatus": USED, "msdyn_quantity": 6})  # step 3
+    await patch(
+        "msdyn_workorderproducts", product_id, {"msdyn_linestatus": USED, "msdyn_quantity": 6}
+    )  # step 3
     lines = await sales_lines(env, number)
     assert float(lines[1]["OrderedSalesQuantity"]) == 6
     assert float(lines[-1]["OrderedSalesQuantity"]) == 2
     await patch("msdyn_workorders", wo_id, {"msdyn_systemstatus": COMPLETED})
-    await patch("msdyn_workorderservices", service_id, {"msdyn_linestatus": USED, "msdyn_duration": 90})  # step 4
+    await patch(
+        "msdyn_workorderservices", service_id, {"msdyn_linestatus": USED, "msdyn_duration": 90}
+    )  # step 4
     lines = await sales_lines(env, number)
     assert float(lines[1]["OrderedSalesQuantity"]) == 6
     assert float(lines[-1]["OrderedSalesQuantity"]) == 1.5
     header = await env.scm_find("CDSSalesOrderHeaders", "SalesOrderNumber", number)
     assert header is not None and header["ExternalWorkOrderStatus"] == "OpenCompleted"
+    # A line added to the synced order: its (uncommitted) save goes with the header's current version.
+    resp = await product_line(env, wo_id, ids["item"], ids["ea"], 2, msdyn_quantity=4, msdyn_linestatus=USED)
+    assert resp.status == 201, resp.body
+    added = (await sales_lines(env, number))[2]
+    assert float(added["OrderedSalesQuantity"]) == 4
 
 
 async def test_deleting_a_line_then_the_work_order_removes_them_in_fno(env: Harness) -> None:
@@ -97,7 +112,9 @@ async def test_deleting_a_line_then_the_work_order_removes_them_in_fno(env: Harn
     wo_id, number = await scheduled_with_lines(env, ids)
     service = await dv_one(env, "msdyn_workorderservices", f"_msdyn_workorder_value eq {wo_id}")
     assert service is not None
-    resp = await env.request("cds", "DELETE", f"msdyn_workorderservices({service['msdyn_workorderserviceid']})")
+    resp = await env.request(
+        "cds", "DELETE", f"msdyn_workorderservices({service['msdyn_workorderserviceid']})"
+    )
     assert resp.status == 204, resp.body
     assert sorted(await sales_lines(env, number)) == [1]
     resp = await env.request("cds", "DELETE", f"msdyn_workorders({wo_id})")
@@ -110,7 +127,9 @@ async def test_deleting_a_line_then_the_work_order_removes_them_in_fno(env: Harn
 async def test_canceled_and_unscheduled_work_orders_never_become_sales_orders(env: Harness) -> None:
     ids = await fs_setup(env)
     wo = await work_order(env, ids["account"], msdyn_systemstatus=CANCELED)
-    resp = await product_line(env, wo["msdyn_workorderid"], ids["item"], ids["ea"], 1, msdyn_estimatequantity=1)
+    resp = await product_line(
+        env, wo["msdyn_workorderid"], ids["item"], ids["ea"], 1, msdyn_estimatequantity=1
+    )
     assert resp.status == 201, resp.body
     unscheduled = await work_order(env, ids["account"])
     await env.settle()
@@ -138,9 +157,13 @@ async def test_a_work_order_with_a_product_not_externally_maintained_is_left_out
         },
     )
     wo = await work_order(env, ids["account"])
-    resp = await product_line(env, wo["msdyn_workorderid"], local["productid"], ids["ea"], 1, msdyn_estimatequantity=1)
+    resp = await product_line(
+        env, wo["msdyn_workorderid"], local["productid"], ids["ea"], 1, msdyn_estimatequantity=1
+    )
     assert resp.status == 201, resp.body
-    resp = await env.request("cds", "PATCH", f"msdyn_workorders({wo['msdyn_workorderid']})", {"msdyn_systemstatus": SCHEDULED})
+    resp = await env.request(
+        "cds", "PATCH", f"msdyn_workorders({wo['msdyn_workorderid']})", {"msdyn_systemstatus": SCHEDULED}
+    )
     assert resp.status == 204, resp.body
     await env.settle()
     assert await env.scm_find("CDSSalesOrderHeaders", "SalesOrderNumber", wo["msdyn_name"]) is None
@@ -163,7 +186,9 @@ async def test_a_rejected_line_rolls_back_the_whole_document_and_the_save(env: H
     wo = await work_order(env, ids["account"])
     wo_id, number = str(wo["msdyn_workorderid"]), str(wo["msdyn_name"])
     assert (await product_line(env, wo_id, ids["item"], ids["ea"], 1, msdyn_estimatequantity=2)).status == 201
-    assert (await product_line(env, wo_id, unknown["productid"], ids["ea"], 2, msdyn_estimatequantity=1)).status == 201
+    assert (
+        await product_line(env, wo_id, unknown["productid"], ids["ea"], 2, msdyn_estimatequantity=1)
+    ).status == 201
     resp = await env.request("cds", "PATCH", f"msdyn_workorders({wo_id})", {"msdyn_systemstatus": SCHEDULED})
     assert resp.status >= 400, resp.body  # the synchronous step failed: Dataverse rolled the save back
     assert "webhook" in str(resp.body).lower()  # Dataverse names the failed webhook call
@@ -188,11 +213,17 @@ async def test_sales_orders_made_from_work_orders_are_never_synced_back(env: Har
     _, number = await scheduled_with_lines(env, ids)
     await env.settle()
     before = len((await env.request("cds", "GET", "msdyn_workorders")).body["value"])
-    resp = await env.scm_update("CDSSalesOrderHeaders", "SalesOrderNumber", number, {"CustomersOrderReference": "changed in F&O"})
+    resp = await env.scm_update(
+        "CDSSalesOrderHeaders", "SalesOrderNumber", number, {"CustomersOrderReference": "changed in F&O"}
+    )
     assert resp.status == 204, resp.body
     resp = await env.scm_create(
         "CDSSalesOrderHeaders",
-        {"SalesOrderNumber": "SO-F&O-1", "OrderingCustomerAccountNumber": "US-001", "SalesOrderOriginCode": "WorkOrder"},
+        {
+            "SalesOrderNumber": "SO-F&O-1",
+            "OrderingCustomerAccountNumber": "US-001",
+            "SalesOrderOriginCode": "WorkOrder",
+        },
     )
     assert resp.status == 201, resp.body
     await env.settle()
