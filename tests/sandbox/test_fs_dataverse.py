@@ -256,3 +256,25 @@ async def test_work_order_lines_notify_with_the_documented_context(
         attrs["msdyn_workorder"]["Id"] == wo and attrs["msdyn_workorder"]["LogicalName"] == "msdyn_workorder"
     )
     assert attrs["msdyn_linestatus"]["Value"] == LINE_ESTIMATED and attrs["msdyn_estimatequantity"] == 3.0
+
+
+async def test_entity_definitions_carry_the_published_choice_labels(dv: Dv) -> None:
+    """query-metadata-web-api.md (PicklistAttributeMetadata cast, OptionSet options) with the labels of
+    msdyn_workorder.md (msdyn_systemstatus: Unscheduled … Canceled)."""
+    status, body = await dv.call(
+        "GET",
+        "EntityDefinitions(LogicalName='msdyn_workorder')/Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata"
+        "?$select=LogicalName&$expand=OptionSet($select=Options)",
+    )
+    assert status == 200, body
+    options = next(a for a in body["value"] if a["LogicalName"] == "msdyn_systemstatus")["OptionSet"][
+        "Options"
+    ]
+    assert [(o["Value"], o["Label"]["UserLocalizedLabel"]["Label"]) for o in options] == [
+        (690970000, "Unscheduled"),
+        (690970001, "Scheduled"),
+        (690970002, "In Progress"),
+        (690970003, "Completed"),
+        (690970004, "Posted"),
+        (690970005, "Canceled"),
+    ]

@@ -21,6 +21,7 @@ import pytest
 from bridge.sandbox.fsseed import seed_reference
 from bridge.sandbox.pytest_plugin import WebhookReceiver, bearer
 from bridge.sandbox.runtime import Sandbox
+from bridge.sandbox.schema.fs_fno import FO_BLOCKED, FO_FS_PRODUCT_TYPE, FO_WORK_ORDER_STATUS
 from bridge.wire.batch import BatchRequest, BatchResponse, ChangeSet, parse_batch_response, write_requests
 
 HEADERS, LINES = "CDSSalesOrderHeaders", "CDSSalesOrderLinesV2"
@@ -241,3 +242,20 @@ async def test_data_events_for_the_new_entities(fno: Fno, webhook_receiver: Webh
         "CDSSalesOrderLineV2_Created",
     ]
     assert events[0]["PrimaryEntityName"] == "mserp_cdssalesorderheader"
+
+
+async def test_metadata_declares_the_enum_types(fno: Fno) -> None:
+    """odata.md ("EnumType is support in $metadata"); member names and order as F&O's metadata has
+    them (SalesExternalWorkOrderStatus 0..5, EcoResFieldServiceProductType 0..3, CustVendorBlocked)."""
+    async with fno.http.get(f"{fno.base}/$metadata", headers=bearer(fno.token)) as resp:
+        assert resp.status == 200
+        xml = await resp.text()
+    for enum, members in (
+        ("SalesExternalWorkOrderStatus", FO_WORK_ORDER_STATUS),
+        ("EcoResFieldServiceProductType", FO_FS_PRODUCT_TYPE),
+        ("CustVendorBlocked", FO_BLOCKED),
+    ):
+        assert f'<EnumType Name="{enum}"' in xml, enum
+        for value, name in enumerate(members):
+            assert f'<Member Name="{name}" Value="{value}"' in xml, (enum, name)
+    assert 'Type="Microsoft.Dynamics.DataEntities.SalesExternalWorkOrderStatus"' in xml
