@@ -259,3 +259,22 @@ async def test_metadata_declares_the_enum_types(fno: Fno) -> None:
         for value, name in enumerate(members):
             assert f'<Member Name="{name}" Value="{value}"' in xml, (enum, name)
     assert 'Type="Microsoft.Dynamics.DataEntities.SalesExternalWorkOrderStatus"' in xml
+
+
+async def test_deleting_a_sales_order_deletes_its_lines(fno: Fno, webhook_receiver: WebhookReceiver) -> None:
+    """F&O's sales order header cascades to its lines on delete; each line's deletion has its own data
+    event (data-events.md: one event per committed delete)."""
+    admin = {"x-sandbox-admin-key": fno.sb.info.admin_key}
+    endpoint = {"name": "t", "url": webhook_receiver.url, "entity_sets": [LINES], "events": ["Delete"]}
+    async with fno.http.post(
+        f"{fno.sb.info.scm_admin_url}/dataevents/endpoints", json=endpoint, headers=admin
+    ) as resp:
+        assert resp.status == 201
+    await fno.order(SalesOrderNumber="WO-40")
+    await fno.line("WO-40", 1)
+    await fno.line("WO-40", -1, "FS-REPAIR")
+    status, _ = await fno.call("DELETE", f"{HEADERS}(dataAreaId='usmf',SalesOrderNumber='WO-40')")
+    assert status == 204
+    assert (await fno.call("GET", f"{LINES}?$filter=SalesOrderNumber eq 'WO-40'"))[1]["value"] == []
+    events = [c.json() for c in await webhook_receiver.wait_for(2)]
+    assert [e["BusinessEventId"] for e in events] == ["CDSSalesOrderLineV2_Deleted"] * 2
