@@ -11,6 +11,7 @@ and the Data integrator template pages (MicrosoftDocs/dynamics-365-unified-opera
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from bridge.sandbox.schema.fs_dataverse import (
     WO_SCHEDULED,
     WO_UNSCHEDULED,
 )
+from bridge.wire.batch import BatchRequest, ChangeSet, parse_batch_response, write_requests
 
 
 class Dv:
@@ -278,3 +280,32 @@ async def test_entity_definitions_carry_the_published_choice_labels(dv: Dv) -> N
         (690970004, "Posted"),
         (690970005, "Canceled"),
     ]
+
+
+async def test_a_work_order_and_its_lines_in_one_change_set(dv: Dv) -> None:
+    """webapi/execute-batch-operations-using-web-api.md: a change set with Content-ID references
+    (``$1``) commits as a whole; the lines bound to ``$1`` get the new work order's status."""
+    base = dv.base + "/"
+    header = {
+        "msdyn_name": "WO-BATCH",
+        "msdyn_systemstatus": WO_SCHEDULED,
+        "msdyn_ServiceAccount@odata.bind": f"/accounts({account_id('FS-C001')})",
+    }
+    line = {
+        "msdyn_WorkOrder@odata.bind": "$1",
+        "msdyn_Product@odata.bind": f"/products({product_id('FS-PUMP')})",
+    }
+    json_type = {"content-type": "application/json"}
+    parts = [
+        BatchRequest("POST", base + "msdyn_workorders", json_type, json.dumps(header).encode(), "1"),
+        BatchRequest("POST", base + "msdyn_workorderproducts", json_type, json.dumps(line).encode(), "2"),
+    ]
+    ctype, body = write_requests([ChangeSet(parts)])
+    async with dv.http.post(
+        f"{dv.base}/$batch", data=body, headers=bearer(dv.token, **{"Content-Type": ctype})
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        answers = parse_batch_response(await resp.read(), resp.headers["Content-Type"])
+    assert isinstance(answers[0], list) and [a.status for a in answers[0]] == [204, 204]
+    status, rows = await dv.call("GET", "msdyn_workorderproducts?$filter=msdyn_name eq 'Circulation pump'")
+    assert status == 200 and [r["msdynce_headersystemstatus"] for r in rows["value"]] == [WO_SCHEDULED]
