@@ -20,6 +20,8 @@ Sources (MicrosoftDocs/dynamics-365-unified-operations-public, articles/supply-c
   ``FreeTextNumber`` (``FTI-######``) and sets ``IsPosted`` (No = In process, Yes = Completed).
 - Customers on hold (``OnHoldStatus``, CustVendorBlocked): ``All`` blocks sales orders and invoices,
   ``Invoice`` blocks free text invoices.
+- Deleting a sales order header or a free text invoice header deletes its lines (F&O's header tables
+  cascade to their lines), each line deletion notified like any other.
 """
 
 from __future__ import annotations
@@ -167,6 +169,28 @@ class FieldServiceRules:
             header = self._get(INVOICES, existing, ExternalInvoiceId=existing.get("ExternalInvoiceId"))
             if header is not None:
                 self._check_not_posted(ts.table.logical_name, header)
+
+    async def cascade_delete(
+        self, unit: Unit, ctx: CallContext, ts: TableStore, header: Mapping[str, Any]
+    ) -> None:
+        """Deleting a sales order or a free text invoice deletes its lines, as F&O's header tables do;
+        each line's deletion is a write of its own (with its data event)."""
+        lines_set, key_field = {
+            ORDERS: (ORDER_LINES, "SalesOrderNumber"),
+            INVOICES: (INVOICE_LINES, "ExternalInvoiceId"),
+        }.get(ts.sql_name, ("", ""))
+        if not lines_set:
+            return
+        lines_ts = self.svc.store.table(lines_set)
+        rows = self.svc.store.select(
+            lines_ts,
+            where_sql=f'"{AREA}" = ? AND "{key_field}" = ?',
+            params=[header[AREA], header[key_field]],
+            writer=True,
+        )
+        for line, _ in rows:
+            self.svc.store.delete(lines_ts, {k: line[k] for k in lines_ts.key})
+            await self.svc._notify(unit, ctx, lines_ts, "Delete", line, None, {})
 
     def _check_customer(
         self, entity: str, row: Mapping[str, Any], fields: tuple[str, ...], blocking: tuple[str, ...]

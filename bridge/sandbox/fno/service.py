@@ -371,6 +371,7 @@ class FnoService(ODataService):
         self.fs.check_delete(ts, existing)
         self.store.delete(ts, {k: existing[k] for k in ts.key})
         await self._notify(unit, ctx, ts, "Delete", existing, None, {})
+        await self.fs.cascade_delete(unit, ctx, ts, existing)
         return OpResponse(204, {"OData-Version": "4.0"})
 
     def _identity(self, ts: TableStore, row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
