@@ -174,3 +174,25 @@ async def test_a_document_is_resynced_whole_by_its_header_id(env: Harness) -> No
     assert sorted(await sales_lines(env, number)) == [1]
     states = {f["state"] for f in await failures(env, "work_order") if f["key"] == wo_id}
     assert states == {"resolved"}  # the resync resolved the document's failures
+
+
+async def test_agreement_invoices_take_duplicated_and_reordered_notifications(env: Harness) -> None:
+    from tests.e2e.test_fs_invoices import agreement_invoice, invoice_lines
+
+    ids = await fs_setup(env)
+    _, number, line_id = await agreement_invoice(env, ids)
+    await env.settle()
+    assert float((await invoice_lines(env, number))[1]["Quantity"]) == 2
+    before = env.writes("scm")
+    env.sandbox.faults["dataverse"].configure(FaultSettings(duplicate_rate=1.0))
+    resp = await env.request("cds", "PATCH", f"invoicedetails({line_id})", {"quantity": 5})
+    assert resp.status == 204, resp.body
+    await env.settle()
+    assert env.writes("scm") - before == 2  # the header's PATCH and the line's, once
+    env.sandbox.faults["dataverse"].configure(FaultSettings(reorder_next=1, reorder_hold_ms=300))
+    for quantity in (6, 7):
+        resp = await env.request("cds", "PATCH", f"invoicedetails({line_id})", {"quantity": quantity})
+        assert resp.status == 204, resp.body
+    await env.settle()
+    assert any(e.kind == "reorder" for e in env.sandbox.faults["dataverse"].log)
+    assert float((await invoice_lines(env, number))[1]["Quantity"]) == 7

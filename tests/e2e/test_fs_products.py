@@ -106,3 +106,29 @@ async def test_a_duplicate_data_event_writes_once(env: Harness) -> None:
     assert resp.status == 204, resp.body  # the same values again: an event, and nothing to write
     await env.settle()
     assert env.writes("cds", entity_set="products") == writes
+
+
+async def test_duplicated_and_reordered_data_events_end_with_the_newest_product(env: Harness) -> None:
+    from bridge.sandbox.faults import FaultSettings
+
+    await units(env)
+    await fno_product(env, "FS-500")
+    await synced_product(env, "FS-500")
+    await env.settle()
+    writes = env.writes("cds", entity_set="products")
+    env.sandbox.faults["fno"].configure(FaultSettings(duplicate_rate=1.0))
+    resp = await env.scm_update("CDSReleasedDistinctProducts", "ProductNumber", "FS-500", {"SalesPrice": 30})
+    assert resp.status == 204, resp.body
+    await env.settle()
+    assert any(e.kind == "duplicate" for e in env.sandbox.faults["fno"].log)
+    assert env.writes("cds", entity_set="products") == writes + 1  # sent twice, written once
+    env.sandbox.faults["fno"].configure(FaultSettings(reorder_next=1, reorder_hold_ms=300))
+    for price in (31, 32):
+        resp = await env.scm_update(
+            "CDSReleasedDistinctProducts", "ProductNumber", "FS-500", {"SalesPrice": price}
+        )
+        assert resp.status == 204, resp.body
+    await env.settle()
+    assert any(e.kind == "reorder" for e in env.sandbox.faults["fno"].log)
+    row = await dv_one(env, "products", "productnumber eq 'FS-500'")
+    assert row is not None and float(row["price"]) == 32  # the late 31 did not win
