@@ -114,11 +114,6 @@ class Value(_Model):
     def origin(self) -> str:
         return next(o for o in ("source", "constant", "setting", "rule") if o in self.model_fields_set)
 
-    @property
-    def write_name(self) -> str:
-        """The payload key: the column, or '<nav>@odata.bind' for a lookup written to Dataverse."""
-        return self.target
-
     def source_columns(self) -> set[str]:
         if self.source is not None:
             return {self.source}

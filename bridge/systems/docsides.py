@@ -12,7 +12,7 @@ from bridge.engine.sideports import DocWrite
 from bridge.systems.batch import BatchOperation, build_changeset, parse_batch_response, raise_for_batch
 from bridge.systems.client import ServiceClient
 from bridge.systems.dataverse import DataverseClient
-from bridge.systems.fno import CROSS_COMPANY, FnoClient
+from bridge.systems.fno import FnoClient
 from bridge.systems.odata import id_segment, key_segment, literal
 
 # Refusals of a change set whose answer is read here; 429 and 5xx are retried by the HTTP client.
@@ -82,5 +82,3 @@ class ClientDocumentSide:
             )
         raise_for_batch(client.system, results, len(ops))
 
-
-__all__ = ["CROSS_COMPANY", "ClientDocumentSide"]
