@@ -319,3 +319,17 @@ def test_an_invoice_needs_its_date_and_lines_take_the_configured_main_account() 
 def test_invoice_lines_without_agreement_origin_are_kept_out() -> None:
     assert docrules.failed_filter(INVOICE.lines[0].filters, {"msdynce_hasagreementorigin": False}) is not None
     assert docrules.failed_filter(INVOICE.lines[0].filters, {"msdynce_hasagreementorigin": True}) is None
+
+
+def test_the_main_account_is_a_setting_of_the_map_file(tmp_path: Path) -> None:
+    from bridge.core.mapping import load_mapping_file
+
+    shipped = Path(__file__).resolve().parents[2] / "mappings" / "agreement_invoice.yaml"
+    text = shipped.read_text(encoding="utf-8")
+    assert 'main_account: "401100"' in text
+    mine = tmp_path / "agreement_invoice.yaml"
+    mine.write_text(text.replace('main_account: "401100"', 'main_account: "402200"'), encoding="utf-8")
+    edited = load_mapping_file(mine)
+    assert isinstance(edited, DocumentMap)
+    line = docrules.evaluate(edited, edited.lines[0].values, {"quantity": 1}, {})
+    assert line["MainAccountDisplayValue"] == "402200"
