@@ -251,6 +251,29 @@ class DocumentMap(EntityMap):
     def line_of_table(self, logical_name: str) -> LineCollection | None:
         return next((line for line in self.lines if line.cds.logical_name == logical_name), None)
 
+    def used_columns(self, *, header: bool) -> frozenset[str]:
+        """Source columns the header's (or the lines') filters and values read, each also in its
+        lookup read form (``_x_value``): a save that changes none of them has nothing to write."""
+        names: set[str] = set()
+        if header:
+            names.add(self.cds.key_field)
+            parts = [(self.filters, self.values)]
+        else:
+            names.update(line.cds.parent for line in self.lines)
+            parts = [(line.filters, [*line.values, line.key]) for line in self.lines]
+        for filters, values in parts:
+            names.update(f.column for f in filters)
+            for v in values:
+                names.update(v.source_columns())
+        if header:  # what the lines read of their header
+            for line in self.lines:
+                columns = {f.column for f in line.filters}
+                for v in (*line.values, line.key):
+                    columns |= v.source_columns()
+                names.update(c.removeprefix(HEADER_PREFIX) for c in columns if c.startswith(HEADER_PREFIX))
+        names = {n for n in names if not n.startswith(HEADER_PREFIX)}
+        return frozenset(names | {f"_{n}_value" for n in names})
+
     def cds_tables(self) -> list[str]:
         """Every Dataverse table of the document (header first): its webhooks all come to this map."""
         return [self.cds.logical_name, *(line.cds.logical_name for line in self.lines)]

@@ -75,6 +75,10 @@ class DocumentApplier:
             return _skip("the document was deleted")
         if on_header and event.operation is Operation.DELETE:
             return await self._delete_document(event, dmap, ledger, previous)
+        if previous and event.operation is Operation.UPDATE and event.changed:
+            used = dmap.used_columns(header=on_header)
+            if not used & set(event.changed):  # e.g. a line's copy of its header's status
+                return _skip("no mapped field changed")
         header = await self.side.get(System.CDS, dmap.cds.entity_set, {dmap.cds.primary_id: header_id})
         if on_header and event.mode is SyncMode.SYNC and event.image is not None:
             header = {**(header or {}), **event.image}  # the save not committed yet: its own image
@@ -141,10 +145,8 @@ class DocumentApplier:
 
     async def _lookup(self, dmap: DocumentMap, lookup: ValueLookup, value: str) -> str | None:
         if dmap.source_system is System.CDS:  # a GUID -> the referenced row's natural key
-            id_field = lookup.id_field or _primary_id(lookup.entity_set)
-            row = await self.side.get(System.CDS, lookup.entity_set, {id_field: value})
-            found = None if row is None else row.get(lookup.key_field)
-            return None if found is None or found == "" else str(found)
+            found = await self.side.key_of(lookup.entity_set, value, lookup.key_field)
+            return None if found is None or found == "" else found
         assert lookup.id_field is not None  # checked at load
         rows = await self.side.find(System.CDS, lookup.entity_set, {lookup.key_field: value})
         return str(rows[0][lookup.id_field]).lower() if rows else None
@@ -301,7 +303,3 @@ def _collection_of(dmap: DocumentMap, image: dict[str, Any]) -> LineCollection |
     """The collection of a line image: the one whose primary id column it carries."""
     return next((line for line in dmap.lines if line.cds.primary_id in image), None)
 
-
-def _primary_id(entity_set: str) -> str:
-    singular = entity_set[:-3] + "y" if entity_set.endswith("ies") else entity_set.removesuffix("s")
-    return singular + "id"

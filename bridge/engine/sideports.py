@@ -103,6 +103,10 @@ class DocumentSide(Protocol):
         """Every row whose columns equal ``equals`` (Dataverse lookups as ``_x_value``)."""
         ...
 
+    async def key_of(self, entity_set: str, record_id: str, key_field: str) -> str | None:
+        """A Dataverse row's natural key (``key_field``), None if the row is gone (may be cached)."""
+        ...
+
     async def changeset(self, system: System, writes: list[DocWrite]) -> None:
         """All of ``writes`` in one change set; the system's refusal raises (nothing applied)."""
         ...

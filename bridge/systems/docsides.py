@@ -58,6 +58,10 @@ class ClientDocumentSide:
             return await self.scm.query(entity_set, filter=_equals_filter(equals))
         return await self.cds.query(entity_set, filter=_equals_filter(equals))
 
+    async def key_of(self, entity_set: str, record_id: str, key_field: str) -> str | None:
+        # The client's cache of natural keys, shared with the entity maps' lookups.
+        return await self.cds.resolve_key(entity_set, record_id, key_field)
+
     async def changeset(self, system: System, writes: list[DocWrite]) -> None:
         if not writes:
             return

@@ -63,6 +63,11 @@ class FakeSide:
     async def find(self, system: System, entity_set: str, equals: dict[str, Any]) -> list[dict[str, Any]]:
         return [r for r in self.cds.get(entity_set, []) if all(r.get(k) == v for k, v in equals.items())]
 
+    async def key_of(self, entity_set: str, record_id: str, key_field: str) -> str | None:
+        id_field = {"accounts": "accountid", "products": "productid"}[entity_set]
+        row = next((r for r in self.cds.get(entity_set, []) if r.get(id_field) == record_id), None)
+        return None if row is None else str(row[key_field])
+
     async def changeset(self, system: System, writes: list[DocWrite]) -> None:
         self.changesets.append(writes)
 
@@ -156,3 +161,15 @@ async def test_a_posted_target_is_refused_before_anything_is_sent() -> None:
     with pytest.raises(RejectedError, match="posted"):
         await applier.apply(event(entity="agreement_invoice", event_id="cds:2"), found)
     assert len(side.changesets) == 1
+
+
+async def test_a_save_that_changes_no_column_the_document_reads_is_skipped_unread() -> None:
+    side, state = FakeSide(), MemoryState()
+    applier = DocumentApplier(state=state, side=side)
+    await applier.apply(event(), work_order())
+    side.cds["msdyn_workorders"] = []  # would read as "gone": proves nothing is read
+    copy = event(LINE_ID, event_id="cds:copy", changed={"msdynce_headersystemstatus": 690970002})
+    done = await applier.apply(copy, work_order())
+    assert not done.applied and done.reason == "no mapped field changed"
+    used = event(LINE_ID, event_id="cds:qty", changed={"msdyn_estimatequantity": 6})
+    assert (await applier.apply(used, work_order())).reason == "the header is gone at the source"
