@@ -302,4 +302,3 @@ def _line(dmap: DocumentMap, name: str) -> LineCollection:
 def _collection_of(dmap: DocumentMap, image: dict[str, Any]) -> LineCollection | None:
     """The collection of a line image: the one whose primary id column it carries."""
     return next((line for line in dmap.lines if line.cds.primary_id in image), None)
-

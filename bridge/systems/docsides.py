@@ -85,4 +85,3 @@ class ClientDocumentSide:
                 f"{client.system} {resp.status}: {resp.text[:500]}", system=client.system, status=resp.status
             )
         raise_for_batch(client.system, results, len(ops))
-
