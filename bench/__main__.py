@@ -29,8 +29,9 @@ from bench.procs import DEFAULT_EVENT_LOOP, DEFAULT_GC_GEN0_THRESHOLD
 from bench.profile import run_profile
 from bench.restart import run_restart
 from bench.syncpath import run_sync
+from bench.workorder import run_workorders
 
-SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "attack", "profile")
+SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "attack", "profile", "workorder")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,6 +89,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "restart": {"records": 20, "kills": 3},
             "profile": None,
             "attack": {"senders": 8, "seconds": 3.0, "expanded_mb": 1024},
+            "workorder": {"docs": 20, "lanes": 4},
         }
     return {
         "sync": {"creates": 100, "updates": 400, "latency_changes": 60},
@@ -98,6 +100,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "scaling": {1: 300, 10: 1000, 100: 3000, 10_000: 10_000},
         "profile": {"records": 500, "updates": 5000},
         "attack": {"senders": 8, "seconds": 15.0, "expanded_mb": 1024},
+        "workorder": {"docs": 200, "lanes": 8},
     }
 
 
@@ -381,6 +384,28 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                 "s",
                 f"{a.healthz_calls} /healthz calls, p50 {a.healthz_ms_p50:.1f} ms",
             ),
+        ]
+
+    if "workorder" in only:
+        print("work orders with 10 lines, end to end ...", flush=True)
+        w = await run_workorders(state_dir, workdir, keys=keys, **sizes["workorder"])
+        out.update(
+            workorder_docs_per_s=w.docs_per_s,
+            workorder_ratio_to_raw=w.ratio_to_raw,
+            workorder_raw_docs_per_s=w.raw_docs_per_s,
+            workorder_docs=w.docs,
+            workorder_lines_per_doc=w.lines_per_doc,
+            workorder_missing_lines=w.missing_lines,
+        )
+        figures += [
+            Figure(
+                "work orders (10 lines) -> sales orders: docs/s",
+                w.docs_per_s,
+                "/s",
+                f"raw F&O change sets {w.raw_docs_per_s:,.1f}/s; {w.docs} docs,"
+                f" {w.missing_lines} lines missing",
+            ),
+            Figure("work orders: ratio to raw change sets", w.ratio_to_raw, "x", ""),
         ]
 
     if "profile" in only and sizes["profile"] is not None:

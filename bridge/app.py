@@ -31,7 +31,14 @@ from bridge.ops.api_systems import Registrations, SystemsApi, SystemSource
 from bridge.ops.auth import AdminAuth
 from bridge.ops.server import setup_ops
 from bridge.queue.factory import create_queue, open_queue
-from bridge.register import ENDPOINT_NAME, MESSAGES, register_webhooks, scm_endpoint_instructions, step_name
+from bridge.register import (
+    ENDPOINT_NAME,
+    MESSAGES,
+    register_webhooks,
+    registered_tables,
+    scm_endpoint_instructions,
+    step_name,
+)
 from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
 from bridge.state.factory import create_state
@@ -157,8 +164,9 @@ class Bridge:
     def _systems_api(self) -> SystemsApi:
         """GET /api/systems: both systems' health, and the registrations ``register`` writes."""
         expected = {
-            step_name(emap, message): (name, message)
+            step_name(emap, message, table): (name, message)
             for name, emap in self.mappings.maps.items()
+            for table in registered_tables(emap)
             for message in MESSAGES
         }
         return SystemsApi(

@@ -92,6 +92,7 @@ async def seed_demo(sandbox: Any) -> int:
     info = sandbox.info
     context = ssl.create_default_context(cafile=info.ca_file)
     company = await _company_id(sandbox, context)
+    _seed_field_service_reference(sandbox)  # before any write makes the bridge write back
     made = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
         for system, entity_set, body in DEMO_RECORDS:
@@ -105,7 +106,18 @@ async def seed_demo(sandbox: Any) -> int:
                 token = sandbox.token("user", "dataverse")
             async with http.post(url, json=payload, headers={"Authorization": f"Bearer {token}"}) as resp:
                 made += resp.status in (201, 204)
+        # a work order with its product and service lines, as a person: the work_order map syncs it
+        from bridge.sandbox.fsseed import create_work_order
+
+        made += await create_work_order(http, info.cds_url, sandbox.token("user", "dataverse"))
     return made
+
+
+def _seed_field_service_reference(sandbox: Any) -> None:
+    """Field Service reference data on both emulators, as if synced before (bridge/sandbox/fsseed.py)."""
+    from bridge.sandbox.fsseed import seed_reference
+
+    seed_reference(sandbox.dataverse, sandbox.fno)
 
 
 async def _company_id(sandbox: Any, context: ssl.SSLContext) -> str:
@@ -262,6 +274,21 @@ curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" \\
     return write, read
 
 
+def work_order_command(info: dict[str, Any], number: str = "WO-DEMO-1") -> str:
+    """A shell snippet that reads, as the person-like client, the F&O sales order the bridge made of
+    the demo's work order, then its lines (products positive, services negative line numbers)."""
+    ca, scm = info["ca_file"], info["scm_url"]
+    header = f"CDSSalesOrderHeaders(dataAreaId='usmf',SalesOrderNumber='{number}')"
+    fields = "SalesOrderNumber,OrderingCustomerAccountNumber,SalesOrderOriginType,ExternalWorkOrderStatus"
+    return f"""{_token_command(info, info["scm_scope"])}
+curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" -G \\
+    --data-urlencode '$select={fields}' "{scm}/{header}"
+curl -s --cacert {ca} -H "Authorization: Bearer $TOKEN" -G \\
+    --data-urlencode "\\$filter=SalesOrderNumber eq '{number}'" \\
+    --data-urlencode '$select=LineCreationSequenceNumber,ProductNumber,OrderedSalesQuantity' \\
+    '{scm}/CDSSalesOrderLinesV2'"""
+
+
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
@@ -284,6 +311,9 @@ Try it as the person-like client: create a mode of delivery in F&O,
 {_indent(write)}
 then read it in Dataverse as the ship via the bridge made of it (or watch the dashboard):
 {_indent(read)}
+A person created work order WO-DEMO-1 in Dataverse (two product lines, one service line); read the
+sales order the work_order map made of it in F&O, then its lines:
+{_indent(work_order_command(info))}
 Stop with Ctrl+C.""",
         flush=True,
     )

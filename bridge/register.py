@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from bridge.core.errors import ConfigError
 from bridge.core.events import System
-from bridge.core.mapping import EntityMap, MappingSet
+from bridge.core.mapping import DocumentMap, EntityMap, MappingSet
 from bridge.systems.dataverse import DataverseClient
 
 ENDPOINT_NAME = "dualwrite bridge"
@@ -31,8 +31,16 @@ class Registration:
     updated: int = 0
 
 
-def step_name(emap: EntityMap, message: str) -> str:
-    return f"dualwrite: {emap.cds.logical_name} {message}"
+def step_name(emap: EntityMap, message: str, table: str | None = None) -> str:
+    return f"dualwrite: {table or emap.cds.logical_name} {message}"
+
+
+def registered_tables(emap: EntityMap) -> list[str]:
+    """The Dataverse tables whose saves the map needs: its table; a document's header and line
+    tables when it flows to F&O, none when it flows from F&O (a one-way map needs no webhook)."""
+    if isinstance(emap, DocumentMap):
+        return emap.cds_tables() if emap.source_system is System.CDS else []
+    return [emap.cds.logical_name]
 
 
 async def register_webhooks(
@@ -65,16 +73,15 @@ async def register_webhooks(
     messages = {
         m: await _single_id(client, "sdkmessages", "sdkmessageid", f"name eq '{m}'") for m in MESSAGES
     }
-    for emap in mappings.maps.values():
+    for emap, table in ((m, t) for m in mappings.maps.values() for t in registered_tables(m)):
         for message in MESSAGES:
             filter_id = await _single_id(
                 client,
                 "sdkmessagefilters",
                 "sdkmessagefilterid",
-                f"primaryobjecttypecode eq '{emap.cds.logical_name}'"
-                f" and _sdkmessageid_value eq {messages[message]}",
+                f"primaryobjecttypecode eq '{table}' and _sdkmessageid_value eq {messages[message]}",
             )
-            name = step_name(emap, message)
+            name = step_name(emap, message, table)
             body: dict[str, Any] = {
                 "name": name,
                 "mode": 0 if mode == "sync" else 1,
@@ -86,7 +93,7 @@ async def register_webhooks(
                 "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})",
                 "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({reg.endpoint_id})",
             }
-            if message == "Update":
+            if message == "Update" and not isinstance(emap, DocumentMap):  # a document: every column
                 body["filteringattributes"] = ",".join(sorted(_filtering_attributes(emap)))
             step_id = await _ensure(
                 client,

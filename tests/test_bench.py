@@ -97,3 +97,14 @@ def test_quick_attack_section_times_healthz_while_bombs_are_refused(tmp_path: Pa
     assert figures["attack_healthz_calls"] >= 20
     assert figures["attack_healthz_ms_max"] >= figures["attack_healthz_ms_p50"] > 0
     assert "attack: slowest /healthz under compression bombs" in table
+
+
+def test_quick_workorder_section_measures_documents_against_raw_change_sets(tmp_path: Path) -> None:
+    """Issue 23: work orders with 10 lines end to end, and the same documents as raw F&O change sets."""
+    figures, table = _quick("workorder", tmp_path)
+    assert figures["workorder_docs"] == 20 and figures["workorder_lines_per_doc"] == 10
+    assert figures["workorder_missing_lines"] == 0  # every line of every work order reached F&O
+    assert figures["workorder_docs_per_s"] > 0 and figures["workorder_raw_docs_per_s"] > 0
+    ratio = figures["workorder_docs_per_s"] / figures["workorder_raw_docs_per_s"]
+    assert figures["workorder_ratio_to_raw"] == pytest.approx(ratio)
+    assert "work orders (10 lines) -> sales orders: docs/s" in table

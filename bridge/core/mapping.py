@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from bridge.core.docmap import DocumentMap
 from bridge.core.entitymap import (
     CdsSide,
     ConflictPolicy,
@@ -31,6 +32,7 @@ __all__ = [
     "CdsSide",
     "ConflictPolicy",
     "Direction",
+    "DocumentMap",
     "EntityMap",
     "EnumTable",
     "FieldMap",
@@ -52,6 +54,9 @@ class MappingSet:
     def __init__(self, maps: dict[str, EntityMap]) -> None:
         self.maps = maps
         self._cds_logical = {m.cds.logical_name: m for m in maps.values()}
+        for m in maps.values():  # a document's line tables send their webhooks to the document's map
+            if isinstance(m, DocumentMap):
+                self._cds_logical.update({table: m for table in m.cds_tables()})
         self._cds_set = {m.cds.entity_set: m for m in maps.values()}
         self._scm_set = {m.scm.entity_set: m for m in maps.values()}
         self._scm_event = {m.scm.event_name: m for m in maps.values()}
@@ -122,8 +127,9 @@ def load_mapping_file(path: Path, *, label: str | None = None) -> EntityMap:
         raise ConfigError(f"invalid YAML{at}: {problem}", file=where) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of keys (name, cds, scm, fields, ...)", file=where)
+    model = DocumentMap if data.get("kind") == "document" else EntityMap
     try:
-        return EntityMap.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]
@@ -153,10 +159,13 @@ def check_unique(maps: list[tuple[str, EntityMap]]) -> None:
     for field, get in keys.items():
         seen: dict[str, str] = {}
         for where, emap in maps:
-            value = get(emap)
-            if value in seen:
-                raise ConfigError(f"'{value}' is also used by {seen[value]}", file=where, field=field)
-            seen[value] = where
+            values = [get(emap)]
+            if field == "cds.logical_name" and isinstance(emap, DocumentMap):
+                values = emap.cds_tables()  # a document's line tables belong to it alone too
+            for value in values:
+                if value in seen:
+                    raise ConfigError(f"'{value}' is also used by {seen[value]}", file=where, field=field)
+                seen[value] = where
 
 
 def load_mappings(directory: Path) -> MappingSet:

@@ -29,7 +29,8 @@ from bridge.core import rules
 from bridge.core.errors import ConflictError, RejectedError, RetryableError
 from bridge.core.events import DEFERRED_KEY_PREFIX, ChangeEvent, Operation, SyncMode, System
 from bridge.core.ledger import LedgerEntry
-from bridge.core.mapping import EntityMap, MappingSet
+from bridge.core.mapping import DocumentMap, EntityMap, MappingSet
+from bridge.engine.documents import DocumentApplier
 from bridge.engine.journal import Undo, UndoJournal, journal_id
 from bridge.engine.parking import park
 from bridge.engine.records import (
@@ -71,6 +72,9 @@ class Applier:
         self.sides = sides
         self.own_ids = own_ids  # our Dataverse user id and our Entra object id
         self.journal = UndoJournal(state)
+        self._documents = (
+            None if sides.documents is None else DocumentApplier(state=state, side=sides.documents)
+        )
 
     def side(self, system: System) -> Side:
         return self.sides.of(system)
@@ -79,6 +83,8 @@ class Applier:
         emap = self.mappings.maps[event.entity]
         if rules.is_echo(event, self.own_ids):
             return Applied(Result.SKIPPED, "echo")
+        if isinstance(emap, DocumentMap):
+            return await self._document(event, emap)
         if event.key.startswith(DEFERRED_KEY_PREFIX):
             resolved = await self._undefer(event, emap)
             if resolved is None:
@@ -92,6 +98,13 @@ class Applier:
         if event.operation is Operation.DELETE:
             return await self._delete(event, emap, ledger)
         return await self._upsert(event, emap, ledger)
+
+    async def _document(self, event: ChangeEvent, dmap: DocumentMap) -> Applied:
+        """A document map's change: the whole document as one change set (bridge.engine.documents)."""
+        if self._documents is None:
+            raise RejectedError(f"map {dmap.name}: no document side configured", code="config")
+        done = await self._documents.apply(event, dmap)
+        return Applied(Result.APPLIED if done.applied else Result.SKIPPED, done.reason, details=done.details)
 
     async def _undefer(self, event: ChangeEvent, emap: EntityMap) -> ChangeEvent | None:
         """Read the committed Dataverse row of an event received without its key."""

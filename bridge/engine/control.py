@@ -19,7 +19,7 @@ from bridge.core.errors import DualWriteError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key, utcnow
 from bridge.core.kinds import FailureKind
 from bridge.core.ledger import LedgerEntry
-from bridge.core.mapping import EntityMap
+from bridge.core.mapping import DocumentMap, EntityMap
 from bridge.engine.apply import Result
 from bridge.engine.outcome import RETRY_MARK, Record, failure_record
 from bridge.engine.ports import ConflictResolution, Readiness, ResumeMode, ResyncResult
@@ -253,6 +253,8 @@ class EngineController:
         applier = self.engine.applier
         emap = applier.mappings.maps[entity]
         company = company.upper()
+        if isinstance(emap, DocumentMap):
+            return await self._resync_document(emap, company, key, from_side, actor)
         try:
             row = await applier.side(from_side).read(emap, company, key)
             if row is None and await applier.side(from_side.other).read(emap, company, key) is None:
@@ -300,6 +302,38 @@ class EngineController:
             entity, ActivityKind.RESYNCED, f"{company}/{key} from {from_side.value}: {outcome}", actor=actor
         )
         return ResyncResult(entity, company, key, from_side, outcome, applied.reason)
+
+    async def _resync_document(
+        self, dmap: DocumentMap, company: str, key: str, from_side: System, actor: str | None
+    ) -> ResyncResult:
+        """A document (``key``: its header's Dataverse id, or its F&O number from F&O): read it whole
+        now and write what differs from the last sync, as its next save would."""
+        if from_side is not dmap.source_system:
+            why = f"{dmap.name} flows from {dmap.source_system.value} only"
+            return ResyncResult(dmap.name, company, key, from_side, "failed", why)
+        event = ChangeEvent(
+            event_id=f"resync:{dmap.name}:{company}:{key}:{utcnow().isoformat()}",
+            source=from_side,
+            entity=dmap.name,
+            company=company,
+            key=key,
+            operation=Operation.UPDATE,
+            record_id=key if from_side is System.CDS else None,
+            source_timestamp=utcnow(),
+        )
+        try:
+            applied = await self.engine.applier.apply(event)
+        except (SyncError, DualWriteError) as exc:
+            return ResyncResult(dmap.name, company, key, from_side, "failed", str(exc))
+        outcome = "applied" if applied.result is Result.APPLIED else "unchanged"
+        await self.state.resolve_record(dmap.name, company, key, resolution=Resolution.RESYNC, by=actor)
+        await self.note(
+            dmap.name,
+            ActivityKind.RESYNCED,
+            f"{company}/{key} from {from_side.value}: {outcome}",
+            actor=actor,
+        )
+        return ResyncResult(dmap.name, company, key, from_side, outcome, applied.reason)
 
     # ---- a parked conflict (conflict_policy: manual) -----------------------------------------------
 

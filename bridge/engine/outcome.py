@@ -386,6 +386,13 @@ class Outcomes:
             await self.queue.complete(item)
             self.answer(event, answer_of_rejection(event, exc))
             return
+        if not self.recovery.compensates(event):
+            kept = "kept at the source: retry once the cause is fixed (documents are not compensated)"
+            await self._record(
+                item, Record(kind=FailureKind.REJECTED, source_message=kept, target_message=exc.message)
+            )
+            await self.queue.complete(item)
+            return
         result: str | SyncError
         try:
             result = await self.recovery.compensate(event, await self.state.get_ledger(event.record_key))

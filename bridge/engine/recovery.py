@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from bridge.core.errors import ConflictError, RetryableError
 from bridge.core.events import ChangeEvent, Operation, System, record_key
 from bridge.core.ledger import LedgerEntry
-from bridge.core.mapping import MappingSet
+from bridge.core.mapping import DocumentMap, MappingSet
 from bridge.engine.journal import Undo, UndoJournal
 from bridge.engine.records import ledger_from_json, replace_ledger, row_from_json
 from bridge.engine.sideports import Sides
@@ -25,6 +25,11 @@ class Recovery:
         self.state = state
         self.sides = sides
         self.journal = UndoJournal(state)
+
+    def compensates(self, event: ChangeEvent) -> bool:
+        """False for a document map's change: its Dataverse saves stay, the failure waits for a retry
+        (a document is never half undone at the originator)."""
+        return not isinstance(self.mappings.maps.get(event.entity), DocumentMap)
 
     async def compensate(self, event: ChangeEvent, ledger: LedgerEntry | None) -> str:
         """Put the originator back as it was before a change the other side rejected."""

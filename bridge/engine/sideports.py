@@ -81,11 +81,44 @@ class DataverseSide(Side, Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class DocWrite:
+    """One write of a document's change set: ``keys`` address the row (F&O: its key properties;
+    Dataverse: ``{primary id: GUID}``); a POST sends ``body`` to the collection."""
+
+    method: str  # POST, PATCH, DELETE
+    entity_set: str
+    keys: dict[str, Any]
+    body: dict[str, Any] | None = None
+
+
+class DocumentSide(Protocol):
+    """What document maps (``bridge.engine.documents``) need of the systems: rows of any table, and
+    writes that commit together or not at all (one ``$batch`` change set)."""
+
+    async def get(self, system: System, entity_set: str, keys: dict[str, Any]) -> dict[str, Any] | None:
+        """One row by key (Dataverse: ``{primary id: GUID}`` or an alternate key), or None."""
+        ...
+
+    async def find(self, system: System, entity_set: str, equals: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every row whose columns equal ``equals`` (Dataverse lookups as ``_x_value``)."""
+        ...
+
+    async def key_of(self, entity_set: str, record_id: str, key_field: str) -> str | None:
+        """A Dataverse row's natural key (``key_field``), None if the row is gone (may be cached)."""
+        ...
+
+    async def changeset(self, system: System, writes: list[DocWrite]) -> None:
+        """All of ``writes`` in one change set; the system's refusal raises (nothing applied)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Sides:
     """Both systems, as the applier and the recovery reach them."""
 
     cds: DataverseSide
     scm: Side
+    documents: DocumentSide | None = None  # document maps' reads and change sets
 
     def of(self, system: System) -> Side:
         return self.cds if system is System.CDS else self.scm

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 
 from bridge.core import rules
 from bridge.core.deadline import deadline_scope
+from bridge.core.docmap import DocumentMap
 from bridge.core.entitymap import ConflictPolicy
 from bridge.core.errors import RetryableError, SyncError
 from bridge.core.events import ChangeEvent, System
@@ -142,7 +143,11 @@ class SyncGate:
         """For a synchronous change queued behind earlier events of its record: its answer, decided
         now, when one of those is from the other side; None to let it wait for its turn."""
         emap = self.applier.mappings.maps.get(save.entity)
-        if emap is None or QueueCapability.RECORD_VIEW not in self.queue.capabilities:
+        if (
+            emap is None
+            or isinstance(emap, DocumentMap)
+            or QueueCapability.RECORD_VIEW not in self.queue.capabilities
+        ):
             # A backend that cannot show one record's waiting events (Service Bus): the save waits
             # its turn as before the gate existed (docs/queue-and-state.md, capabilities).
             return None

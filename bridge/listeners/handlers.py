@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from bridge.core.docmap import DocumentMap
 from bridge.core.errors import PayloadError, RejectedError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode
 from bridge.engine.ports import EventSink, SinkResult
@@ -32,6 +33,7 @@ from bridge.listeners.body import (
     read_body,
 )
 from bridge.listeners.cds import CdsChange, parse_cds_notification
+from bridge.listeners.docevents import document_event, line_of, parent_of
 from bridge.listeners.scm import parse_scm_notification
 from bridge.listeners.sink import CompanyDirectory, FetchCdsRecord
 from bridge.listeners.values import MappingLookup
@@ -168,6 +170,8 @@ class WebhookListener:
         change = parse_cds_notification(body, request.headers, self.mappings, trace_context=trace)
         if change is None:
             return self._unmapped("cds", body)
+        if isinstance(change.emap, DocumentMap):
+            return await self._document("cds", change, str(body.get("PrimaryEntityName", "")))
         event = await self._complete(change)
         if event is None:
             return self._ignored("cds", "the record has no company: only rows with a company sync")
@@ -200,6 +204,24 @@ class WebhookListener:
         if code is None:
             raise PayloadError(f"company {change.company_id} is not a known cdm_company")
         return change.to_event(code)
+
+    async def _document(self, system: str, change: CdsChange, table: str) -> web.Response:
+        """A save of a document's header or line: keyed by the header's id (bridge.listeners.docevents)."""
+        dmap = change.emap
+        assert isinstance(dmap, DocumentMap)
+        line = line_of(dmap, table)
+        if line is None:
+            return await self._submit_all(system, [document_event(change, dmap, change.record_id)])
+        header_id = parent_of(line, change.changed, change.image, change.pre_image)
+        if header_id is None:
+            try:
+                row = await self.fetch_cds_record(line.cds.entity_set, change.record_id)
+            except SyncError as exc:
+                return _error(503, "lookup_failed", f"reading from Dataverse failed: {exc}")
+            header_id = parent_of(line, row)
+        if header_id is None:
+            return self._ignored(system, f"{table} {change.record_id}: no {line.cds.parent} (its header)")
+        return await self._submit_all(system, [document_event(change, dmap, header_id)])
 
     # ---------------------------------------------------------------- F&O
     async def handle_scm(self, request: web.Request) -> web.Response:

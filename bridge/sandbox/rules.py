@@ -194,7 +194,8 @@ class TableRules:
         for name in self.required:
             given = name in values
             value = out.get(name) if given else (existing or {}).get(name)
-            empty = value is None or value == ""
+            # F&O has no null date: 1900-01-01 is its empty date, so a required date must be another one
+            empty = value is None or value == "" or (self.dialect == "fno" and value == FNO_EMPTY_DATE)
             if (existing is None or given) and empty and not any(v.column == name for v in violations):
                 violations.append(Violation(Rule.REQUIRED, name, value))
         return out, violations
@@ -229,7 +230,7 @@ class TableRules:
     ) -> list[Violation]:
         """The natural key (Dataverse alternate key / F&O composite key) is unique per company."""
         where = {k: row.get(k) for k in self.key}
-        if any(v is None for v in where.values()):
+        if not where or any(v is None for v in where.values()):
             return []
         if own is not None and all(_same(own.get(k), v) for k, v in where.items()):
             return []

@@ -95,9 +95,9 @@ def _ddl(ts: TableStore) -> list[str]:
         collate = " COLLATE NOCASE" if kind in (Kind.STRING, Kind.MEMO, Kind.GUID, Kind.LOOKUP) else ""
         defs.append(f"{_q(c)} {_SQL_TYPE.get(kind, 'TEXT')}{collate}")
     out = [f"CREATE TABLE {_q(ts.sql_name)} ({', '.join(defs)})"]
-    out.append(
-        f"CREATE UNIQUE INDEX {_q('uk_' + ts.sql_name)} ON {_q(ts.sql_name)} ({', '.join(map(_q, ts.key))})"
-    )
+    if ts.key:  # line tables (invoicedetail, work order lines) have no alternate key
+        key_cols = ", ".join(map(_q, ts.key))
+        out.append(f"CREATE UNIQUE INDEX {_q('uk_' + ts.sql_name)} ON {_q(ts.sql_name)} ({key_cols})")
     if ts.pk != ts.key:
         pk_cols = ", ".join(map(_q, ts.pk))
         out.append(f"CREATE UNIQUE INDEX {_q('pk_' + ts.sql_name)} ON {_q(ts.sql_name)} ({pk_cols})")

@@ -17,12 +17,17 @@ from bridge.core.mapping import EntityMap, LookupSpec, MappingSet
 from bridge.engine.sideports import Row, Sides
 from bridge.systems.connect import Systems
 from bridge.systems.dataverse import DataverseClient
+from bridge.systems.docsides import ClientDocumentSide
 from bridge.systems.fno import FnoClient
 
 
 def sides_for(systems: Systems, mappings: MappingSet) -> Sides:
     """The engine's view of both systems, over these clients."""
-    return Sides(cds=CdsSide(systems.cds, mappings), scm=ScmSide(systems.scm))
+    return Sides(
+        cds=CdsSide(systems.cds, mappings),
+        scm=ScmSide(systems.scm),
+        documents=ClientDocumentSide(systems.cds, systems.scm),
+    )
 
 
 def parse_timestamp(value: Any) -> datetime | None:

@@ -11,7 +11,12 @@ async def test_registering_twice_leaves_one_registration(env: Harness) -> None:
     endpoints = [r for r in service.rows("serviceendpoints") if r["name"] == "dualwrite bridge"]
     steps = service.rows("sdkmessageprocessingsteps")
     images = service.rows("sdkmessageprocessingstepimages")
-    assert len(endpoints) == 1 and len(steps) == 15  # 5 maps x Create/Update/Delete
+    # Create/Update/Delete on 10 tables: the 5 entity maps', the work order's header and its two line
+    # tables, the invoice and its lines; none for products (the product map flows from F&O only).
+    assert len(endpoints) == 1 and len(steps) == 30
+    names = {s["name"] for s in steps}
+    assert {"dualwrite: msdyn_workorderservice Update", "dualwrite: invoicedetail Delete"} <= names
+    assert not any(" product " in n for n in names)
     key = env.bridge.settings.cds_webhook_key.get_secret_value()
     again = await register_webhooks(
         env.bridge.cds, env.bridge.mappings, webhook_url=f"{env.bridge.url}/webhooks/cds", webhook_key=key

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bridge.core.entitymap import Direction, EntityMap
-from bridge.core.mapping import MappingSet, load_mappings
+from bridge.core.mapping import DocumentMap, MappingSet, load_mappings
 from tests.fidelity.deliberate import ADDED, LEFT_OUT, PUBLISHED, UNPUBLISHED
 from tests.fidelity.odata_names import VERIFIED
 
@@ -59,7 +59,9 @@ def maps() -> MappingSet:
 
 
 def test_every_shipped_map_is_compared_or_said_unpublished(maps: MappingSet) -> None:
-    assert {m.name for m in maps} == set(PUBLISHED) | set(UNPUBLISHED)
+    # Document maps (product, work_order, agreement_invoice) follow the Field Service templates, not
+    # a dual-write map: docs/field-service.md compares them.
+    assert {m.name for m in maps if not isinstance(m, DocumentMap)} == set(PUBLISHED) | set(UNPUBLISHED)
     assert not set(PUBLISHED) & set(UNPUBLISHED)
 
 

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from bridge.sandbox.contracts import HookFailed, RecordChange
 from bridge.sandbox.dataverse.service import DataverseService, sandbox_id
+from bridge.sandbox.schema import DATAVERSE_TABLES
 from tests.sandbox.test_odata_harness import ANONYMOUS, AS_BRIDGE, BRIDGE, USER, RecordingHooks, serve
 
 B = "/api/data/v9.2/"
@@ -448,7 +449,7 @@ async def test_seed_validates_and_reset_restores_defaults(svc: DataverseService)
     svc.reset()
     assert _timeless(svc.dump()) == _timeless(defaults.dump())  # same deterministic seed, same dump
     assert [r["msdyn_siteid"] for r in svc.dump()["msdyn_operationalsites"]] == ["1", "2", "3", "4", "5", "6"]
-    assert len(svc.rows("sdkmessagefilters")) == 15
+    assert len(svc.rows("sdkmessagefilters")) == 3 * sum(t.notifies for t in DATAVERSE_TABLES)
     defaults.close()
     svc.close()
 

@@ -88,12 +88,16 @@ async def run(
             raise svc._missing(ts, key)
         if found is None:
             values = {**parsed.values, **(svc._key_where(ts, key) if key is not None else {})}
-            row, _ = svc.writer.insert(ts, values, user_id=user)
+            values, derived = svc.plugins.prepare(ts, values, None)
+            row, _ = svc.writer.insert(ts, values, user_id=user, derived=derived)
             await svc._notify(unit, ctx, ts, "Create", None, row, {k: row[k] for k in parsed.given})
+            await svc.plugins.after_write(unit, ctx, ts, None, row)
         else:
             _, existing, _ = found
-            row, _ = svc.writer.update(ts, existing, parsed.values, user_id=user)
+            values, derived = svc.plugins.prepare(ts, parsed.values, existing)
+            row, _ = svc.writer.update(ts, existing, values, user_id=user, derived=derived)
             await svc._notify(unit, ctx, ts, "Update", existing, row, {k: row[k] for k in parsed.given})
+            await svc.plugins.after_write(unit, ctx, ts, existing, row)
         ids.append(str(row[ts.table.primary_id or ""]))
     if action != "CreateMultiple":
         return OpResponse(204, {"OData-Version": "4.0"})

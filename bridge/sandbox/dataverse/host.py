@@ -6,6 +6,7 @@ imports them): the import graph stays free of circles (tests/test_layering.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from bridge.sandbox.dataverse.codec import DvCodec
@@ -15,7 +16,24 @@ from bridge.sandbox.metadata.query import EntityDefinitions
 from bridge.sandbox.odata.keys import Key
 from bridge.sandbox.odata.ops import CallContext, Unit
 from bridge.sandbox.schema import Table
-from bridge.sandbox.store import TableStore
+from bridge.sandbox.store import Store, TableStore
+
+
+class Plugins(Protocol):
+    """Field Service's plug-ins (``fieldservice.FieldServicePlugins``) around every row write."""
+
+    def prepare(
+        self, ts: TableStore, values: Mapping[str, Any], existing: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
+
+    async def after_write(
+        self,
+        unit: Unit,
+        ctx: CallContext,
+        ts: TableStore,
+        pre: Mapping[str, Any] | None,
+        post: Mapping[str, Any] | None,
+    ) -> None: ...
 
 
 class DataverseHost(Protocol):
@@ -24,6 +42,8 @@ class DataverseHost(Protocol):
     tables: dict[str, Table]
     codecs: dict[str, DvCodec]
     writer: RowWriter
+    store: Store
+    plugins: Plugins
     entity_definitions: EntityDefinitions
 
     def _bind(self, entity_set: str, key: Key) -> str: ...
@@ -45,4 +65,6 @@ class DataverseHost(Protocol):
         pre: dict[str, Any] | None,
         post: dict[str, Any] | None,
         changed: dict[str, Any],
+        *,
+        depth: int = 1,
     ) -> None: ...

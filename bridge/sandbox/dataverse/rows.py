@@ -32,8 +32,14 @@ class RowWriter:
         return self.store.exists(self.store.table(entity_set), where)
 
     def insert(
-        self, ts: TableStore, values: Mapping[str, Any], *, user_id: str | None
+        self,
+        ts: TableStore,
+        values: Mapping[str, Any],
+        *,
+        user_id: str | None,
+        derived: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], int]:
+        """``derived``: read-only columns the emulator maintains (fieldservice.py), set after validation."""
         rules = self.rules[ts.sql_name]
         entity = ts.table.logical_name
         norm, violations = rules.check_write(values, None)
@@ -46,6 +52,7 @@ class RowWriter:
         now, version = _now(), self._next_version()
         row = dict.fromkeys(ts.columns)
         row.update(norm)
+        row.update(derived or {})
         row[pid] = rid
         self._stamp(ts, row, now, version, user_id, created=True)
         violations = rules.check_unique(row, self) + rules.check_references(row, norm, self)
@@ -58,7 +65,13 @@ class RowWriter:
         return row, version
 
     def update(
-        self, ts: TableStore, existing: dict[str, Any], values: Mapping[str, Any], *, user_id: str
+        self,
+        ts: TableStore,
+        existing: dict[str, Any],
+        values: Mapping[str, Any],
+        *,
+        user_id: str,
+        derived: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], int]:
         rules = self.rules[ts.sql_name]
         entity = ts.table.logical_name
@@ -69,7 +82,7 @@ class RowWriter:
         if pid in norm and norm.pop(pid) != existing[pid]:
             raise payload_error(entity, f"The primary key '{pid}' cannot be changed.")
         version = self._next_version()
-        row = {**existing, **norm}
+        row = {**existing, **norm, **(derived or {})}
         self._stamp(ts, row, _now(), version, user_id, created=False)
         changes = {k: row[k] for k in ts.columns if k in norm or row[k] != existing[k]}
         violations = []

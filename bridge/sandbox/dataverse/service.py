@@ -25,6 +25,8 @@ from bridge.sandbox.dataverse.errors import (
     not_found,
     payload_error,
 )
+from bridge.sandbox.dataverse.fieldservice import FieldServicePlugins
+from bridge.sandbox.dataverse.host import Plugins
 from bridge.sandbox.dataverse.reads import COUNT_EXCEEDED, TOTAL_COUNT, Annotations, ReadExtras
 from bridge.sandbox.dataverse.rows import RowWriter
 from bridge.sandbox.metadata.query import ENTITY_SET as METADATA_SET
@@ -76,6 +78,9 @@ class DataverseService(ODataService):
         self.writer = RowWriter(self.store, self.rules)
         self.extras = ReadExtras(self.store, self.codecs, tables)
         self.entity_definitions = EntityDefinitions(tables)
+        self.plugins: Plugins = FieldServicePlugins(
+            self
+        )  # Field Service's own plug-ins (defaults, derived columns)
         self.seed_defaults()
 
     # ------------------------------------------------------------------ public surface
@@ -115,8 +120,8 @@ class DataverseService(ODataService):
 
     def _seed_row(self, ts: TableStore, raw: Any) -> dict[str, Any]:
         # Lookups may be given as ``_<col>_value`` or ``<nav>@odata.bind``.
-        values = self._seed_values(ts, raw)
-        row, version = self.writer.insert(ts, values, user_id=None)
+        values, derived = self.plugins.prepare(ts, self._seed_values(ts, raw), None)
+        row, version = self.writer.insert(ts, values, user_id=None, derived=derived)
         return self.codecs[ts.sql_name].render(row, version)
 
     def _seed_values(self, ts: TableStore, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -357,18 +362,21 @@ class DataverseService(ODataService):
             raise payload_error(ts.table.logical_name, f"The request body is not valid JSON: {exc}") from exc
         parsed = self.codecs[ts.sql_name].parse(body, self._bind, ctx.content_ids)
         if key is None:
-            row, version = self.writer.insert(ts, parsed.values, user_id=ctx.principal.user_id)
+            values, derived = self.plugins.prepare(ts, parsed.values, None)
+            row, version = self.writer.insert(ts, values, user_id=ctx.principal.user_id, derived=derived)
             await self._notify(unit, ctx, ts, "Create", None, row, {k: row[k] for k in parsed.given})
+            await self.plugins.after_write(unit, ctx, ts, None, row)
             return self._written(op, ctx, ts, row, version, created=True)
         found = self._find(ts, key, writer=True)
         if_match, if_none = op.header("if-match"), op.header("if-none-match")
         if found is None:
             if if_match is not None:
                 raise self._missing(ts, key)
-            values = {**parsed.values, **self._key_where(ts, key)}
-            row, version = self.writer.insert(ts, values, user_id=ctx.principal.user_id)
+            values, derived = self.plugins.prepare(ts, {**parsed.values, **self._key_where(ts, key)}, None)
+            row, version = self.writer.insert(ts, values, user_id=ctx.principal.user_id, derived=derived)
             given = {k: row[k] for k in (*parsed.given, *self._key_where(ts, key))}
             await self._notify(unit, ctx, ts, "Create", None, row, given)
+            await self.plugins.after_write(unit, ctx, ts, None, row)
             return self._written(op, ctx, ts, row, version, created=True)
         _, existing, old_version = found
         if if_none == "*":
@@ -379,8 +387,12 @@ class DataverseService(ODataService):
                 CONCURRENCY,
                 "The version of the existing record doesn't match the RowVersion property provided.",
             )
-        row, version = self.writer.update(ts, existing, parsed.values, user_id=ctx.principal.user_id)
+        values, derived = self.plugins.prepare(ts, parsed.values, existing)
+        row, version = self.writer.update(
+            ts, existing, values, user_id=ctx.principal.user_id, derived=derived
+        )
         await self._notify(unit, ctx, ts, "Update", existing, row, {k: row[k] for k in parsed.given})
+        await self.plugins.after_write(unit, ctx, ts, existing, row)
         return self._written(op, ctx, ts, row, version, created=False)
 
     def _bind(self, entity_set: str, key: Key) -> str:
@@ -409,6 +421,7 @@ class DataverseService(ODataService):
         pid = ts.table.primary_id or ""
         self.store.delete(ts, {pid: existing[pid]})
         await self._notify(unit, ctx, ts, "Delete", existing, None, {})
+        await self.plugins.after_write(unit, ctx, ts, existing, None)
         return OpResponse(204, {"OData-Version": "4.0"})
 
     def _identity(self, ts: TableStore, row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

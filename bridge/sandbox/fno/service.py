@@ -19,6 +19,7 @@ from bridge.sandbox.fno.errors import (
     fno_error,
     violation_error,
 )
+from bridge.sandbox.fno.fieldservice import FieldServiceRules
 from bridge.sandbox.metadata import fno_csdl
 from bridge.sandbox.odata.expand import ExpandItem, parse_expand, split_top_level
 from bridge.sandbox.odata.keys import Key, KeySyntaxError, format_key, parse_key, parse_path
@@ -54,6 +55,7 @@ class FnoService(ODataService):
     def __init__(self, *, default_company: str = "usmf", hooks: WriteHooks | None = None) -> None:
         self.default_company = default_company.lower()
         super().__init__(FNO_TABLES, root=ROOT, http_error=_http_error, hooks=hooks)
+        self.fs = FieldServiceRules(self)  # number sequences, computed fields, posting (fieldservice.py)
         self.seed_defaults()
 
     # ------------------------------------------------------------------ public surface
@@ -61,6 +63,13 @@ class FnoService(ODataService):
         self.seed("LegalEntities", [{"LegalEntityId": "USMF", "Name": "Contoso Entertainment System USA"}])
         sites = [{AREA: "usmf", "SiteId": str(n), "SiteName": f"Site {n}"} for n in range(1, 7)]
         self.seed("OperationalSites", sites)
+        self.fs.reset()
+        # The setup the Field Service templates require (field-service-work-order.md / -invoice.md).
+        origin = {"OriginCode": "WorkOrder", "OriginDescription": "Field Service Work Order"}
+        self.seed(
+            "SalesOrderOriginCodes", [{AREA: "usmf", **origin, "SalesOriginType": "WorkOrderIntegration"}]
+        )
+        self.seed("MainAccounts", [{"ChartOfAccounts": "Shared", "MainAccountId": "401100", "Name": "Sales"}])
 
     def _seed_table(self, entity_set: str) -> TableStore:
         if entity_set not in self.store.tables:
@@ -102,6 +111,12 @@ class FnoService(ODataService):
             path = parse_path(head)
         except KeySyntaxError as exc:
             raise FnoError(400, str(exc), ODATA_EXCEPTION) from exc
+        if rest and path.key is not None and op.method == "POST" and self.fs.is_action(path.entity_set, rest):
+            ts, action_key = self.store.table(path.entity_set), path.key
+            cross = op.query.get("cross-company", "").lower() == "true"
+            if unit is not None:
+                return await self.fs.post(op, ctx, unit, ts, action_key, cross)
+            return await self.tx.atomic(lambda u: self.fs.post(op, ctx, u, ts, action_key, cross))
         if rest and (rest != ["$count"] or path.key is not None or op.method != "GET"):
             raise FnoError(
                 404,
@@ -301,6 +316,7 @@ class FnoService(ODataService):
         rules = self.rules[ts.sql_name]
         if ts.table.company_column and values.get(AREA) is None:
             values = {**values, AREA: self.default_company}  # F&O writes into the caller's company
+        values = self.fs.prepare_insert(ts, values)
         norm, violations = rules.check_write(values, None)
         self._raise(ts, violations)
         row: dict[str, Any] = {}
@@ -314,6 +330,7 @@ class FnoService(ODataService):
             row[AREA] = row[AREA].lower()  # F&O keeps company ids in lower case
         violations = rules.check_write(row, None, system=True)[1]  # required after defaults ("" is empty)
         self._raise(ts, violations + rules.check_unique(row, self) + rules.check_references(row, norm, self))
+        self.fs.check_row(ts, row, None)
         try:
             self.store.insert(ts, row, 1)
         except StoreError as exc:
@@ -336,6 +353,7 @@ class FnoService(ODataService):
         if "ModifiedDateTime" in row:
             row["ModifiedDateTime"] = _now()
         self._raise(ts, rules.check_references(row, norm, self))
+        self.fs.check_row(ts, row, existing)
         changes = {k: row[k] for k in ts.columns if k in norm or row[k] != existing[k]}
         self.store.update(ts, {k: existing[k] for k in ts.key}, changes, version)
         return row, version
@@ -350,8 +368,10 @@ class FnoService(ODataService):
         if_match = op.header("if-match")
         if if_match not in (None, "*") and if_match != etag(version):
             raise FnoError(412, "The record has been updated by another user; the ETag does not match.")
+        self.fs.check_delete(ts, existing)
         self.store.delete(ts, {k: existing[k] for k in ts.key})
         await self._notify(unit, ctx, ts, "Delete", existing, None, {})
+        await self.fs.cascade_delete(unit, ctx, ts, existing)
         return OpResponse(204, {"OData-Version": "4.0"})
 
     def _identity(self, ts: TableStore, row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

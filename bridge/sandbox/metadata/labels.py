@@ -21,6 +21,15 @@ from bridge.sandbox.schema import Column, Kind, Table
 PUBLISHED = "published"  # in Microsoft's table reference
 FROM_FNO_ENUM = "from the F&O enum"  # plausible, matches the F&O enum labels
 
+_WO_SYSTEM_STATUS = {
+    690970000: "Unscheduled",
+    690970001: "Scheduled",
+    690970002: "In Progress",
+    690970003: "Completed",
+    690970004: "Posted",
+    690970005: "Canceled",
+}
+
 # column name -> (option value -> label, source)
 OPTION_LABELS: dict[str, tuple[dict[int, str], str]] = {
     "statecode": ({0: "Active", 1: "Inactive"}, PUBLISHED),
@@ -83,13 +92,40 @@ OPTION_LABELS: dict[str, tuple[dict[int, str], str]] = {
         },
         FROM_FNO_ENUM,
     ),
+    # The Field Service table reference (dynamics-365-customer-engagement,
+    # ce/field-service/developer/reference/entities/): msdyn_workorder.md, msdyn_workorderproduct.md,
+    # product.md; producttypecode from the Sales product table reference.
+    "msdyn_systemstatus": (_WO_SYSTEM_STATUS, PUBLISHED),
+    "msdynce_headersystemstatus": (_WO_SYSTEM_STATUS, PUBLISHED),
+    "msdyn_linestatus": ({690970000: "Estimated", 690970001: "Used"}, PUBLISHED),
+    "msdyn_fieldserviceproducttype": (
+        {690970000: "Inventory", 690970001: "Non-Inventory", 690970002: "Service"},
+        PUBLISHED,
+    ),
+    "producttypecode": (
+        {1: "Sales Inventory", 2: "Miscellaneous Charges", 3: "Services", 4: "Flat Fees"},
+        PUBLISHED,
+    ),
 }
 
 # Two-option columns: the Dataverse default labels (serviceendpoint.md, UseKeyVaultConfiguration).
 BOOLEAN_LABELS = {True: "Yes", False: "No"}
 
 # F&O enum type names in $metadata, by field name; a NoYes field is recognised by its labels.
-FNO_ENUM_TYPES: dict[str, str] = {"WarehouseType": "InventLocationType", "PaymentMethodType": "PaymMethod"}
+FNO_ENUM_TYPES: dict[str, str] = {
+    "WarehouseType": "InventLocationType",
+    "PaymentMethodType": "PaymMethod",
+    # the Field Service entities (schema/fs_fno.py)
+    "OnHoldStatus": "CustVendorBlocked",
+    "ProductType": "EcoResProductType",
+    "FieldServiceProductType": "EcoResFieldServiceProductType",
+    "ExternalWorkOrderStatus": "SalesExternalWorkOrderStatus",
+    "SalesOriginType": "SalesOriginType",
+    "SalesOrderOriginType": "SalesOriginType",
+    "InvoiceOriginType": "CustomerInvoiceOriginType",
+    "SalesOrderStatus": "SalesStatus",
+    "SalesOrderLineStatus": "SalesStatus",
+}
 _NOYES = ("No", "Yes")
 
 

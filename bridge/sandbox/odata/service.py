@@ -189,9 +189,12 @@ class ODataService(ABC):
         pre: dict[str, Any] | None,
         post: dict[str, Any] | None,
         changed: dict[str, Any],
+        *,
+        depth: int = 1,
     ) -> None:
         """Log the write; for a notifying table run ``before_commit`` (a refusal fails the write)
-        and queue the change for ``after_commit``."""
+        and queue the change for ``after_commit``. ``depth`` 2: a write the system made because of
+        the caller's (Field Service's own plug-ins, bridge/sandbox/dataverse/fieldservice.py)."""
         rid, keys = self._identity(ts, post or pre or {})
         now = datetime.now(UTC)
         unit.writes.append(WriteRecord(ts.sql_name, message, rid, ctx.principal.client_id, now))
@@ -211,6 +214,7 @@ class ODataService(ABC):
             correlation_id=ctx.correlation_id,
             request_id=str(uuid.uuid4()),
             occurred_at=now,
+            depth=depth,
         )
         try:
             await self.tx.hooks.before_commit(change)

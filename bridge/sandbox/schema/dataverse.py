@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.sandbox.schema.columns import DT, B, Column, D, G, I, Kind, M, S, Table
+from bridge.sandbox.schema.fs_dataverse import FS_DATAVERSE_TABLES
 
 # ---------------------------------------------------------------- Dataverse
 _DV_SYSTEM = (
@@ -229,6 +230,7 @@ DATAVERSE_TABLES: tuple[Table, ...] = (
             *_DV_SYSTEM,
         ),
     ),
+    *FS_DATAVERSE_TABLES,  # the Field Service flows (fs_dataverse.py)
 )
 
 # Plug-in registration tables: webhooks are registered through the Web API itself, as on the real

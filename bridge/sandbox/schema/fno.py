@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.sandbox.schema.columns import DT, Column, D, I, Kind, M, S, Table
+from bridge.sandbox.schema.fs_fno import FS_FNO_TABLES
 
 # ---------------------------------------------------------------- Finance and Operations
 _FO_SYSTEM = (Column("ModifiedDateTime", Kind.DATETIME, read_only=True),)
@@ -219,4 +220,5 @@ FNO_TABLES: tuple[Table, ...] = (
             *_FO_SYSTEM,
         ),
     ),
+    *FS_FNO_TABLES,  # the Field Service flows (fs_fno.py)
 )
