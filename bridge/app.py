@@ -104,6 +104,7 @@ class Bridge:
             settings=settings.sync,
             apply_async=self.pool.apply if self.pool else None,
             activity=ActivityRecorder(self.state, keep=settings.state.activity_keep),
+            owner=self.owner,
         )
         self.controller = EngineController(
             engine=self.engine,
@@ -232,9 +233,11 @@ class Bridge:
     async def stop(self) -> None:
         if self._identity_task is not None:
             self._identity_task.cancel()
+        self.engine.drain()  # /readyz answers 503 "stopping" from here on
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.engine.stop()
+        # The changes in flight finish (or are cancelled), and this replica's leases go back.
+        await self.engine.stop(grace_s=self.settings.sync.stop_grace_s)
         if self.pool is not None:
             await self.pool.stop()
         await self.systems.close()

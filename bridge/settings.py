@@ -140,6 +140,13 @@ class SyncSettings(BaseModel):
     backoff_max_s: float = Field(default=60.0, gt=0)
     concurrency: int = Field(default=256, ge=1, le=1024, description="Records applied in parallel")
     lease_s: float = Field(default=60.0, gt=0)
+    stop_grace_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="At shutdown (SIGTERM), how long the changes in flight may finish before the rest are "
+        "cancelled and their leases handed back to the other replicas",
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     coalesce_writes: bool = Field(
         default=True,

@@ -38,6 +38,7 @@ from bridge.state.base import (
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000
 PROBE_S = 5.0  # each readiness probe; the clients' retries stop half a second before
+READY_PROBE_KEY = "readyz|probe|-"  # a ledger key no record has: the state store's read, answered empty
 NEITHER_SIDE = "the record exists on neither side: nothing to copy or delete"
 SKIPPED_ON_RESUME = Record(
     kind=FailureKind.SKIPPED_ON_RESUME,
@@ -366,14 +367,24 @@ class EngineController:
                 results[name] = False
                 details[name] = probe_failure(probe.target, exc, PROBE_S)
 
-        probes = {"queue": Probe(self.queue.depth, "the queue"), **self.probes}
+        probes = {
+            "queue": Probe(self.queue.depth, "the queue"),
+            "state": Probe(lambda: self.state.get_ledger(READY_PROBE_KEY), "the state store"),
+            **self.probes,
+        }
         await asyncio.gather(*(check(n, p) for n, p in probes.items()))
+        stopping = self.engine.stopping
+        if stopping:
+            details["replica"] = f"replica {self.engine.owner} is shutting down: its leases go back"
         return Readiness(
             queue=results.get("queue", False),
             cds=results.get("cds", False),
             scm=results.get("scm", False),
             tokens=results.get("tokens", False),
             details=details,
+            state=results.get("state", False),
+            replica=self.engine.owner,
+            stopping=stopping,
         )
 
 

@@ -401,6 +401,9 @@ class ReadyView(BaseModel):
     scm: bool
     tokens: bool
     details: dict[str, str]
+    state: bool = True
+    replica: str = ""  # the lease owner id of the replica that answered
+    stopping: bool = False  # shutting down (a load balancer takes it out of rotation)
 
 
 class OpenApiDocument(BaseModel):
