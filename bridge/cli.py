@@ -51,6 +51,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS (scripted runs)")
     demo.add_argument("--info-file", type=Path, default=None, help="write URLs and credentials as JSON")
     demo.add_argument("--no-seed", action="store_true", help="do not create demo records")
+    demo.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N bridge processes on PostgreSQL behind a round-robin front at --port (needs --database-url)",
+    )
+    demo.add_argument(
+        "--database-url",
+        default=None,
+        help="with --replicas: postgresql://… (default: DUALWRITE_DATABASE_URL)",
+    )
+    demo.add_argument(
+        "--schema", default="dualwrite_demo", help="with --replicas: the schema it resets and uses"
+    )
 
     reg = sub.add_parser("register", help="create the bridge's webhook registrations on Dataverse")
     reg.add_argument("--config", type=Path, required=True)
@@ -127,6 +142,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bridge.app import register
 
         return asyncio.run(register(args.config, webhook_url=args.webhook_url, mode=args.mode))
+    if args.command == "demo" and args.replicas is not None:
+        from bridge.demoreplicas import run_replica_demo
+
+        if not 1 <= args.replicas <= 16:
+            raise ConfigError("--replicas takes 1 to 16")
+        return asyncio.run(run_replica_demo(args))
     if args.command == "demo":
         from bridge.demo import run_demo
 

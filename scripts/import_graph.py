@@ -31,7 +31,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engine", ("engine",)),
     ("adapters", ("listeners", "systems", "queue", "state", "storage", "ops", "wire")),
     ("emulators", ("sandbox",)),
-    ("composition", ("app", "cli", "demo", "applyproc", "register", "runtime", "mapcheck")),
+    (
+        "composition",
+        ("app", "cli", "demo", "applyproc", "register", "runtime", "mapcheck", "front", "demoreplicas"),
+    ),
 )
 PORTS = {"engine.ports", "engine.sideports", "queue.base", "state.base"}
 LEAVES = {"settings", "metrics", "telemetry"}

@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "adapters": {"core", "leaf modules", "ports", "adapters"},
     "composition": {"core", "leaf modules", "ports", "engine", "adapters", "composition"},
 }
-MAY_IMPORT_SANDBOX = {"bridge.demo", "bridge.cli"}
+MAY_IMPORT_SANDBOX = {"bridge.demo", "bridge.demoreplicas", "bridge.cli"}
 SANDBOX_MAY_IMPORT = ("bridge.sandbox", "bridge.wire")
 IO_LIBRARIES = (
     "aiohttp",
