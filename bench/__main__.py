@@ -27,10 +27,11 @@ from bench.cost import run_cost
 from bench.live import Direction, Keys, run_direction, run_scaling
 from bench.procs import DEFAULT_EVENT_LOOP, DEFAULT_GC_GEN0_THRESHOLD
 from bench.profile import run_profile
+from bench.replicas import run_replicas
 from bench.restart import run_restart
 from bench.syncpath import run_sync
 
-SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "attack", "profile")
+SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "attack", "pg", "profile")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +87,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "catchup_window_s": 5.0,
             "scaling": {1: 60, 10: 200, 100: 400, 1000: 1000},
             "restart": {"records": 20, "kills": 3},
+            "pg": {"records": 40, "updates": 400},
             "profile": None,
             "attack": {"senders": 8, "seconds": 3.0, "expanded_mb": 1024},
         }
@@ -97,6 +99,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "catchup_window_s": 60.0,
         "scaling": {1: 300, 10: 1000, 100: 3000, 10_000: 10_000},
         "profile": {"records": 500, "updates": 5000},
+        "pg": {"records": 200, "updates": 3000},
         "attack": {"senders": 8, "seconds": 15.0, "expanded_mb": 1024},
     }
 
@@ -351,6 +354,45 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                 "<= 5 s",
             )
         )
+    if "pg" in only:
+        print("PostgreSQL queue and state, 1 and 3 replicas behind a front ...", flush=True)
+        p = await run_replicas(state_dir, workdir, keys=keys, **sizes["pg"])
+        if p.skipped:
+            print(f"  pg: not measured: {p.skipped}", flush=True)
+        out.update(
+            pg_changes_per_s_1=p.rate(1),
+            pg_changes_per_s_3=p.rate(3),
+            pg_latency_ms_p50=p.latency(50),
+            pg_latency_ms_p99=p.latency(99),
+            pg_failover_s=p.failover_s,
+            pg_ratio_3_to_1=None if p.skipped else ratio(p.rate(3) or 0.0, p.rate(1) or 0.0),
+            pg_changes=sizes["pg"]["records"] + sizes["pg"]["updates"],
+            pg_lease_s=p.lease_s,
+            pg_skipped=p.skipped,
+        )
+        if not p.skipped:
+            figures += [
+                Figure("pg: 1 replica, changes/s", p.rate(1) or 0.0, "/s", "F&O -> Dataverse via the front"),
+                Figure(
+                    "pg: 3 replicas, changes/s",
+                    p.rate(3) or 0.0,
+                    "/s",
+                    f"{out['pg_ratio_3_to_1']:.2f} of one replica's",
+                    ">= 0.8 x 1 replica",
+                ),
+                Figure(
+                    "pg: end-to-end latency, p50 / p99 (3 replicas)",
+                    p.latency(50) or 0.0,
+                    "ms",
+                    f"p99 {p.latency(99) or 0.0:.0f} ms",
+                ),
+                Figure(
+                    "pg: failover, SIGKILL to converged",
+                    p.failover_s or 0.0,
+                    "s",
+                    f"lease {p.lease_s:g} s: a dead replica's changes in hand wait it out",
+                ),
+            ]
     if "attack" in only:
         print("attack: /healthz under unauthenticated compression bombs ...", flush=True)
         a = await run_attack(state_dir, workdir, keys=keys, **sizes["attack"])

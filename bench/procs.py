@@ -105,9 +105,14 @@ class BridgeProcess(ServedProcess):
         profile_to: Path | None = None,
         event_loop: str = DEFAULT_EVENT_LOOP,
         gc_gen0_threshold: int = DEFAULT_GC_GEN0_THRESHOLD,
+        sections: str = "",
+        secrets_env: dict[str, str] | None = None,
     ) -> None:
+        """``sections``: more TOML after ``[sync]`` (e.g. ``[queue] backend = "postgres"``);
+        ``secrets_env``: more of its environment (e.g. ``DUALWRITE_DATABASE_URL``)."""
         super().__init__(workdir, "bridge")
         self.info = info
+        self.secrets_env = dict(secrets_env or {})
         self.cds_key = cds_key
         self.scm_key = scm_key
         self.admin_token = secrets.token_urlsafe(24)
@@ -135,6 +140,7 @@ max_body_bytes = 8388608
 data_dir = "{workdir / "data"}"
 [sync]
 {sync_lines}
+{sections}
 """,
             encoding="utf-8",
         )
@@ -154,6 +160,7 @@ data_dir = "{workdir / "data"}"
             DUALWRITE_SCM_WEBHOOK_KEY=self.scm_key,
             DUALWRITE_ADMIN_TOKEN=self.admin_token,
         )
+        env.update(self.secrets_env)
         return env
 
     async def ops(self, method: str, path: str, body: Any = None) -> Any:
