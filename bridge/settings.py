@@ -34,6 +34,7 @@ SECRET_KEYS = (
     "admin_password",
     "servicebus_connection_string",
     "metrics_token",
+    "database_url",
 )
 
 
@@ -80,8 +81,8 @@ class StorageSettings(BaseModel):
 
 
 # The backends a settings file may choose; each is one module behind its factory
-# (bridge/queue/factory.py, bridge/state/factory.py). PostgreSQL comes later.
-QUEUE_BACKENDS = ("sqlite", "servicebus")
+# (bridge/queue/factory.py, bridge/state/factory.py).
+QUEUE_BACKENDS = ("sqlite", "postgres", "servicebus")
 STATE_BACKENDS = ("sqlite",)
 
 
@@ -96,8 +97,9 @@ class QueueSettings(BaseModel):
 
     backend: str = Field(
         default="sqlite",
-        description="Where the queue lives: sqlite (queue.db in data_dir) or servicebus (an Azure Service "
-        "Bus queue with sessions, shared by replicas; docs/queue-and-state.md)",
+        description="Where the queue lives: sqlite (queue.db in data_dir), postgres (tables in [database] "
+        "schema, shared by replicas) or servicebus (an Azure Service Bus queue with sessions, shared by "
+        "replicas; docs/queue-and-state.md)",
     )
     servicebus_queue: str = Field(
         default="dualwrite", min_length=1, description="The session-enabled Service Bus queue's name"
@@ -117,7 +119,11 @@ class QueueSettings(BaseModel):
 class StateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
 
-    backend: str = Field(default="sqlite", description="Where the state lives: sqlite (state.db in data_dir)")
+    backend: str = Field(
+        default="sqlite",
+        description="Where the state lives: sqlite (state.db in data_dir) or postgres (tables in "
+        "[database] schema, shared by replicas)",
+    )
     activity_keep: int = Field(
         default=200,
         ge=1,
@@ -129,6 +135,23 @@ class StateSettings(BaseModel):
     @classmethod
     def _known(cls, value: str) -> str:
         return _one_of("state", STATE_BACKENDS, value)
+
+
+class DatabaseSettings(BaseModel):
+    """``[database]``: the PostgreSQL of ``backend = "postgres"`` ([queue], [state]). Its URL is a secret
+    (it may hold a password): ``DUALWRITE_DATABASE_URL``, environment only, never logged."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    db_schema: str = Field(
+        default="dualwrite",
+        alias="schema",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The schema of the bridge's tables (created and migrated at start); other data in the "
+        "database is never touched",
+    )
+    pool_min: int = Field(default=1, ge=0, le=100, description="Connections each pool keeps open")
+    pool_max: int = Field(default=5, ge=1, le=100, description="Connections each pool opens at most")
 
 
 class SyncSettings(BaseModel):
@@ -215,6 +238,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     queue: QueueSettings = QueueSettings()
     state: StateSettings = StateSettings()
+    database: DatabaseSettings = DatabaseSettings()
     sync: SyncSettings = SyncSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -241,6 +265,7 @@ class Settings(BaseSettings):
     admin_password: SecretStr = SecretStr("")  # the dashboard login; the admin token when empty
     servicebus_connection_string: SecretStr = SecretStr("")  # [queue] backend = "servicebus"
     metrics_token: SecretStr = SecretStr("")  # a scraper's bearer token for /metrics only (optional)
+    database_url: SecretStr = SecretStr("")  # backend = "postgres": postgresql://user@host:5432/db
 
     def webhook_keys(self, system: Literal["cds", "scm"]) -> list[str]:
         """The keys of one webhook endpoint, from ``DUALWRITE_<CDS|SCM>_WEBHOOK_KEY``: comma-separated,
@@ -284,6 +309,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
                 "secrets are read from the environment only: set DUALWRITE_METRICS_TOKEN instead",
                 file=str(config_file),
                 field="metrics.token",
+            )
+        if isinstance(data.get("database"), dict) and "url" in data["database"]:
+            raise ConfigError(
+                "secrets are read from the environment only: set DUALWRITE_DATABASE_URL instead",
+                file=str(config_file),
+                field="database.url",
             )
     data.update(overrides)
     try:

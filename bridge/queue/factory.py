@@ -20,6 +20,7 @@ from azure.servicebus.aio.management import ServiceBusAdministrationClient
 from bridge.core.errors import ConfigError
 from bridge.queue.base import QueuePort, reclaiming
 from bridge.queue.memory import MemoryQueue, MemoryQueueData
+from bridge.queue.postgres import PostgresQueue
 from bridge.queue.servicebus import ServiceBusQueue
 from bridge.queue.servicebus_fake import FakeAdministrationClient, FakeNamespace, FakeServiceBusClient
 from bridge.queue.sqlite import SqliteQueue
@@ -86,6 +87,21 @@ def _servicebus(inputs: QueueInputs) -> QueuePort:
     return ServiceBusQueue(client, name, admin=admin, owner=inputs.owner)
 
 
+def _postgres(inputs: QueueInputs) -> QueuePort:
+    """Tables in ``[database] schema`` of ``DUALWRITE_DATABASE_URL`` (a secret, never logged)."""
+    settings = inputs.settings
+    if settings is None:
+        raise ConfigError("the postgres queue is built from the settings", field="queue.backend")
+    db = settings.database
+    return PostgresQueue(
+        settings.database_url.get_secret_value(),
+        schema=db.db_schema,
+        owner=inputs.owner,
+        pool_min=db.pool_min,
+        pool_max=db.pool_max,
+    )
+
+
 _FAKE_NAMESPACES: dict[Path, FakeNamespace] = {}
 
 
@@ -111,6 +127,7 @@ def _servicebus_fake(inputs: QueueInputs) -> QueuePort:
 QUEUE_BUILDERS: Mapping[str, QueueBuilder] = {
     "sqlite": _sqlite,
     "memory": _memory,
+    "postgres": _postgres,
     "servicebus": _servicebus,
     "servicebus-fake": _servicebus_fake,
 }

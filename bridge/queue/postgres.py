@@ -1,0 +1,450 @@
+"""The shared durable queue: PostgreSQL tables every replica leases from (``[queue] backend = "postgres"``).
+
+The same semantics as the SQLite queue (bridge/queue/sqlite.py), with every optional capability,
+and safe for several bridges at once (docs/queue-and-state.md):
+
+- Per-record order across replicas: a record's ``heads`` row is its lock. ``lease`` takes ready heads
+  ``FOR UPDATE SKIP LOCKED`` and moves their ``ready_at`` to the lease's end, so a record is leased
+  by one replica at a time while different records go to every replica; settling a lease locks the
+  row and checks the token (a stale token settles nothing).
+- Enqueue takes a transaction-scoped advisory lock per record (``pg_advisory_xact_lock``) before it
+  numbers the record's event, so a record's events are numbered in the order their enqueues commit
+  and its head is always its oldest event.
+- Dedupe across replicas: ``seen`` has the event id as its primary key; a second replica enqueueing
+  the same id waits on the first's insert and then finds it.
+- A dead replica's leases run out (``lease_seconds``, by the database's clock) and every replica's
+  next ``lease`` takes them; ``reclaim(owner)`` takes them back at once.
+- Wake-ups cross replicas: every enqueue, release, replay and reclaim sends ``NOTIFY`` (on commit),
+  and each queue ``LISTEN``\\s on its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, sql
+
+from bridge.core.events import ChangeEvent
+from bridge.queue.base import QueueCapability, QueuedEvent
+from bridge.queue.postgres_admin import PostgresQueueAdmin
+from bridge.queue.postgres_schema import (
+    HELD_SQL,
+    LEASE_SQL,
+    MIGRATIONS,
+    NEXT_READY_SQL,
+    NOTIFY_SQL,
+    RECLAIM_SQL,
+    advance_heads,
+    channel,
+    lock_heads,
+)
+from bridge.storage.postgres import PgDatabase
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 1000  # enqueues between two lazy prunes of the dedupe table
+PRUNE_BATCH = 5000  # ids deleted per prune at most
+
+_SEEN_SQL = (
+    "INSERT INTO seen(event_id, seen_at) VALUES (%s, statement_timestamp()) "
+    "ON CONFLICT (event_id) DO UPDATE SET seen_at = excluded.seen_at "
+    "WHERE seen.seen_at < statement_timestamp() - make_interval(secs => %s)"
+)
+_EVENT_SQL = (
+    "INSERT INTO events(event_id, record_key, entity, body, enqueued_at) "
+    "VALUES (%s, %s, %s, %s, statement_timestamp()) RETURNING seq, enqueued_at"
+)
+# A new head, or (``DO UPDATE ... WHERE false``) the existing head row locked without a write: an
+# enqueue then waits for a purge or a settle of the record in flight, instead of racing it.
+_HEAD_SQL = (
+    "INSERT INTO heads(record_key, entity, head_seq, ready_at, lease_token, lease_owner) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (record_key) DO UPDATE SET entity = excluded.entity "
+    "WHERE false RETURNING ready_at"
+)
+_LOCK_RECORDS_SQL = (
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+    "FROM (SELECT DISTINCT k FROM unnest(%s::text[]) AS k ORDER BY k) AS keys"
+)
+
+_Row = tuple[str, str, str, str]  # event_id, record_key, entity, body
+_Lease = tuple[str, float]  # token, seconds
+_Enqueued = tuple[int | None, datetime | None, bool]  # seq (None: seen before), enqueued_at, leased
+
+
+def _row(event: ChangeEvent) -> _Row:
+    return (event.event_id, event.record_key, event.entity, event.model_dump_json())
+
+
+class PostgresQueue(PostgresQueueAdmin):
+    """``QueuePort`` on PostgreSQL tables in one schema, shared by every replica."""
+
+    capabilities = frozenset(QueueCapability)
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "dualwrite",
+        owner: str | None = None,
+        dedupe_retention_s: float = 7 * 86400,
+        pool_min: int = 1,
+        pool_max: int = 5,
+    ) -> None:
+        self._db = PgDatabase(
+            url, schema=schema, component="queue", migrations=MIGRATIONS, min_size=pool_min, max_size=pool_max
+        )
+        self._owner = owner or f"anonymous-{secrets.token_hex(8)}"
+        self._retention = dedupe_retention_s
+        self._since_prune = 0
+        self._wake = asyncio.Event()
+        self._channel = channel(self._db.schema)
+        self._token_prefix = secrets.token_hex(4) + "-"
+        self._maps: set[str] = set()  # maps known to be in ``maps`` (inserted once per process)
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    @property
+    def db(self) -> PgDatabase:
+        return self._db
+
+    async def open(self) -> None:
+        await self._db.open()
+        self._listener = asyncio.create_task(self._listen(), name="dualwrite-queue-listen")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), 10.0)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await self._db.close()
+
+    async def _listen(self) -> None:
+        """LISTEN on a connection of its own; another replica's enqueue or release wakes ``wait``.
+        A lost connection is opened again (meanwhile ``wait`` still returns when a lease runs out)."""
+        delay = 0.5
+        while True:
+            try:
+                async with await AsyncConnection.connect(self._db.url, autocommit=True) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self._listening.set()
+                    delay = 0.5
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except psycopg.OperationalError as exc:
+                log.warning(
+                    "queue wake-ups from %s lost (%s): listening again in %.1fs", self._db.where, exc, delay
+                )
+                self._wake.set()  # whatever was missed meanwhile: look again
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    # ---- enqueue -------------------------------------------------------------------------------
+
+    async def enqueue(self, event: ChangeEvent) -> bool:
+        """Durably add ``event``; False (and nothing added) if its event_id was seen before."""
+        return (await self.enqueue_many([event]))[0]
+
+    async def enqueue_many(self, events: Sequence[ChangeEvent]) -> list[bool]:
+        """Add several events in one transaction (one commit); a flag per event as ``enqueue``."""
+        if not events:
+            return []
+        out = await self._enqueue([_row(e) for e in events], None)
+        added = [seq is not None for seq, _, _ in out]
+        if any(added):
+            self._wake.set()
+        return added
+
+    async def enqueue_leased(
+        self, event: ChangeEvent, lease_seconds: float
+    ) -> tuple[bool, QueuedEvent | None]:
+        """``enqueue``, leasing the event to the caller in the same transaction when its record has
+        no other queued event."""
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        token = self._next_token()
+        [(seq, enqueued_at, leased)] = await self._enqueue([_row(event)], (token, lease_seconds))
+        if seq is None or enqueued_at is None:
+            return False, None
+        if not leased:
+            self._wake.set()  # behind the record's earlier events: a worker leases it in turn
+            return True, None
+        return True, QueuedEvent(seq=seq, event=event, attempts=0, lease_token=token, enqueued_at=enqueued_at)
+
+    async def _enqueue(self, rows: list[_Row], lease: _Lease | None) -> list[_Enqueued]:
+        self._since_prune += len(rows)
+        prune = self._since_prune >= PRUNE_EVERY
+        if prune:
+            self._since_prune = 0
+        new_maps = sorted({entity for _, _, entity, _ in rows} - self._maps)
+
+        async def tx(conn: AsyncConnection[Any]) -> list[_Enqueued]:
+            return await self._enqueue_tx(conn, rows, lease, new_maps, prune)
+
+        out = await self._db.run(tx)
+        self._maps.update(new_maps)
+        return out
+
+    async def _enqueue_tx(
+        self,
+        conn: AsyncConnection[Any],
+        rows: list[_Row],
+        lease: _Lease | None,
+        new_maps: list[str],
+        prune: bool,
+    ) -> list[_Enqueued]:
+        schema = self._db.schema
+        await conn.execute(_LOCK_RECORDS_SQL, ([f"{schema}|{key}" for _, key, _, _ in rows],))
+        if new_maps:
+            await conn.execute(
+                "INSERT INTO maps(entity) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (new_maps,)
+            )
+        numbered: list[tuple[int, str, str, int | None, datetime | None]] = []  # index, key, entity, seq, at
+        for index, (event_id, record_key, entity, body) in enumerate(rows):
+            cur = await conn.execute(_SEEN_SQL, (event_id, self._retention))
+            if cur.rowcount == 0:
+                numbered.append((index, record_key, entity, None, None))  # seen within the window
+                continue
+            cur = await conn.execute(_EVENT_SQL, (event_id, record_key, entity, body))
+            got = await cur.fetchone()
+            assert got is not None
+            numbered.append((index, record_key, entity, int(got[0]), got[1]))
+        out: list[_Enqueued] = [(seq, at, False) for _, _, _, seq, at in numbered]
+        # heads in key order (rows locked in one order by every writer), a record's oldest first
+        for index, record_key, entity, seq, at in sorted(numbered, key=lambda n: (n[1], n[3] or 0)):
+            if seq is None:
+                continue
+            if lease is None:
+                await conn.execute(_HEAD_SQL, (record_key, entity, seq, at, None, None))
+                continue
+            cur = await conn.execute(
+                "INSERT INTO heads(record_key, entity, head_seq, ready_at, lease_token, lease_owner) "
+                "VALUES (%s, %s, %s, statement_timestamp() + make_interval(secs => %s), %s, %s) "
+                "ON CONFLICT (record_key) DO UPDATE SET entity = excluded.entity WHERE false "
+                "RETURNING ready_at",
+                (record_key, entity, seq, lease[1], lease[0], self._owner),
+            )
+            if await cur.fetchone() is not None:  # the record's only event: leased (one more attempt)
+                await conn.execute("UPDATE events SET attempts = 1 WHERE seq = %s", (seq,))
+                out[index] = (seq, at, True)
+        if any(seq is not None for seq, _, _ in out):
+            await conn.execute(NOTIFY_SQL, (self._channel,))
+        if prune:
+            await conn.execute(
+                "DELETE FROM seen WHERE event_id IN (SELECT event_id FROM seen "
+                "WHERE seen_at < statement_timestamp() - make_interval(secs => %s) "
+                "ORDER BY seen_at LIMIT %s FOR UPDATE SKIP LOCKED)",
+                (self._retention, PRUNE_BATCH),
+            )
+        return out
+
+    def _next_token(self) -> str:
+        return f"{self._token_prefix}{secrets.token_hex(12)}"
+
+    # ---- lease ---------------------------------------------------------------------------------
+
+    async def lease(
+        self, max_items: int, lease_seconds: float, *, exclude_entities: Collection[str] = ()
+    ) -> list[QueuedEvent]:
+        """Take up to ``max_items`` events, at most one per record key, the oldest of each record;
+        records another replica holds (or is leasing this instant) are skipped, never waited on."""
+        if max_items <= 0:
+            return []
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        params = {
+            "n": max_items,
+            "excluded": sorted(set(exclude_entities)),
+            "lease": lease_seconds,
+            "prefix": self._token_prefix,
+            "owner": self._owner,
+        }
+
+        async def tx(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(LEASE_SQL, params)
+            return await cur.fetchall()
+
+        rows = await self._db.run(tx)
+        rows.sort(key=lambda r: (r[6], r[0]))  # oldest ready first, as SQL handed them out
+        return [
+            QueuedEvent(
+                seq=int(seq),
+                event=ChangeEvent.model_validate_json(body),
+                attempts=int(attempts) - 1,
+                lease_token=str(token),
+                enqueued_at=enqueued_at,
+                last_error=last_error,
+            )
+            for seq, body, attempts, enqueued_at, last_error, token, _ in rows
+        ]
+
+    # ---- settle a lease ------------------------------------------------------------------------
+
+    async def complete(self, item: QueuedEvent) -> bool:
+        """Remove the event for good. False (a no-op) if the lease was lost to another worker."""
+        return (await self.complete_many([item]))[0]
+
+    async def complete_many(self, items: Sequence[QueuedEvent]) -> list[bool]:
+        """Complete several leased events in one transaction; a flag per item as ``complete``."""
+        if not items:
+            return []
+
+        async def tx(conn: AsyncConnection[Any]) -> list[bool]:
+            done = [False] * len(items)
+            order = sorted(range(len(items)), key=lambda i: (items[i].event.record_key, items[i].seq))
+            advanced: list[str] = []
+            for i in order:
+                item = items[i]
+                if await self._held(conn, item) is None:
+                    continue
+                await conn.execute("DELETE FROM events WHERE seq = %s", (item.seq,))
+                advanced.append(item.event.record_key)
+                done[i] = True
+            await advance_heads(conn, advanced)
+            return done
+
+        return await self._db.run(tx)
+
+    async def release(self, item: QueuedEvent, *, delay: float = 0.0, error: str | None = None) -> bool:
+        """Give the event back, leasable again after ``delay`` s. False if the lease was lost."""
+
+        async def tx(conn: AsyncConnection[Any]) -> bool:
+            if await self._held(conn, item) is None:
+                return False
+            await conn.execute("UPDATE events SET last_error = %s WHERE seq = %s", (error, item.seq))
+            await conn.execute(
+                "UPDATE heads SET ready_at = statement_timestamp() + make_interval(secs => %s), "
+                "lease_token = NULL, lease_owner = NULL WHERE record_key = %s",
+                (max(delay, 0.0), item.event.record_key),
+            )
+            await conn.execute(NOTIFY_SQL, (self._channel,))
+            return True
+
+        ok = await self._db.run(tx)
+        if ok:
+            self._wake.set()
+        return ok
+
+    async def dead_letter(self, item: QueuedEvent, reason: str) -> bool:
+        """Park the event; its record's later events wait behind it. False if the lease was lost."""
+
+        async def tx(conn: AsyncConnection[Any]) -> bool:
+            if await self._held(conn, item) is None:
+                return False
+            await conn.execute(
+                "UPDATE events SET dead_at = statement_timestamp(), dead_reason = %s WHERE seq = %s",
+                (reason, item.seq),
+            )
+            await conn.execute(
+                "UPDATE heads SET ready_at = NULL, lease_token = NULL, lease_owner = NULL "
+                "WHERE record_key = %s",
+                (item.event.record_key,),
+            )
+            return True
+
+        return await self._db.run(tx)
+
+    @staticmethod
+    async def _held(conn: AsyncConnection[Any], item: QueuedEvent) -> str | None:
+        """The map of ``item`` if its lease token still holds the record's head (row locked)."""
+        cur = await conn.execute(HELD_SQL, (item.event.record_key, item.seq, item.lease_token))
+        row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    # ---- taking back a dead owner's leases -----------------------------------------------------
+
+    async def reclaim(self, owner: str) -> int:
+        """Release every lease ``owner`` holds: leasable again at once. Only for an owner that is gone
+        (this bridge's own run before a crash, or a dead replica)."""
+
+        async def tx(conn: AsyncConnection[Any]) -> int:
+            cur = await conn.execute(RECLAIM_SQL, (owner,))
+            if cur.rowcount:
+                await conn.execute(NOTIFY_SQL, (self._channel,))
+            return int(cur.rowcount)
+
+        n = await self._db.run(tx)
+        if n:
+            self._wake.set()
+        return n
+
+    # ---- a synchronous change decided ahead of its record's queue ------------------------------
+
+    async def pending_of(self, record_key: str) -> list[ChangeEvent]:
+        """The record's queued and leased events (not dead letters), oldest first."""
+
+        async def q(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(
+                "SELECT body FROM events WHERE record_key = %s AND dead_at IS NULL ORDER BY seq",
+                (record_key,),
+            )
+            return await cur.fetchall()
+
+        return [ChangeEvent.model_validate_json(body) for (body,) in await self._db.read(q)]
+
+    async def withdraw(self, event_id: str) -> bool:
+        """Remove a queued, not leased event; False if it is leased, dead-lettered or not queued."""
+
+        async def tx(conn: AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(
+                "SELECT record_key FROM events WHERE event_id = %s AND dead_at IS NULL", (event_id,)
+            )
+            found = await cur.fetchone()
+            if found is None:
+                return False
+            record_key = str(found[0])
+            await lock_heads(conn, [record_key])
+            cur = await conn.execute(
+                "SELECT seq FROM events WHERE event_id = %s AND dead_at IS NULL", (event_id,)
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return False  # settled meanwhile
+            seq = int(row[0])
+            cur = await conn.execute(
+                "SELECT head_seq, lease_token FROM heads WHERE record_key = %s", (record_key,)
+            )
+            head = await cur.fetchone()
+            is_head = head is not None and int(head[0]) == seq
+            if is_head and head is not None and head[1] is not None:
+                return False  # leased (an expired lease's worker may still be applying it)
+            await conn.execute("DELETE FROM events WHERE seq = %s", (seq,))
+            if is_head:
+                await advance_heads(conn, [record_key])
+            return True
+
+        return await self._db.run(tx)
+
+    # ---- waiting --------------------------------------------------------------------------------
+
+    async def wait(self, timeout: float) -> None:
+        """Return on an enqueue/release/replay/reclaim here or on another replica, when a lease or
+        delay ends, or after ``timeout``. May return early (callers just lease again)."""
+        if not self._wake.is_set():
+
+            async def q(conn: AsyncConnection[Any]) -> float | None:
+                cur = await conn.execute(NEXT_READY_SQL)
+                row = await cur.fetchone()
+                return None if row is None or row[0] is None else float(row[0])
+
+            nxt = await self._db.read(q)
+            if nxt is not None:
+                timeout = min(timeout, max(nxt, 0.0) + 0.001)
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(timeout, 0.0))
+            except TimeoutError:
+                return
+        self._wake.clear()
