@@ -34,6 +34,7 @@ from psycopg import AsyncConnection, sql
 from bridge.core.events import ChangeEvent
 from bridge.queue.base import QueueCapability, QueuedEvent
 from bridge.queue.postgres_admin import PostgresQueueAdmin
+from bridge.queue.postgres_claim import claim_tx
 from bridge.queue.postgres_schema import (
     HELD_SQL,
     LEASE_SQL,
@@ -290,6 +291,14 @@ class PostgresQueue(PostgresQueueAdmin):
             )
             for seq, body, attempts, enqueued_at, last_error, token, _ in rows
         ]
+
+    async def claim(self, event: ChangeEvent, lease_seconds: float) -> QueuedEvent | None:
+        """Lease ``event`` when it heads its record, free of a live lease or a dead letter, even
+        before a release's delay runs out (``LeaseClaim``, bridge/queue/postgres_claim.py)."""
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        token = self._next_token()
+        return await self._db.run(lambda conn: claim_tx(conn, event, lease_seconds, token, self._owner))
 
     # ---- settle a lease ------------------------------------------------------------------------
 
