@@ -63,10 +63,11 @@ class Readiness:
     scm: bool
     tokens: bool
     details: dict[str, str]
+    state: bool = True  # the state store answers (a shared database may be away while the queue is not)
 
     @property
     def ready(self) -> bool:
-        return self.queue and self.cds and self.scm and self.tokens
+        return self.queue and self.state and self.cds and self.scm and self.tokens
 
 
 class Controller(Protocol):

@@ -397,6 +397,7 @@ class HealthView(BaseModel):
 class ReadyView(BaseModel):
     ready: bool
     queue: bool
+    state: bool
     cds: bool
     scm: bool
     tokens: bool
