@@ -83,7 +83,7 @@ class StorageSettings(BaseModel):
 # The backends a settings file may choose; each is one module behind its factory
 # (bridge/queue/factory.py, bridge/state/factory.py).
 QUEUE_BACKENDS = ("sqlite", "postgres", "servicebus")
-STATE_BACKENDS = ("sqlite",)
+STATE_BACKENDS = ("sqlite", "postgres")
 
 
 def _one_of(kind: str, accepted: tuple[str, ...], value: str) -> str:

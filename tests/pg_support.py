@@ -19,6 +19,8 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from bridge.settings import AuthSettings, DatabaseSettings, Settings, StorageSettings, SystemSettings
+from bridge.state.base import StatePort
+from bridge.state.factory import build_state
 
 PG_URL = os.environ.get("DUALWRITE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -75,4 +77,15 @@ def pg_settings(schema: str, data_dir: Path | None = None) -> Settings:
         database=DatabaseSettings(db_schema=schema),
         database_url=SecretStr(PG_URL),
         queue={"backend": "postgres"},  # type: ignore[arg-type]
+        state={"backend": "postgres"},  # type: ignore[arg-type]
     )
+
+
+def contract_state(request: pytest.FixtureRequest, data_dir: Path, name: str) -> StatePort:
+    """The state store of the contract suites' backend ``request.param`` for storage ``name``: for
+    "postgres", in a schema of this test (skipped where no PostgreSQL answers)."""
+    if request.param != "postgres":
+        return build_state(request.param, StorageSettings(data_dir=data_dir))
+    require_pg()
+    schema: SchemaFactory = request.getfixturevalue("pg_schemas")
+    return build_state("postgres", StorageSettings(data_dir=data_dir), settings=pg_settings(schema(name)))

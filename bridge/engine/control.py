@@ -38,7 +38,7 @@ from bridge.state.base import (
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000
 PROBE_S = 5.0  # each readiness probe; the clients' retries stop half a second before
-READY_PROBE_KEY = "readyz|probe|-"  # a ledger key no record has: the state store's read, answered empty
+READINESS_MAP = "readiness-probe"  # a map name no mapping has: the probe reads its (absent) state
 NEITHER_SIDE = "the record exists on neither side: nothing to copy or delete"
 SKIPPED_ON_RESUME = Record(
     kind=FailureKind.SKIPPED_ON_RESUME,
@@ -354,6 +354,10 @@ class EngineController:
         )
         return ConflictResolution(conflict_id, "resolved", message, winner)
 
+    async def _probe_state(self) -> None:
+        """One read of the state store (a key lookup): it answers, and its tables are there."""
+        await self.state.get_map_state(READINESS_MAP)
+
     async def readiness(self) -> Readiness:
         results: dict[str, bool] = {}
         details: dict[str, str] = {}
@@ -369,7 +373,7 @@ class EngineController:
 
         probes = {
             "queue": Probe(self.queue.depth, "the queue"),
-            "state": Probe(lambda: self.state.get_ledger(READY_PROBE_KEY), "the state store"),
+            "state": Probe(self._probe_state, "the state store"),
             **self.probes,
         }
         await asyncio.gather(*(check(n, p) for n, p in probes.items()))
@@ -378,11 +382,11 @@ class EngineController:
             details["replica"] = f"replica {self.engine.owner} is shutting down: its leases go back"
         return Readiness(
             queue=results.get("queue", False),
+            state=results.get("state", False),
             cds=results.get("cds", False),
             scm=results.get("scm", False),
             tokens=results.get("tokens", False),
             details=details,
-            state=results.get("state", False),
             replica=self.engine.owner,
             stopping=stopping,
         )

@@ -63,7 +63,7 @@ class Readiness:
     scm: bool
     tokens: bool
     details: dict[str, str]
-    state: bool = True  # the state store answers
+    state: bool = True  # the state store answers (a shared database may be away while the queue is not)
     replica: str = ""  # this replica's lease owner id (several replicas share one queue)
     stopping: bool = False  # shutting down: handing its leases back, taking no new work
 

@@ -245,11 +245,11 @@ class OpsApi:
         view = m.ReadyView(
             ready=r.ready,
             queue=r.queue,
+            state=r.state,
             cds=r.cds,
             scm=r.scm,
             tokens=r.tokens,
             details=r.details,
-            state=r.state,
             replica=r.replica,
             stopping=r.stopping,
         )

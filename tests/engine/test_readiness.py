@@ -23,9 +23,10 @@ class State:
     def __init__(self, error: Exception | None = None) -> None:
         self.error = error
 
-    async def get_ledger(self, record_key: str) -> None:
+    async def get_map_state(self, entity: str) -> object:
         if self.error is not None:
             raise self.error
+        return None
 
 
 class Engine:
@@ -34,7 +35,7 @@ class Engine:
 
 
 def _controller(
-    probes: dict[str, Probe], *, state: State | None = None, engine: Engine | None = None
+    probes: dict[str, Probe], state: State | None = None, *, engine: Engine | None = None
 ) -> EngineController:
     return EngineController(
         engine=cast(Any, engine or Engine()),
@@ -106,3 +107,15 @@ async def test_a_replica_shutting_down_is_not_ready_and_says_why() -> None:
     ready = await _controller(FINE, engine=engine).readiness()
     assert (ready.ready, ready.stopping) == (False, True)
     assert ready.details == {"replica": "replica bridge-replica-1 is shutting down: its leases go back"}
+
+
+async def test_a_state_store_that_does_not_answer_makes_the_replica_unready() -> None:
+    async def fine() -> None:
+        return None
+
+    probes = {name: Probe(fine, name) for name in ("cds", "scm", "tokens")}
+    down = OSError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+    ready = await _controller(probes, State(down)).readiness()
+    assert (ready.queue, ready.state, ready.ready) == (True, False, False)
+    assert ready.details == {"state": f"the state store: OSError: {down}"}
+    assert (await _controller(probes).readiness()).ready
