@@ -22,6 +22,7 @@ import pytest
 from bench.procs import BridgeProcess
 from bridge.demoreplicas import register_front
 from bridge.front import RoundRobinFront
+from bridge.sandbox.faults import FaultSettings
 from tests.pg_support import PG_URL, SchemaFactory, pg_schemas
 from tests.reliability.helpers import (
     CommitLog,
@@ -56,7 +57,7 @@ class Cluster:
     logs: tuple[CommitLog, CommitLog]  # (Dataverse's, F&O's) commits in order
 
 
-async def _cluster(sandbox: Any, tmp_path: Path, schema: str, mode: str) -> Cluster:
+async def _cluster(sandbox: Any, tmp_path: Path, schema: str, mode: str, **sync: Any) -> Cluster:
     keys = {"cds": secrets.token_urlsafe(18), "scm": secrets.token_urlsafe(18)}
     sections = (
         f'[queue]\nbackend = "postgres"\n[state]\nbackend = "postgres"\n[database]\nschema = "{schema}"\n'
@@ -67,7 +68,7 @@ async def _cluster(sandbox: Any, tmp_path: Path, schema: str, mode: str) -> Clus
             tmp_path / f"replica-{n + 1}",
             cds_key=keys["cds"],
             scm_key=keys["scm"],
-            sync=SYNC,
+            sync={**SYNC, **sync},
             sections=sections,
             secrets_env={"DUALWRITE_DATABASE_URL": PG_URL},
         )
@@ -87,15 +88,24 @@ async def _stop(cluster: Cluster) -> None:
         replica.stop()
 
 
-async def _kill_and_restart(cluster: Cluster, person: Person, after_writes: int) -> None:
+async def _kill_and_restart(
+    cluster: Cluster, person: Person, after_writes: int, *, slow_fno: Any = None
+) -> None:
     """SIGKILL the second replica once the person has made ``after_writes`` writes; start it again
-    (same data directory: the same lease owner, which takes its leases back) a second later."""
+    (same data directory: the same lease owner, which takes its leases back) a second later. With
+    ``slow_fno`` (F&O's faults), F&O answers slowly around the kill, so the replica dies with
+    synchronous saves in hand (journalled, their F&O writes on their way)."""
     for _ in range(30_000):  # 10 min at most: the test's own timeout comes first
         if len(person.statuses) >= after_writes:
             break
         await asyncio.sleep(0.02)
+    if slow_fno is not None:
+        slow_fno.configure(FaultSettings(latency_ms=400))
+        await asyncio.sleep(0.6)
     victim = cluster.replicas[1]
     victim.kill9()
+    if slow_fno is not None:
+        slow_fno.clear()
     await asyncio.sleep(1.0)
     await victim.start()
 
@@ -141,6 +151,7 @@ class Saves:
         self.person = person
         self.ok: dict[str, list[str]] = {}
         self.failed: dict[str, list[str]] = {}
+        self.took: list[tuple[float, int]] = []  # (seconds, status) of each save
 
     async def run(self, keys: list[str], updates: int, rng: random.Random) -> None:
         lanes: list[list[tuple[str, str, bool]]] = [[] for _ in range(6)]
@@ -157,7 +168,9 @@ class Saves:
                     self.person.statuses.append(status)
                 else:
                     write = self.person.cds_create if create else self.person.cds_update
+                    started = asyncio.get_running_loop().time()
                     status = await write(key, value)
+                    self.took.append((asyncio.get_running_loop().time() - started, status))
                 (self.ok if status in (201, 204) else self.failed).setdefault(key, []).append(value)
 
         await asyncio.gather(*(lane(items) for items in lanes))
@@ -170,7 +183,12 @@ class Saves:
 async def test_with_synchronous_steps_every_save_is_rolled_back_or_on_both_sides_across_a_kill_9(
     sandbox: Any, tmp_path: Path, pg_schemas: SchemaFactory
 ) -> None:
-    cluster = await _cluster(sandbox, tmp_path, pg_schemas("replicas_sync"), "sync")
+    # The emulated Dataverse serialises its write transactions and holds that lock while a synchronous
+    # step runs (bridge/sandbox/odata/ops.py), so the bridge's writes into it queue behind the saves:
+    # leases long enough for those waits (an attempt may take 80% of one).
+    cluster = await _cluster(
+        sandbox, tmp_path, pg_schemas("replicas_sync"), "sync", lease_s=10, concurrency=16
+    )
     cds_log, _ = cluster.logs
     fno, dv, updates = _plan(random.Random(23))
     try:
@@ -179,13 +197,20 @@ async def test_with_synchronous_steps_every_save_is_rolled_back_or_on_both_sides
             person = await Person.make(http, sandbox)
             saves = Saves(person)
             from_fno = stream(fno, updates, person.scm_create, person.scm_update, lanes=6, tag="f")
-            kill = _kill_and_restart(cluster, person, after_writes=CHANGES // 3)
+            kill = _kill_and_restart(
+                cluster, person, after_writes=CHANGES // 3, slow_fno=sandbox.faults["fno"]
+            )
             last_fno, _, _ = await asyncio.gather(from_fno, saves.run(dv, updates, random.Random(5)), kill)
             assert len(person.statuses) == CHANGES
             both = await converge(sandbox, timeout=90)
     finally:
         await _stop(cluster)
     expected = saves.expected()
+    took = sorted(t for t, _ in saves.took)
+    print(
+        f"saves: {len(took)}, p50 {took[len(took) // 2]:.3f}s, p99 {took[int(len(took) * 0.99)]:.3f}s, "
+        f"max {took[-1]:.3f}s, failed {sum(1 for _, st in saves.took if st not in (201, 204))}"
+    )
     # Every save that held is on both sides (the last one of each record), every one that failed
     # was rolled back in Dataverse and taken back (or never made) in F&O; F&O's own changes all made it.
     assert both == {**last_fno, **expected}
