@@ -58,6 +58,7 @@ class RoundRobinFront:
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self.passed_over = 0  # calls that went to another replica because one did not answer
+        self._in_flight: dict[int, tuple[str, str, float]] = {}  # id -> (replica, path, since)
 
     @property
     def url(self) -> str:
@@ -85,6 +86,12 @@ class RoundRobinFront:
         if self._session is not None:
             await self._session.close()
 
+    def in_flight(self) -> list[tuple[str, str, float]]:
+        """The calls a replica has in hand now: (replica, path, seconds so far), for whoever wants
+        to see (or, in tests, kill) the replica that holds a given call."""
+        now = time.monotonic()
+        return [(replica, path, now - since) for replica, path, since in self._in_flight.values()]
+
     def order(self, path: str) -> list[str]:
         """The replicas to try for ``path``, in order: webhooks round-robin, the rest the first
         replica; the ones that just refused a connection last."""
@@ -101,6 +108,7 @@ class RoundRobinFront:
         headers["X-Forwarded-Host"] = request.host
         body = request.content if request.body_exists else None
         for upstream in self.order(request.path):
+            self._in_flight[id(request)] = (upstream, request.path, time.monotonic())
             try:
                 async with self._session.request(
                     request.method,
@@ -120,6 +128,8 @@ class RoundRobinFront:
                 self._down_until[upstream] = time.monotonic() + SKIP_AFTER_FAILURE_S
                 log.warning("front: replica %s lost a call (%s)", upstream, exc)
                 return web.Response(status=502, text=f"replica {upstream} lost the call: {exc}")
+            finally:
+                self._in_flight.pop(id(request), None)
         return web.Response(status=503, text="no bridge replica answers")
 
     async def _relay(self, request: web.Request, answer: aiohttp.ClientResponse) -> web.StreamResponse:

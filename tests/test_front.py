@@ -26,6 +26,8 @@ def _dead_port() -> int:
 
 async def _replica(name: str, calls: list[tuple[str, str, bytes, str]]) -> web.AppRunner:
     async def handle(request: web.Request) -> web.Response:
+        if request.path == "/webhooks/slow":
+            await asyncio.sleep(0.3)
         if request.path == "/webhooks/die":
             assert request.transport is not None
             request.transport.abort()  # the process dies with the call in hand
@@ -116,3 +118,21 @@ async def test_with_no_replica_answering_the_front_says_so() -> None:
             assert await resp.text() == "no bridge replica answers"
     finally:
         await front.stop()
+
+
+async def test_the_calls_in_hand_are_shown_with_their_replica(
+    rig: tuple[RoundRobinFront, list[tuple[str, str, bytes, str]]],
+) -> None:
+    front, _ = rig
+    async with aiohttp.ClientSession() as http:
+        call = asyncio.create_task(http.post(f"{front.url}/webhooks/slow", data=b"{}"))
+        for _ in range(100):
+            if front.in_flight():
+                break
+            await asyncio.sleep(0.01)
+        [(replica, path, age)] = front.in_flight()
+        assert replica in front.upstreams and path == "/webhooks/slow" and age >= 0
+        answer = await call
+        assert answer.status == 202
+        answer.release()
+    assert front.in_flight() == []

@@ -90,24 +90,35 @@ async def _stop(cluster: Cluster) -> None:
 
 async def _kill_and_restart(
     cluster: Cluster, person: Person, after_writes: int, *, slow_fno: Any = None
-) -> None:
-    """SIGKILL the second replica once the person has made ``after_writes`` writes; start it again
-    (same data directory: the same lease owner, which takes its leases back) a second later. With
-    ``slow_fno`` (F&O's faults), F&O answers slowly around the kill, so the replica dies with
-    synchronous saves in hand (journalled, their F&O writes on their way)."""
+) -> BridgeProcess:
+    """SIGKILL a replica once the person has made ``after_writes`` writes; start it again (same data
+    directory: the same lease owner, which takes its leases back) a second later. With ``slow_fno``
+    (F&O's faults), F&O answers slowly and the replica killed is one that holds a synchronous save's
+    call (journalled, its F&O write on its way), as the front shows."""
     for _ in range(30_000):  # 10 min at most: the test's own timeout comes first
         if len(person.statuses) >= after_writes:
             break
         await asyncio.sleep(0.02)
-    if slow_fno is not None:
-        slow_fno.configure(FaultSettings(latency_ms=400))
-        await asyncio.sleep(0.6)
     victim = cluster.replicas[1]
+    if slow_fno is not None:
+        slow_fno.configure(FaultSettings(latency_ms=600))
+        by_url = {r.url: r for r in cluster.replicas}
+        for _ in range(500):
+            holding = [
+                r for r, path, age in cluster.front.in_flight() if path == "/webhooks/cds" and age > 0.2
+            ]
+            if holding:
+                victim = by_url[holding[0]]
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("no replica held a synchronous save's call")
     victim.kill9()
     if slow_fno is not None:
         slow_fno.clear()
     await asyncio.sleep(1.0)
     await victim.start()
+    return victim
 
 
 def _plan(rng: random.Random) -> tuple[list[str], list[str], int]:
@@ -215,4 +226,5 @@ async def test_with_synchronous_steps_every_save_is_rolled_back_or_on_both_sides
     # was rolled back in Dataverse and taken back (or never made) in F&O; F&O's own changes all made it.
     assert both == {**last_fno, **expected}
     assert sum(len(v) for v in saves.ok.values()) > len(dv), "hardly any save held"
+    assert saves.failed, "the replica died with a save in hand: that save must have failed"
     assert_once_and_in_order(cds_log, sandbox.info.client_id, last_fno)
