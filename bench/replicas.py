@@ -1,18 +1,20 @@
-"""PostgreSQL queue and state with 1 and 3 ``dualwrite serve`` replicas behind one front.
+"""PostgreSQL queue and state with 1 and 3 ``dualwrite serve`` replicas.
 
 Each run: the emulators in this process, a schema of the benchmark's own (``dualwrite_bench``, reset
 before each run; nothing else in the database is touched), N bridge processes on it (each one
-process, its own lease owner), the round-robin front (``bridge.front``) in this process, F&O's data
-events registered against the front. A person (the sandbox's user client) creates ``records`` modes
-of delivery in F&O and then makes ``updates`` changes to them, each record's in order, 16 records at
-a time. The run ends when Dataverse holds every last value.
+process, its own lease owner).
 
-- throughput: changes applied end to end per second (first write to last commit in Dataverse);
-- latency: per change, the person's write answered to the bridge's write committed in Dataverse
-  (of the 3-replica run: the configuration the keys describe);
-- failover (3 replicas): F&O keeps being edited, one replica is killed (SIGKILL) and not
-  restarted; the time from the kill until both systems agree again. What the dead replica held is
-  handed on when its leases run out (``lease_s``, 3 s here), so that bounds it.
+- throughput: F&O's data events for ``records`` creates and ``updates`` changes, recorded once as
+  the live section does (bench/record.py), replayed by the driver process into the replicas, each
+  record's to one replica in turn (the driver is the load balancer: its calls go out from its own
+  process, so the front's work does not land on the emulators' core); changes applied in Dataverse
+  per second, updates phase;
+- latency (3 replicas): a person (the sandbox's user client) edits ``latency_changes`` records in
+  F&O, 4 at a time, through the round-robin front (``bridge.front``); per change, the person's write
+  answered to the bridge's write committed in Dataverse;
+- failover (3 replicas): F&O keeps being edited through the front, one replica is killed (SIGKILL)
+  and not restarted; the time from the kill until both systems agree again. What the dead replica
+  held is handed on when its leases run out (``lease_s``, 3 s here), so that bounds it.
 
 On 2 cores three replicas share the same two cores as one: the figure is contention, not scaling
 (the target: 3 replicas keep >= 0.8 of one replica's throughput).
@@ -32,8 +34,10 @@ from typing import Any
 import aiohttp
 
 from bench.common import CDS_FIELD, CDS_KEY, CDS_SET, SCM_FIELD, SCM_KEY, SCM_SET, percentile, sandbox_config
-from bench.live import Keys
+from bench.driver import Call
+from bench.live import Keys, _phase, record
 from bench.procs import BridgeProcess
+from bench.record import Note, Recording
 from bench.restart import Editor
 from bridge.front import RoundRobinFront
 from bridge.sandbox.contracts import RecordChange, WriteHooks
@@ -51,13 +55,8 @@ REPLICA_SYNC = {"lease_s": LEASE_S, "apply_processes": 0, "backoff_initial_s": 0
 @dataclass
 class Run:
     replicas: int
-    changes: int
-    seconds: float
+    changes_per_s: float
     latency_ms: list[float] = field(default_factory=list)
-
-    @property
-    def changes_per_s(self) -> float:
-        return self.changes / self.seconds if self.seconds > 0 else float("nan")
 
 
 @dataclass
@@ -107,9 +106,13 @@ class Arrivals:
         await self.inner.after_commit(change)
 
 
+EDITED = "LT"  # the records a person edits in F&O (the replayed ones exist in Dataverse only)
+
+
 def agreed(sandbox: Any) -> bool:
-    cds = {r[CDS_KEY]: r[CDS_FIELD] for r in sandbox.dataverse.rows(CDS_SET)}
-    scm = {r[SCM_KEY]: r[SCM_FIELD] for r in sandbox.fno.rows(SCM_SET)}
+    """Both systems hold the same edited records with the same values."""
+    cds = {r[CDS_KEY]: r[CDS_FIELD] for r in sandbox.dataverse.rows(CDS_SET) if r[CDS_KEY].startswith(EDITED)}
+    scm = {r[SCM_KEY]: r[SCM_FIELD] for r in sandbox.fno.rows(SCM_SET) if r[SCM_KEY].startswith(EDITED)}
     return cds == scm
 
 
@@ -150,29 +153,41 @@ def _replicas(keys: Keys, info: Any, workdir: Path, n: int, database_url: str) -
     ]
 
 
-async def _changes(editor: Editor, names: list[str], updates: int, tag: str) -> dict[str, float]:
-    """Every record created, then ``updates`` changes; returns value -> when the person's write was
-    answered. Each record's writes in order, ``LANES`` records at a time."""
-    rng = random.Random(22)
-    answered: dict[str, float] = {}
-    plan: list[list[tuple[str, str, bool]]] = [[] for _ in range(LANES)]
-    for i, name in enumerate(names):
-        plan[i % LANES].append((name, f"{tag}-c{i}", True))
-    for u in range(updates):
-        i = rng.randrange(len(names))
-        plan[i % LANES].append((names[i], f"{tag}-u{u}", False))
+async def _throughput(sandbox: Any, recording: Recording, procs: list[BridgeProcess]) -> float:
+    """Replay the recording into the replicas (each record's notes to one of them); updates/s."""
+    urls = [p.url for p in procs]
 
-    async def lane(items: list[tuple[str, str, bool]]) -> None:
-        for name, value, create in items:
-            await editor.write(name, value, create=create)
+    def calls(notes: list[Note]) -> list[tuple[int, Call]]:
+        return [(n.record, n.call(urls[n.record % len(urls)])) for n in notes]
+
+    await _phase(sandbox, recording, calls(recording.creates), LANES)
+    return len(recording.updates) / await _phase(sandbox, recording, calls(recording.updates), LANES)
+
+
+async def _latency(sandbox: Any, editor: Editor, arrivals: Arrivals, names: list[str], n: int) -> list[float]:
+    """``n`` person's edits in F&O, 4 at a time: ms from each write answered to its Dataverse commit."""
+    answered: dict[str, float] = {}
+    rng = random.Random(3)
+
+    async def lane(k: int) -> None:
+        for i in range(n // 4):
+            value = f"lat-{k}-{i}"
+            await editor.write(rng.choice(names), value, create=False)
             answered[value] = time.monotonic()
 
-    await asyncio.gather(*(lane(items) for items in plan))
-    return answered
+    await asyncio.gather(*(lane(k) for k in range(4)))
+    await _agree(sandbox)
+    return [(arrivals.at[v] - t) * 1000 for v, t in answered.items() if v in arrivals.at]
 
 
 async def _one_run(
-    state_dir: Path, workdir: Path, keys: Keys, n: int, records: int, updates: int, database_url: str
+    state_dir: Path,
+    workdir: Path,
+    keys: Keys,
+    n: int,
+    recording: Recording,
+    latency_changes: int,
+    database_url: str,
 ) -> tuple[Run, float | None]:
     await _reset(database_url)
     config = sandbox_config(state_dir / f"pg-{n}", dataevent_retries=400, dataevent_retry_interval=0.05)
@@ -182,24 +197,27 @@ async def _one_run(
         arrivals = Arrivals(sandbox.dataverse.hooks)
         sandbox.dataverse.hooks = arrivals
         try:
-            await asyncio.gather(*(p.start() for p in procs))
+            for proc in procs:  # one after the other: the first one migrates the schema
+                await proc.start()
+            rate = await _throughput(sandbox, recording, procs)
+            run = Run(n, rate)
+            if n == 1:
+                return run, None
             await front.start()
             sandbox.notifier.fno.add_endpoint(
                 DataEventEndpoint(
                     name="front", url=f"{front.url}/webhooks/scm", headers={"x-dualwrite-key": keys.scm}
                 )
             )
+            names = [f"{EDITED}{i:03d}" for i in range(20)]
             connector = aiohttp.TCPConnector(ssl=sandbox.client_ssl_context(), limit=0)
             async with aiohttp.ClientSession(connector=connector, trust_env=False) as http:
                 editor = Editor(sandbox, http)
-                names = [f"PG{n}-{i:04d}" for i in range(records)]
-                started = time.monotonic()
-                answered = await _changes(editor, names, updates, f"r{n}")
+                for name in names:
+                    await editor.write(name, "created", create=True)
                 await _agree(sandbox)
-                last = max(arrivals.at.get(v, started) for v in answered)
-                latency = [(arrivals.at[v] - t) * 1000 for v, t in answered.items() if v in arrivals.at]
-                run = Run(n, len(answered), last - started, latency)
-                failover = await _failover(sandbox, editor, names, procs) if n > 1 else None
+                run.latency_ms = await _latency(sandbox, editor, arrivals, names, latency_changes)
+                failover = await _failover(sandbox, editor, names, procs)
         finally:
             await front.stop()
             for p in procs:
@@ -224,14 +242,17 @@ async def _failover(sandbox: Any, editor: Editor, names: list[str], procs: list[
     return await _agree(sandbox) - killed
 
 
-async def run_replicas(state_dir: Path, workdir: Path, *, keys: Keys, records: int, updates: int) -> Replicas:
+async def run_replicas(
+    state_dir: Path, workdir: Path, *, keys: Keys, records: int, updates: int, latency_changes: int
+) -> Replicas:
     out = Replicas()
     reason = await unavailable(DATABASE_URL)
     if reason is not None:
         out.skipped = reason
         return out
+    recording = await record(state_dir, "scm", records, updates, "PG", keys)
     for n in (1, 3):
-        run, failover = await _one_run(state_dir, workdir, keys, n, records, updates, DATABASE_URL)
+        run, failover = await _one_run(state_dir, workdir, keys, n, recording, latency_changes, DATABASE_URL)
         out.runs[n] = run
         if failover is not None:
             out.failover_s = failover
