@@ -152,6 +152,12 @@ class DatabaseSettings(BaseModel):
     )
     pool_min: int = Field(default=1, ge=0, le=100, description="Connections each pool keeps open")
     pool_max: int = Field(default=5, ge=1, le=100, description="Connections each pool opens at most")
+    synchronous_commit: Literal["on", "off"] = Field(
+        default="on",
+        description="on: a commit (an acknowledged webhook) survives the database server's crash; off: "
+        "commits no longer wait for the disk, and a crash of the server (never of a bridge) may lose the "
+        "last fraction of a second, like [storage] synchronous = NORMAL on SQLite (docs/queue-and-state.md)",
+    )
 
 
 class SyncSettings(BaseModel):

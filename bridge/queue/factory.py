@@ -25,6 +25,7 @@ from bridge.queue.servicebus import ServiceBusQueue
 from bridge.queue.servicebus_fake import FakeAdministrationClient, FakeNamespace, FakeServiceBusClient
 from bridge.queue.sqlite import SqliteQueue
 from bridge.settings import QUEUE_BACKENDS, Settings, StorageSettings
+from bridge.storage.postgres import PgOptions
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,7 @@ def _postgres(inputs: QueueInputs) -> QueuePort:
         settings.database_url.get_secret_value(),
         schema=db.db_schema,
         owner=inputs.owner,
-        pool_min=db.pool_min,
-        pool_max=db.pool_max,
+        options=PgOptions(db.pool_min, db.pool_max, db.synchronous_commit),
     )
 
 

@@ -16,6 +16,7 @@ from bridge.state.base import StatePort
 from bridge.state.memory import MemoryState, MemoryStateData
 from bridge.state.postgres import PostgresState
 from bridge.state.sqlite import SqliteState
+from bridge.storage.postgres import PgOptions
 
 # (the storage, the settings when a builder needs more than the storage: a database's URL and schema)
 StateBuilder = Callable[[StorageSettings, Settings | None], StatePort]
@@ -42,8 +43,7 @@ def _postgres(storage: StorageSettings, settings: Settings | None) -> StatePort:
     return PostgresState(
         settings.database_url.get_secret_value(),
         schema=db.db_schema,
-        pool_min=db.pool_min,
-        pool_max=db.pool_max,
+        options=PgOptions(db.pool_min, db.pool_max, db.synchronous_commit),
     )
 
 

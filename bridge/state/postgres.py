@@ -41,7 +41,7 @@ from bridge.state.postgres_schema import (
     now,
     utc,
 )
-from bridge.storage.postgres import PgDatabase
+from bridge.storage.postgres import DEFAULT_OPTIONS, PgDatabase, PgOptions
 
 _Conn = AsyncConnection[Any]
 
@@ -53,10 +53,8 @@ def _compact(value: Any) -> str:
 class PostgresState(PostgresOpsTables):
     """``StatePort`` on PostgreSQL tables in one schema, shared by every replica."""
 
-    def __init__(self, url: str, *, schema: str = "dualwrite", pool_min: int = 1, pool_max: int = 5) -> None:
-        self._db = PgDatabase(
-            url, schema=schema, component="state", migrations=MIGRATIONS, min_size=pool_min, max_size=pool_max
-        )
+    def __init__(self, url: str, *, schema: str = "dualwrite", options: PgOptions = DEFAULT_OPTIONS) -> None:
+        self._db = PgDatabase(url, schema=schema, component="state", migrations=MIGRATIONS, options=options)
 
     @property
     def db(self) -> PgDatabase:

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg
@@ -48,6 +49,19 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     PRIMARY KEY (component, version)
 )
 """
+
+
+@dataclass(frozen=True)
+class PgOptions:
+    """How a pool connects (``[database]`` in the settings, bridge.settings.DatabaseSettings)."""
+
+    pool_min: int = 1
+    pool_max: int = 5
+    synchronous_commit: str = "on"  # "off": commits do not wait for the server's disk
+    connect_timeout_s: float = 10.0
+
+
+DEFAULT_OPTIONS = PgOptions()
 
 
 def check_schema(schema: str) -> str:
@@ -108,9 +122,7 @@ class PgDatabase:
         schema: str,
         component: str,
         migrations: Sequence[str],
-        min_size: int = 1,
-        max_size: int = 5,
-        connect_timeout_s: float = 10.0,
+        options: PgOptions = DEFAULT_OPTIONS,
     ) -> None:
         if not url:
             raise ConfigError(
@@ -122,14 +134,17 @@ class PgDatabase:
         self.schema = check_schema(schema)
         self.component = component
         self._migrations = tuple(migrations)
-        self._timeout = connect_timeout_s
+        self._timeout = options.connect_timeout_s
+        if options.synchronous_commit not in ("on", "off"):
+            raise ConfigError("synchronous_commit is on or off", field="database.synchronous_commit")
+        self._synchronous_commit = options.synchronous_commit
         self._pool = AsyncConnectionPool(
             url,
-            min_size=min_size,
-            max_size=max_size,
+            min_size=options.pool_min,
+            max_size=options.pool_max,
             open=False,
-            timeout=connect_timeout_s,
-            kwargs={"autocommit": True, "connect_timeout": max(int(connect_timeout_s), 1)},
+            timeout=self._timeout,
+            kwargs={"autocommit": True, "connect_timeout": max(int(self._timeout), 1)},
             configure=self._configure,
             name=f"dualwrite-{component}",
         )
@@ -147,6 +162,7 @@ class PgDatabase:
     async def _configure(self, conn: AsyncConnection) -> None:
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         await conn.execute("SET TimeZone TO 'UTC'")
+        await conn.execute(sql.SQL("SET synchronous_commit TO {}").format(sql.SQL(self._synchronous_commit)))
 
     async def open(self) -> None:
         """Open the pool and migrate the schema; a clear error when the server does not answer."""
@@ -168,10 +184,21 @@ class PgDatabase:
     async def run(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """``fn(conn)`` in one transaction, run again (at most ``RETRIES`` times) when PostgreSQL
         aborts it for a deadlock or a serialization failure."""
+        return await self._retried(fn, transaction=True)
+
+    async def call(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """``fn(conn)`` for one statement that is its own transaction (a function call: one round
+        trip, no BEGIN/COMMIT), run again as ``run`` does."""
+        return await self._retried(fn, transaction=False)
+
+    async def _retried(self, fn: Callable[[AsyncConnection], Awaitable[T]], *, transaction: bool) -> T:
         for attempt in range(RETRIES):
             try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    return await fn(conn)
+                async with self._pool.connection() as conn:
+                    if not transaction:
+                        return await fn(conn)
+                    async with conn.transaction():
+                        return await fn(conn)
             except _RETRYABLE:
                 if attempt == RETRIES - 1:
                     raise

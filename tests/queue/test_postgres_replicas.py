@@ -1,7 +1,7 @@
 """The PostgreSQL queue shared by several replicas (real PostgreSQL, tests/pg_support.py): two or more
 ``PostgresQueue`` instances on one schema, as two bridges would be, never hand out one record's events
 at once, keep each record's order, dedupe across each other, take over a dead one's expired leases,
-wake each other, and migrate the schema once when they start together."""
+wake each other."""
 
 from __future__ import annotations
 
@@ -10,13 +10,9 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import psycopg
 import pytest
 
-from bridge.core.errors import ConfigError
 from bridge.queue.postgres import PostgresQueue
-from bridge.queue.postgres_schema import MIGRATIONS
-from bridge.storage.postgres import PgDatabase, migrate
 from tests.contract.queue_support import make_event
 from tests.pg_support import PG_URL, SchemaFactory, pg_schemas
 
@@ -162,37 +158,3 @@ async def test_dead_letters_hold_back_the_record_on_every_replica(replicas: Repl
     assert await b.replay() == 1
     [again] = await a.lease(5, 30)
     assert again.seq == first.seq and again.attempts == 0
-
-
-async def test_concurrent_migrations_apply_each_step_once(pg_schemas: SchemaFactory) -> None:
-    schema = pg_schemas("migrated")
-    conns = [await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) for _ in range(6)]
-    try:
-        applied = await asyncio.gather(*(migrate(c, schema, "queue", MIGRATIONS) for c in conns))
-    finally:
-        for conn in conns:
-            await conn.close()
-    assert sorted(applied) == [0] * 5 + [len(MIGRATIONS)]
-    with psycopg.connect(PG_URL) as conn:
-        rows = conn.execute(
-            f'SELECT component, version FROM "{schema}".schema_migrations ORDER BY version'
-        ).fetchall()
-    assert rows == [("queue", v) for v in range(1, len(MIGRATIONS) + 1)]
-
-
-async def test_replicas_starting_together_share_one_schema(pg_schemas: SchemaFactory) -> None:
-    schema = pg_schemas("together")
-    dbs = [PgDatabase(PG_URL, schema=schema, component="queue", migrations=MIGRATIONS) for _ in range(4)]
-    try:
-        await asyncio.gather(*(db.open() for db in dbs))
-        await asyncio.gather(*(db.ping() for db in dbs))
-    finally:
-        for db in dbs:
-            await db.close()
-
-
-async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
-    queue = PostgresQueue("postgresql://bridge:hunter2@127.0.0.1:9/test", schema="dualwrite")
-    with pytest.raises(ConfigError) as caught:
-        await queue.open()
-    assert "127.0.0.1:9/test" in str(caught.value) and "hunter2" not in str(caught.value)
