@@ -48,7 +48,8 @@ from bridge.queue.postgres_schema import (
     lock_heads,
 )
 from bridge.storage.batcher import TurnBatcher
-from bridge.storage.postgres import DEFAULT_OPTIONS, PgDatabase, PgOptions
+from bridge.storage.pgconfig import DEFAULT_OPTIONS, PgOptions
+from bridge.storage.postgres import PgDatabase
 
 log = logging.getLogger(__name__)
 

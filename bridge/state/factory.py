@@ -14,9 +14,8 @@ from bridge.core.errors import ConfigError
 from bridge.settings import STATE_BACKENDS, Settings, StorageSettings
 from bridge.state.base import StatePort
 from bridge.state.memory import MemoryState, MemoryStateData
-from bridge.state.postgres import PostgresState
 from bridge.state.sqlite import SqliteState
-from bridge.storage.postgres import PgOptions
+from bridge.storage.pgconfig import PgOptions, missing_extra
 
 # (the storage, the settings when a builder needs more than the storage: a database's URL and schema)
 StateBuilder = Callable[[StorageSettings, Settings | None], StatePort]
@@ -39,6 +38,10 @@ def _postgres(storage: StorageSettings, settings: Settings | None) -> StatePort:
     """Tables in ``[database] schema`` of ``DUALWRITE_DATABASE_URL`` (a secret, never logged)."""
     if settings is None:
         raise ConfigError("the postgres state store is built from the settings", field="state.backend")
+    try:  # psycopg only when chosen: the postgres extra
+        from bridge.state.postgres import PostgresState
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, "state.backend") from exc
     db = settings.database
     return PostgresState(
         settings.database_url.get_secret_value(),

@@ -41,7 +41,8 @@ from bridge.state.postgres_schema import (
     now,
     utc,
 )
-from bridge.storage.postgres import DEFAULT_OPTIONS, PgDatabase, PgOptions
+from bridge.storage.pgconfig import DEFAULT_OPTIONS, PgOptions
+from bridge.storage.postgres import PgDatabase
 
 _Conn = AsyncConnection[Any]
 

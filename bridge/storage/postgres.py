@@ -23,7 +23,6 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg
@@ -32,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from bridge.core.errors import ConfigError
+from bridge.storage.pgconfig import DEFAULT_OPTIONS, PgOptions
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +49,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     PRIMARY KEY (component, version)
 )
 """
-
-
-@dataclass(frozen=True)
-class PgOptions:
-    """How a pool connects (``[database]`` in the settings, bridge.settings.DatabaseSettings)."""
-
-    pool_min: int = 1
-    pool_max: int = 5
-    synchronous_commit: str = "on"  # "off": commits do not wait for the server's disk
-    connect_timeout_s: float = 10.0
-
-
-DEFAULT_OPTIONS = PgOptions()
 
 
 def check_schema(schema: str) -> str:

@@ -13,7 +13,8 @@ from bridge.core.errors import ConfigError
 from bridge.queue.postgres import PostgresQueue
 from bridge.queue.postgres_schema import MIGRATIONS
 from bridge.state.postgres_schema import MIGRATIONS as STATE_MIGRATIONS
-from bridge.storage.postgres import PgDatabase, PgOptions, migrate
+from bridge.storage.pgconfig import PgOptions
+from bridge.storage.postgres import PgDatabase, migrate
 from tests.pg_support import PG_URL, SchemaFactory, pg_schemas
 
 __all__ = ["pg_schemas"]
