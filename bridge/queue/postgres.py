@@ -89,6 +89,7 @@ class PostgresQueue(PostgresQueueAdmin):
         self._token_prefix = secrets.token_hex(4) + "-"
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        self._lookups: set[asyncio.Future[float | None]] = set()  # wait()'s next-ready reads in flight
         # One turn's enqueues (webhook calls) and completions (finished changes) go to the database as
         # one function call each: one round trip and one commit per turn, not per call.
         self._enqueues: TurnBatcher[_Row, _Enqueued] = TurnBatcher(lambda rows: self._enqueue(rows, None))
@@ -111,6 +112,8 @@ class PostgresQueue(PostgresQueueAdmin):
     async def close(self) -> None:
         await self._enqueues.wait_idle()
         await self._completes.wait_idle()
+        if self._lookups:
+            await asyncio.gather(*self._lookups, return_exceptions=True)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -124,7 +127,9 @@ class PostgresQueue(PostgresQueueAdmin):
         delay = 0.5
         while True:
             try:
-                async with await AsyncConnection.connect(self._db.url, autocommit=True) as conn:
+                async with await AsyncConnection.connect(
+                    self._db.url, autocommit=True, application_name=f"dualwrite-listen {self._db.schema}"[:63]
+                ) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     self._listening.set()
                     delay = 0.5
@@ -388,6 +393,11 @@ class PostgresQueue(PostgresQueueAdmin):
 
     # ---- waiting --------------------------------------------------------------------------------
 
+    def _lookup_done(self, lookup: asyncio.Future[float | None]) -> None:
+        self._lookups.discard(lookup)
+        if not lookup.cancelled() and lookup.exception() is not None:
+            log.debug("next-ready lookup failed: %s", lookup.exception())
+
     async def wait(self, timeout: float) -> None:
         """Return on an enqueue/release/replay/reclaim here or on another replica, when a lease or
         delay ends, or after ``timeout``. May return early (callers just lease again)."""
@@ -398,7 +408,15 @@ class PostgresQueue(PostgresQueueAdmin):
                 row = await cur.fetchone()
                 return None if row is None or row[0] is None else float(row[0])
 
-            nxt = await self._db.read(q)
+            # shielded: a worker cancels its wait whenever other work wakes it first, and a cancelled
+            # query costs a cancel request to the server; this one just finishes in the background
+            lookup = asyncio.ensure_future(self._db.read(q))
+            self._lookups.add(lookup)
+            lookup.add_done_callback(self._lookup_done)
+            try:
+                nxt = await asyncio.shield(lookup)
+            except psycopg.Error:
+                nxt = None  # the database is away: lease says so (and readiness); here just wait
             if nxt is not None:
                 timeout = min(timeout, max(nxt, 0.0) + 0.001)
             try:

@@ -125,13 +125,19 @@ class PgDatabase:
         if options.synchronous_commit not in ("on", "off"):
             raise ConfigError("synchronous_commit is on or off", field="database.synchronous_commit")
         self._synchronous_commit = options.synchronous_commit
+        self._max_size = options.pool_max
         self._pool = AsyncConnectionPool(
             url,
             min_size=options.pool_min,
             max_size=options.pool_max,
             open=False,
             timeout=self._timeout,
-            kwargs={"autocommit": True, "connect_timeout": max(int(self._timeout), 1)},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(int(self._timeout), 1),
+                # pg_stat_activity names the bridge's pools and their schema
+                "application_name": f"dualwrite-{component} {self.schema}"[:63],
+            },
             configure=self._configure,
             name=f"dualwrite-{component}",
         )
@@ -170,7 +176,8 @@ class PgDatabase:
 
     async def run(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """``fn(conn)`` in one transaction, run again (at most ``RETRIES`` times) when PostgreSQL
-        aborts it for a deadlock or a serialization failure."""
+        aborts it for a deadlock or a serialization failure, or once on a new connection when the
+        pooled one turns out to be cut (see ``_retried``)."""
         return await self._retried(fn, transaction=True)
 
     async def call(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
@@ -178,24 +185,37 @@ class PgDatabase:
         trip, no BEGIN/COMMIT), run again as ``run`` does."""
         return await self._retried(fn, transaction=False)
 
-    async def _retried(self, fn: Callable[[AsyncConnection], Awaitable[T]], *, transaction: bool) -> T:
-        for attempt in range(RETRIES):
-            try:
-                async with self._pool.connection() as conn:
-                    if not transaction:
-                        return await fn(conn)
-                    async with conn.transaction():
-                        return await fn(conn)
-            except _RETRYABLE:
-                if attempt == RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.005 * (attempt + 1))
-        raise AssertionError("unreachable")
-
     async def read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """``fn(conn)`` outside a transaction (each statement its own): reads and single writes."""
-        async with self._pool.connection() as conn:
-            return await fn(conn)
+        return await self._retried(fn, transaction=False)
+
+    async def _retried(self, fn: Callable[[AsyncConnection], Awaitable[T]], *, transaction: bool) -> T:
+        """A restart or failover of the server cuts every pooled connection, and the pool learns it
+        only when one is used: such a connection (``broken`` after an ``OperationalError``) is
+        replaced and ``fn`` run again, until a connection that is not cut answers. Its statement may
+        have run before the cut: every caller here is safe to repeat (event ids dedupe an enqueue,
+        lease tokens a settle, upserts the state; a failure or activity entry may be stored twice)."""
+        cuts = 0
+        attempt = 0
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    try:
+                        if not transaction:
+                            return await fn(conn)
+                        async with conn.transaction():
+                            return await fn(conn)
+                    except psycopg.OperationalError:
+                        if cuts > self._max_size or not conn.broken:
+                            raise
+                        cuts += 1
+                        log.warning("a connection to %s was cut: using a new one", self.where)
+                        continue
+            except _RETRYABLE:
+                attempt += 1
+                if attempt >= RETRIES:
+                    raise
+                await asyncio.sleep(0.005 * attempt)
 
     async def ping(self) -> None:
         """One round trip (readiness)."""

@@ -10,6 +10,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import psycopg
 import pytest
 
 from bridge.queue.postgres import PostgresQueue
@@ -158,3 +159,27 @@ async def test_dead_letters_hold_back_the_record_on_every_replica(replicas: Repl
     assert await b.replay() == 1
     [again] = await a.lease(5, 30)
     assert again.seq == first.seq and again.attempts == 0
+
+
+async def test_a_replica_whose_connections_are_cut_carries_on(replicas: ReplicaFactory) -> None:
+    """A failover or a restart of the database cuts every connection: the pools replace them as they
+    meet them (no call fails), the listener listens again, and the replica's wake-ups come back."""
+    a, b = await replicas(2)
+    schema = b.db.schema
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        cut = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
+            (f"dualwrite-% {schema}",),  # this test's replicas only
+        ).fetchone()
+    assert cut is not None and cut[0] >= 4, schema  # both pools and both listeners
+    assert await b.enqueue(make_event(1))
+    assert await a.depth() == 1
+    await asyncio.sleep(1.0)  # the listeners' reconnect (0.5 s after the cut)
+    await b.wait(0.01)
+    waiter = asyncio.create_task(b.wait(10.0))
+    await asyncio.sleep(0.05)
+    start = time.monotonic()
+    assert await a.enqueue(make_event(2))
+    await asyncio.wait_for(waiter, 5.0)
+    assert time.monotonic() - start < 2.0
