@@ -15,7 +15,6 @@ with the time its request was sent: every change made there before it is in the 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from bridge.core.errors import RejectedError
 from bridge.core.events import System
 from bridge.core.mapping import EntityMap
 from bridge.core.pairing import SideRecord
+from bridge.engine.syncports import Page
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import CROSS_COMPANY, FnoClient
 from bridge.systems.odata import literal
@@ -30,14 +30,6 @@ from bridge.systems.sides import parse_timestamp
 
 CDS_PAGE_SIZE = 5000  # Dataverse's largest page
 SCM_PAGE_SIZE = 10000  # F&O's largest page
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    side: System
-    records: list[SideRecord]
-    read_at: datetime  # when its request was sent
-    last: bool  # no page follows
 
 
 def cds_filter(emap: EntityMap, company_id: str, after: str | None) -> str:
