@@ -176,6 +176,12 @@ class InitialSyncSettings(BaseModel):
     planned_limit: int = Field(
         default=10_000, ge=0, description="Writes a dry run lists one by one (all are counted)"
     )
+    page_size: int = Field(
+        default=5000,
+        ge=1,
+        le=5000,
+        description="Rows per page read (Prefer: odata.maxpagesize; Dataverse: 5,000 at most)",
+    )
 
 
 class AlertAction(StrEnum):

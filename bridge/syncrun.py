@@ -62,7 +62,10 @@ class StoreGate:
 
 
 def bulk_systems(settings: Settings, systems: Systems, mappings: MappingSet) -> BulkSystems:
-    return BulkSystems(systems.cds, systems.scm, mappings, batch_size=settings.initial.batch_size)
+    initial = settings.initial
+    return BulkSystems(
+        systems.cds, systems.scm, mappings, batch_size=initial.batch_size, page_size=initial.page_size
+    )
 
 
 class InitialService:

@@ -158,6 +158,18 @@ class InitialSync:
         if not request.dry_run:
             await self.gate.running(step.name)
 
+    async def _expected(self, step: MapStep, companies: list[str]) -> int | None:
+        """Records the map holds (the larger side, per company), for the time left; None if unknown."""
+        total = 0
+        for company in companies:
+            counts = await asyncio.gather(
+                self.systems.cds.count(step.emap, company), self.systems.scm.count(step.emap, company)
+            )
+            if any(c is None for c in counts):
+                return None
+            total += max(c or 0 for c in counts)
+        return total
+
     async def _pass(
         self,
         request: InitialRequest,

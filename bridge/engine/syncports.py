@@ -104,6 +104,10 @@ class SyncSide(Protocol):
         """The map's rows in ``company``, key order, after the key ``after`` when given."""
         ...
 
+    async def count(self, emap: EntityMap, company: str) -> int | None:
+        """How many rows the map has in ``company`` (None: the system would not say)."""
+        ...
+
     async def write(self, emap: EntityMap, writes: Sequence[BulkWrite]) -> list[BulkOutcome]:
         """Write in change sets up to the system's limit; one outcome per write, in order. Raises
         only when the system cannot be reached at all (``RetryableError``)."""

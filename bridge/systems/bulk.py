@@ -32,7 +32,7 @@ from bridge.systems.dataverse import DataverseClient
 from bridge.systems.errors import classify
 from bridge.systems.fno import FnoClient
 from bridge.systems.odata import id_from_entity_url, id_segment, key_segment
-from bridge.systems.pages import cds_pages, companies, scm_pages
+from bridge.systems.pages import cds_count, cds_pages, companies, scm_count, scm_pages
 from bridge.systems.sides import CdsSide
 from bridge.wire.batch import MAX_OPERATIONS, BatchRequest, BatchResponse, ChangeSet, write_requests
 from bridge.wire.batch import parse_batch_response as read_answer
@@ -52,9 +52,12 @@ class _BulkWriter:
 
     system: System
 
-    def __init__(self, client: DataverseClient | FnoClient, *, batch_size: int = MAX_OPERATIONS) -> None:
+    def __init__(
+        self, client: DataverseClient | FnoClient, *, batch_size: int = MAX_OPERATIONS, page_size: int = 5000
+    ) -> None:
         self.client = client
         self.batch_size = max(1, min(batch_size, MAX_OPERATIONS))
+        self.page_size = page_size
         self._figures = WriteFigures()
 
     @property
@@ -173,7 +176,10 @@ class CdsBulkSide(_BulkWriter):
         self._company_ids = company_ids  # code -> cdm_company id, filled by BulkSystems.companies
 
     def pages(self, emap: EntityMap, company: str, *, after: str | None = None) -> AsyncIterator[Page]:
-        return cds_pages(self.cds, emap, company, after=after)
+        return cds_pages(self.cds, emap, company, after=after, page_size=self.page_size)
+
+    async def count(self, emap: EntityMap, company: str) -> int | None:
+        return await cds_count(self.cds, emap, company)
 
     def operation(self, emap: EntityMap, write: BulkWrite) -> BatchOperation:
         if write.kind is WriteKind.UPDATE:
@@ -203,7 +209,10 @@ class ScmBulkSide(_BulkWriter):
         self.scm = client
 
     def pages(self, emap: EntityMap, company: str, *, after: str | None = None) -> AsyncIterator[Page]:
-        return scm_pages(self.scm, emap, company, after=after)
+        return scm_pages(self.scm, emap, company, after=after, page_size=self.page_size)
+
+    async def count(self, emap: EntityMap, company: str) -> int | None:
+        return await scm_count(self.scm, emap, company)
 
     def operation(self, emap: EntityMap, write: BulkWrite) -> BatchOperation:
         keys = {emap.scm.company_field: write.company.lower(), emap.scm.key_field: write.key}
@@ -219,11 +228,17 @@ class BulkSystems:
     created row is remembered, so what points at it resolves without a query)."""
 
     def __init__(
-        self, cds: DataverseClient, scm: FnoClient, mappings: MappingSet, *, batch_size: int = MAX_OPERATIONS
+        self,
+        cds: DataverseClient,
+        scm: FnoClient,
+        mappings: MappingSet,
+        *,
+        batch_size: int = MAX_OPERATIONS,
+        page_size: int = 5000,
     ) -> None:
         self._company_ids: dict[str, str] = {}
-        self._cds = CdsBulkSide(cds, self._company_ids, batch_size=batch_size)
-        self._scm = ScmBulkSide(scm, batch_size=batch_size)
+        self._cds = CdsBulkSide(cds, self._company_ids, batch_size=batch_size, page_size=page_size)
+        self._scm = ScmBulkSide(scm, batch_size=batch_size, page_size=page_size)
         self._lookups = CdsSide(cds, mappings)
         self.cds_client, self.scm_client = cds, scm
 
