@@ -122,6 +122,7 @@ class Bridge:
             state=self.state,
             systems=self.systems,
             controller=self.controller,
+            queue=self.queue,
         )
         self.listener = WebhookListener(
             mappings=self.mappings,

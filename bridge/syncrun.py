@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,12 @@ from bridge.engine.control import EngineController
 from bridge.engine.initial import InitialSync
 from bridge.engine.syncports import InitialRequest, SyncBusyError
 from bridge.engine.syncprogress import RunProgress
+from bridge.queue.base import QueuePort
+from bridge.queue.factory import create_queue, open_queue
 from bridge.settings import Settings, load_settings
 from bridge.state.base import MapState, MapStatus, StatePort, sync_store
 from bridge.state.factory import create_state
+from bridge.storage.owner import owner_id
 from bridge.systems.bulk import BulkSystems
 from bridge.systems.connect import Systems, connect_systems
 
@@ -61,6 +64,19 @@ class StoreGate:
         await self.state.set_map_state(MapState(entity, MapStatus.RUNNING, None, datetime.now(UTC)))
 
 
+class QueuedChanges:
+    """``HeldChanges`` over the queue: asks per record only when the map has anything queued."""
+
+    def __init__(self, queue: QueuePort) -> None:
+        self.queue = queue
+
+    async def held(self, entity: str, record_keys: Sequence[str]) -> set[str]:
+        if await self.queue.depth(entity) == 0:
+            return set()
+        found = await asyncio.gather(*(self.queue.pending_of(k) for k in record_keys))
+        return {k for k, events in zip(record_keys, found, strict=True) if events}
+
+
 def bulk_systems(settings: Settings, systems: Systems, mappings: MappingSet) -> BulkSystems:
     initial = settings.initial
     return BulkSystems(
@@ -79,6 +95,7 @@ class InitialService:
         state: StatePort,
         systems: Systems,
         controller: EngineController,
+        queue: QueuePort,
     ) -> None:
         self.sync = InitialSync(
             mappings=mappings,
@@ -86,6 +103,7 @@ class InitialService:
             store=sync_store(state),
             systems=bulk_systems(settings, systems, mappings),
             gate=ControllerGate(controller),
+            live=QueuedChanges(queue),
             planned_limit=settings.initial.planned_limit,
         )
         self._task: asyncio.Task[RunProgress] | None = None
@@ -135,7 +153,9 @@ async def run_standalone(
     systems = connect_systems(settings, secret)
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     state = create_state(settings)
+    queue = create_queue(settings, owner=owner_id(settings.storage.data_dir))
     await state.open()
+    await open_queue(queue)  # what it holds for a map (queued before) is left to live sync
     try:
         sync = InitialSync(
             mappings=mappings,
@@ -143,6 +163,7 @@ async def run_standalone(
             store=sync_store(state),
             systems=bulk_systems(settings, systems, mappings),
             gate=StoreGate(state),
+            live=QueuedChanges(queue),
             planned_limit=settings.initial.planned_limit,
         )
         run_id, steps = await sync.prepare(request)
@@ -154,4 +175,5 @@ async def run_standalone(
         return task.result()
     finally:
         await systems.close()
+        await queue.close()
         await state.close()

@@ -30,7 +30,7 @@ from bridge.core.maporder import MapStep, order_for
 from bridge.core.mapping import MappingSet
 from bridge.core.pairing import Pairer, RecordPair
 from bridge.engine.syncbatch import Window, WindowRunner
-from bridge.engine.syncports import InitialRequest, Page, SyncSystems
+from bridge.engine.syncports import HeldChanges, InitialRequest, Page, SyncSystems
 from bridge.engine.syncprogress import MapProgress, RunProgress
 from bridge.state.base import StatePort, SyncCheckpoint, SyncRun, SyncRunStatus, SyncStatePort
 
@@ -65,8 +65,10 @@ class InitialSync:
         store: SyncStatePort,
         systems: SyncSystems,
         gate: MapGate,
+        live: HeldChanges | None = None,
         planned_limit: int = 10_000,
     ) -> None:
+        self.live = live
         self.mappings = mappings
         self.state = state
         self.store = store
@@ -74,6 +76,7 @@ class InitialSync:
         self.gate = gate
         self.planned_limit = planned_limit
         self.progress: RunProgress | None = None
+        self._since = _now()
 
     def steps(self, request: InitialRequest) -> list[MapStep]:
         names = request.maps or tuple(self.mappings.maps)
@@ -109,6 +112,8 @@ class InitialSync:
         )
         self.progress = progress
         checkpoints = {(c.entity, c.company, c.pass_no): c for c in await self.store.sync_checkpoints(run_id)}
+        stored = await self.store.get_sync_run(run_id)
+        self._since = (stored.started_at if stored else None) or _now()
         try:
             companies = [c.upper() for c in request.companies] or await self.systems.companies()
             for step in steps:
@@ -201,6 +206,8 @@ class InitialSync:
             store=self.store,
             progress=progress,
             figures=own,
+            since=self._since,
+            live=self.live,
             dry_run=request.dry_run,
             planned_limit=self.planned_limit,
             record_unchanged=cp.pass_no == 1,

@@ -3,10 +3,10 @@
 For each pair, in order: resolve its lookups, plan it (``bridge.core.compare``; a refusal of the plan
 itself, such as a reference missing on the target, is that record's error), write every record's
 writes to each side in change sets (both sides at once), then record: the ledger entry of each
-record brought together (both sides' images, ETags, and per side the time of the write or of the
-read, so a live change made before it counts as superseded and one made after is applied after
-the run), the errors with both systems' words and the payload, and the figures. A dry run plans
-and counts only.
+record brought together (both sides' images, ETags, and the run's start as the time both sides were
+synced, so a live change made before counts as superseded and one made since is applied after the
+run), the errors with both systems' words and the payload, and the figures. A dry run plans and
+counts only.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from bridge.core.events import System, record_key
 from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import EntityMap
 from bridge.core.pairing import RecordPair
-from bridge.engine.syncports import BulkOutcome, BulkWrite, SyncSystems
+from bridge.engine.syncports import BulkOutcome, BulkWrite, HeldChanges, SyncSystems
 from bridge.engine.syncprogress import MapProgress, RunProgress
 from bridge.state.base import StatePort, SyncRecordError, SyncStatePort
 
@@ -51,7 +51,6 @@ class Window:
 class _Pending:
     plan: RecordPlan
     outcomes: dict[System, BulkOutcome] = field(default_factory=dict)
-    started: dict[System, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +67,8 @@ class WindowRunner:
     store: SyncStatePort
     progress: RunProgress
     figures: MapProgress
+    since: datetime | None = None  # when the run started
+    live: HeldChanges | None = None
     dry_run: bool = False
     planned_limit: int = 10_000
     record_unchanged: bool = True  # second passes record only what they wrote
@@ -75,7 +76,15 @@ class WindowRunner:
     async def run(self, window: Window) -> None:
         errors: list[SyncRecordError] = []
         pending: list[_Pending] = []
+        held = await self._held(window.pairs)
         for pair in window.pairs:
+            if pair.key in held:
+                for side in System:  # its live change, queued meanwhile, brings it together after the run
+                    if pair.side(side) is not None:
+                        self.figures.add(side.value, "skipped")
+                continue
+            if self.selection is FieldSelection.SELF_REFERENCES and pair.only_on is not None:
+                continue  # not created in the first pass (its error says why): nothing to refer from
             plan = await self._plan(pair, errors)
             if plan is not None:
                 pending.append(_Pending(plan))
@@ -88,6 +97,13 @@ class WindowRunner:
             for e in errors:
                 self.figures.add(e.target, "failed")
             await self.store.add_sync_errors(errors)
+
+    async def _held(self, pairs: list[RecordPair]) -> set[str]:
+        if self.live is None or self.dry_run or not pairs:
+            return set()
+        keys = {record_key(self.emap.name, p.company, p.key): p.key for p in pairs}
+        found = await self.live.held(self.emap.name, list(keys))
+        return {keys[k] for k in found}
 
     async def _plan(self, pair: RecordPair, errors: list[SyncRecordError]) -> RecordPlan | None:
         try:
@@ -120,7 +136,6 @@ class WindowRunner:
             if not items:
                 return
             writes = [_bulk(p.plan, target) for p in items]
-            started = datetime.now(UTC)
             outcomes = (
                 await self.systems.cds.write(self.emap, writes)
                 if target is System.CDS
@@ -128,7 +143,6 @@ class WindowRunner:
             )
             for item, outcome in zip(items, outcomes, strict=True):
                 item.outcomes[target] = outcome
-                item.started[target] = started
 
         await asyncio.gather(side(System.CDS), side(System.SCM))
 
@@ -160,12 +174,12 @@ class WindowRunner:
                 continue
             together.append(plan.pair.key)
             if plan.writes or self.record_unchanged:
-                ledger.append(self._ledger_entry(item, window))
+                ledger.append(self._ledger_entry(item))
         await asyncio.gather(*(self.state.put_ledger(entry) for entry in ledger))
         if together:
             await self.store.resolve_sync_errors(self.emap.name, self.company, together, at=datetime.now(UTC))
 
-    def _ledger_entry(self, item: _Pending, window: Window) -> LedgerEntry:
+    def _ledger_entry(self, item: _Pending) -> LedgerEntry:
         plan = item.plan
         pair = plan.pair
 
@@ -175,9 +189,6 @@ class WindowRunner:
                 return outcome.etag
             record = pair.side(side)
             return None if record is None else record.etag
-
-        def at(side: System) -> datetime | None:
-            return item.started.get(side) or (window.read_at.get(side) if pair.side(side) else None)
 
         cds_out = item.outcomes.get(System.CDS)
         cds_id = (cds_out.record_id if cds_out is not None else None) or (
@@ -191,8 +202,11 @@ class WindowRunner:
             cds_id=cds_id,
             cds_image=plan.projections.get(System.CDS, {}),
             scm_image=plan.projections.get(System.SCM, {}),
-            cds_written_at=at(System.CDS),
-            scm_written_at=at(System.SCM),
+            # The run compared what the systems held when it started: a change made before counts as
+            # synced (or overwritten by the master); one made since is live, queued while the map
+            # initializes and applied after, so the run never undoes a newer change.
+            cds_written_at=self.since,
+            scm_written_at=self.since,
             last_event_id=f"initial-sync:{self.run_id}",
             updated_at=datetime.now(UTC),
             cds_etag=etag(System.CDS),

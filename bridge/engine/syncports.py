@@ -117,6 +117,15 @@ class SyncSide(Protocol):
     def figures(self) -> WriteFigures: ...
 
 
+class HeldChanges(Protocol):
+    """Live changes queued (held while their map initializes): a record with one is left to it, so
+    the run never writes over a change made while it ran."""
+
+    async def held(self, entity: str, record_keys: Sequence[str]) -> set[str]:
+        """The record keys among ``record_keys`` with a change of ``entity`` in the queue."""
+        ...
+
+
 class SyncSystems(Protocol):
     @property
     def cds(self) -> SyncSide: ...
