@@ -22,7 +22,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bridge.core.compare import FieldSelection
 from bridge.core.events import System
@@ -35,6 +35,7 @@ from bridge.engine.syncprogress import MapProgress, RunProgress
 from bridge.state.base import StatePort, SyncCheckpoint, SyncRun, SyncRunStatus, SyncStatePort
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class MapGate(Protocol):
@@ -189,9 +190,8 @@ class InitialSync:
             selection = FieldSelection.ALL
         else:
             selection = FieldSelection.PLAIN if cp.pass_no == 1 else FieldSelection.SELF_REFERENCES
-        only: set[str] | None = None
-        if request.failed_only:
-            only = set(await self.store.open_sync_error_keys(emap.name, cp.company))
+        open_errors = set(await self.store.open_sync_error_keys(emap.name, cp.company))
+        only: set[str] | None = set(open_errors) if request.failed_only else None
         # This company and pass's own figures (the checkpoint keeps them; the map's add them up).
         own = MapProgress(emap.name)
         _add(own.counts, cp.counts)
@@ -211,13 +211,14 @@ class InitialSync:
             dry_run=request.dry_run,
             planned_limit=self.planned_limit,
             record_unchanged=cp.pass_no == 1,
+            open_errors=open_errors,
         )
         after = cp.after_key
         if only == set():
             await self._checkpoint(request, replace(cp, done=True, counts=own.counts))
             return
         before = _copy(own.counts)
-        async for window, watermark in self._windows(emap.name, cp.company, after, own):
+        async for window, watermark in _ahead(self._windows(emap.name, cp.company, after, own)):
             pairs = window.pairs if only is None else [p for p in window.pairs if p.key in only]
             await runner.run(Window(pairs, window.read_at))
             if watermark is not None:
@@ -283,6 +284,25 @@ def _add(into: Counts, more: Counts, *, second_pass: bool = False) -> None:
 
 def _minus(now: Counts, before: Counts) -> Counts:
     return {s: {f: n - before.get(s, {}).get(f, 0) for f, n in v.items()} for s, v in now.items()}
+
+
+async def _ahead(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``items``, the next one read while the caller works on this one: the systems answer the
+    next pages while this window is planned and written (both sides' CPUs busy at once)."""
+    pending: asyncio.Future[T] = asyncio.ensure_future(anext(items))
+    try:
+        while True:
+            try:
+                item = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(anext(items))
+            yield item
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
 
 
 async def _next(pages: AsyncIterator[Page]) -> Page | None:

@@ -24,6 +24,7 @@ from bridge.core.compare import (
     PlannedWrite,
     RecordPlan,
     WriteKind,
+    has_lookups,
     lookups_needed,
     plan_record,
 )
@@ -72,6 +73,10 @@ class WindowRunner:
     dry_run: bool = False
     planned_limit: int = 10_000
     record_unchanged: bool = True  # second passes record only what they wrote
+    open_errors: set[str] = field(default_factory=set)  # keys with an open error when the pass began
+
+    def __post_init__(self) -> None:
+        self.lookups = has_lookups(self.emap)
 
     async def run(self, window: Window) -> None:
         errors: list[SyncRecordError] = []
@@ -97,6 +102,7 @@ class WindowRunner:
             for e in errors:
                 self.figures.add(e.target, "failed")
             await self.store.add_sync_errors(errors)
+            self.open_errors.update(e.key for e in errors)
 
     async def _held(self, pairs: list[RecordPair]) -> set[str]:
         if self.live is None or self.dry_run or not pairs:
@@ -107,7 +113,7 @@ class WindowRunner:
 
     async def _plan(self, pair: RecordPair, errors: list[SyncRecordError]) -> RecordPlan | None:
         try:
-            needs = lookups_needed(self.emap, pair, self.master, self.selection)
+            needs = lookups_needed(self.emap, pair, self.master, self.selection) if self.lookups else []
             resolved = await self.systems.resolve(self.company, needs) if needs else {}
             return plan_record(self.emap, pair, self.master, resolved, self.selection)
         except RejectedError as exc:
@@ -176,8 +182,10 @@ class WindowRunner:
             if plan.writes or self.record_unchanged:
                 ledger.append(self._ledger_entry(item))
         await asyncio.gather(*(self.state.put_ledger(entry) for entry in ledger))
-        if together:
-            await self.store.resolve_sync_errors(self.emap.name, self.company, together, at=datetime.now(UTC))
+        fixed = [key for key in together if key in self.open_errors]
+        if fixed:
+            await self.store.resolve_sync_errors(self.emap.name, self.company, fixed, at=datetime.now(UTC))
+            self.open_errors.difference_update(fixed)
 
     def _ledger_entry(self, item: _Pending) -> LedgerEntry:
         plan = item.plan

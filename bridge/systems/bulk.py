@@ -132,7 +132,7 @@ class _BulkWriter:
         headers = CIMultiDict(part.headers)
         record_id = id_from_entity_url(headers.get("OData-EntityId"))
         etag = headers.get("ETag")
-        if part.body:
+        if part.body and not etag:  # the header says it already: no need to parse the row
             try:
                 body = json.loads(part.body)
             except ValueError:
