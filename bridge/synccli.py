@@ -233,8 +233,9 @@ def report(snapshot: dict[str, Any], *, as_json: bool, out: TextIO, where: str) 
 class ProgressView:
     """The live figures on stderr: one line per map (read of expected, written, failed, rate, ETA)."""
 
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
+    def __init__(self, *, enabled: bool, console: Console | None = None) -> None:
+        # On a terminal only (a log or a pipe gets the report at the end), unless given a console.
+        self.enabled = enabled and (console is not None or sys.stderr.isatty())
         self.progress = Progress(
             TextColumn("{task.description:<24}"),
             BarColumn(),
@@ -242,7 +243,7 @@ class ProgressView:
             TextColumn("{task.fields[written]:>8} written {task.fields[failed]:>5} failed"),
             TextColumn("{task.fields[rate]:>9} /min  ETA {task.fields[eta]}"),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=console or Console(stderr=True),
             disable=not self.enabled,
         )
         self.tasks: dict[str, TaskID] = {}

@@ -104,7 +104,7 @@ class _Direction:
     source: System
     fields: tuple[FieldMap, ...]
     lookups: tuple[LookupSpec, ...]  # of these fields
-    names: dict[str, FieldMap]  # write name on the target -> its field
+    names: dict[str, str]  # write name on the target -> the target's read name of the column
     placeholders: dict[str, str | None]  # every lookup of the source, unresolved
 
 
@@ -124,7 +124,7 @@ def _direction(emap: EntityMap, source: System, fields: list[FieldMap]) -> _Dire
         source,
         tuple(fields),
         tuple(s for s in specs if s.name in wanted),
-        {_write_name(f, source.other): f for f in fields},
+        {_write_name(f, source.other): f.column(source.other) for f in fields},
         {s.name: None for s in specs},
     )
 
@@ -233,21 +233,14 @@ def _plan_leg(
     current = {} if leg.target_image is None else emap.project(target, leg.target_image)
     wanted = emap.synced_projection(target, payload, current)
     if leg.target_image is None:
-        fields = tuple(
-            FieldDiff(f.column(target), None, wanted.get(f.column(target))) for f in names.values()
-        )
+        fields = tuple(FieldDiff(column, None, wanted.get(column)) for column in names.values())
         return PlannedWrite(target, WriteKind.CREATE, payload, fields), wanted
     differing = [
-        (name, f)
-        for name, f in names.items()
-        if current.get(f.column(target)) != wanted.get(f.column(target))
+        (name, column) for name, column in names.items() if current.get(column) != wanted.get(column)
     ]
     if not differing:
         return None, wanted
-    diffs = tuple(
-        FieldDiff(f.column(target), current.get(f.column(target)), wanted.get(f.column(target)))
-        for _, f in differing
-    )
+    diffs = tuple(FieldDiff(column, current.get(column), wanted.get(column)) for _, column in differing)
     return PlannedWrite(target, WriteKind.UPDATE, {n: payload[n] for n, _ in differing}, diffs), wanted
 
 
@@ -257,24 +250,74 @@ def plan_record(
     master: System,
     resolved: Resolved | None = None,
     selection: FieldSelection = FieldSelection.ALL,
+    *,
+    with_projections: bool = True,
 ) -> RecordPlan:
     """What to write to bring the record's two sides together, master winning differences.
 
     ``resolved`` answers ``lookups_needed`` ({source: {spec name: GUID or natural key}}); a needed
     reference missing from it (or None) raises ``RejectedError`` (code ``lookup-missing``), as does
-    a value no value map converts (code ``value-map``)."""
+    a value no value map converts (code ``value-map``). ``with_projections=False`` leaves the
+    ledger's images out (a second pass plans many records and writes few: plan those again)."""
     resolved = resolved or {}
     writes: list[PlannedWrite] = []
     projections: dict[System, dict[str, Any]] = {}
     for leg in _legs(emap, pair, master, selection):
-        write, after = _plan_leg(emap, leg, resolved.get(leg.source, {}))
-        target = leg.source.other
+        if not with_projections and all(f.lookup is not None for f in leg.way.fields):
+            write = _plan_references(leg, resolved.get(leg.source, {}))
+        else:
+            write, after = _plan_leg(emap, leg, resolved.get(leg.source, {}))
+            projections[leg.source.other] = after
         if write is not None:
             writes.append(write)
-        projections[target] = after
-        projections.setdefault(leg.source, emap.project(leg.source, leg.source_image))
+        if with_projections:
+            projections.setdefault(leg.source, emap.project(leg.source, leg.source_image))
     # The back leg's target is the leading side: its projection "after" includes what comes back.
-    return RecordPlan(pair, master, tuple(writes), projections)
+    return RecordPlan(pair, master, tuple(writes), projections if with_projections else {})
+
+
+def _reference(side: System, raw: Any) -> str | None:
+    """A reference as the ledger compares it: a Dataverse GUID in lower case, an F&O id, or None."""
+    if raw is None or raw == "":
+        return None
+    text = str(raw)
+    return text.lower() if side is System.CDS else text
+
+
+def _plan_references(leg: _Leg, resolved: Mapping[str, str | None]) -> PlannedWrite | None:
+    """``_plan_leg`` for a leg of lookups only (a second pass): just those columns, not the row."""
+    target = leg.source.other
+    payload: dict[str, Any] = {}
+    diffs: list[FieldDiff] = []
+    by_name = {f.cds: f for f in leg.way.fields}
+    for spec in leg.way.lookups:
+        f = by_name[spec.name]
+        value = spec.value(leg.source_image)
+        wanted = None if value is None else resolved.get(spec.name)
+        if value is not None and wanted is None:
+            raise RejectedError(
+                f"{spec.cds_entity_set} {value!r} referenced by {spec.name} is not on the target:"
+                " sync it first",
+                system=target.value,
+                status=404,
+                code="lookup-missing",
+            )
+        if wanted is None and target is System.SCM:
+            wanted = f.default.get(target)
+        wanted = _reference(target, wanted)
+        column = f.column(target)
+        current = _reference(target, (leg.target_image or {}).get(column))
+        if current == wanted:
+            continue
+        diffs.append(FieldDiff(column, current, wanted))
+        if target is System.CDS:
+            payload[spec.target_column] = None if wanted is None else f"/{spec.cds_entity_set}({wanted})"
+        else:
+            payload[spec.target_column] = wanted or ""  # F&O strings are not nullable
+    if not diffs:
+        return None
+    kind = WriteKind.UPDATE if leg.target_image is not None else WriteKind.CREATE
+    return PlannedWrite(target, kind, payload, tuple(diffs))
 
 
 def differing_columns(plan: RecordPlan) -> dict[str, list[str]]:

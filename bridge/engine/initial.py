@@ -117,6 +117,8 @@ class InitialSync:
         self._since = (stored.started_at if stored else None) or _now()
         try:
             companies = [c.upper() for c in request.companies] or await self.systems.companies()
+            for step in steps:  # how many records there are, for the time left
+                progress.maps[step.name].expected = await self._expected(step, companies)
             for step in steps:
                 await self._map(request, run_id, step, companies, checkpoints, progress)
         except BaseException as exc:

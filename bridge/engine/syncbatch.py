@@ -21,8 +21,10 @@ from typing import Any
 
 from bridge.core.compare import (
     FieldSelection,
+    LookupNeed,
     PlannedWrite,
     RecordPlan,
+    Resolved,
     WriteKind,
     has_lookups,
     lookups_needed,
@@ -82,15 +84,18 @@ class WindowRunner:
         errors: list[SyncRecordError] = []
         pending: list[_Pending] = []
         held = await self._held(window.pairs)
+        todo: list[RecordPair] = []
         for pair in window.pairs:
             if pair.key in held:
                 for side in System:  # its live change, queued meanwhile, brings it together after the run
                     if pair.side(side) is not None:
                         self.figures.add(side.value, "skipped")
+            elif self.selection is not FieldSelection.SELF_REFERENCES or pair.only_on is None:
+                todo.append(pair)  # (a second pass skips records the first could not create)
+        for pair, resolved in zip(todo, await self._resolve(todo, errors), strict=True):
+            if resolved is None:
                 continue
-            if self.selection is FieldSelection.SELF_REFERENCES and pair.only_on is not None:
-                continue  # not created in the first pass (its error says why): nothing to refer from
-            plan = await self._plan(pair, errors)
+            plan = self._plan(pair, resolved, errors)
             if plan is not None:
                 pending.append(_Pending(plan))
         if self.dry_run:
@@ -111,15 +116,39 @@ class WindowRunner:
         found = await self.live.held(self.emap.name, list(keys))
         return {keys[k] for k in found}
 
-    async def _plan(self, pair: RecordPair, errors: list[SyncRecordError]) -> RecordPlan | None:
+    async def _resolve(self, pairs: list[RecordPair], errors: list[SyncRecordError]) -> list[Resolved | None]:
+        """Every pair's references, resolved for the whole window at once; None for a pair whose
+        references cannot even be read (its error is added)."""
+        if not self.lookups:
+            return [{} for _ in pairs]
+        needs: list[list[LookupNeed]] = []
+        broken: set[int] = set()
+        for i, pair in enumerate(pairs):
+            try:
+                needs.append(lookups_needed(self.emap, pair, self.master, self.selection))
+            except RejectedError as exc:
+                needs.append([])
+                broken.add(i)
+                self._plan_error(pair, exc, errors)
+        answers = await self.systems.resolve_many(self.company, needs)
+        return [None if i in broken else answer for i, answer in enumerate(answers)]
+
+    def _plan(self, pair: RecordPair, resolved: Resolved, errors: list[SyncRecordError]) -> RecordPlan | None:
         try:
-            needs = lookups_needed(self.emap, pair, self.master, self.selection) if self.lookups else []
-            resolved = await self.systems.resolve(self.company, needs) if needs else {}
+            if self.record_unchanged:
+                return plan_record(self.emap, pair, self.master, resolved, self.selection)
+            # A second pass writes few of the records it compares: their images only for those.
+            plan = plan_record(self.emap, pair, self.master, resolved, self.selection, with_projections=False)
+            if plan.unchanged:
+                return plan
             return plan_record(self.emap, pair, self.master, resolved, self.selection)
         except RejectedError as exc:
-            lead = self.master if pair.side(self.master) is not None else self.master.other
-            errors.append(self._error(pair, lead.other, "plan", exc.message, exc.status, exc.code, {}, ()))
+            self._plan_error(pair, exc, errors)
             return None
+
+    def _plan_error(self, pair: RecordPair, exc: RejectedError, errors: list[SyncRecordError]) -> None:
+        lead = self.master if pair.side(self.master) is not None else self.master.other
+        errors.append(self._error(pair, lead.other, "plan", exc.message, exc.status, exc.code, {}, ()))
 
     def _count_dry(self, pending: list[_Pending]) -> None:
         for item in pending:

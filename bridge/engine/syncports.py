@@ -142,6 +142,12 @@ class SyncSystems(Protocol):
         None for one the other side does not hold."""
         ...
 
+    async def resolve_many(
+        self, company: str, needs: Sequence[Sequence[LookupNeed]]
+    ) -> list[dict[System, dict[str, str | None]]]:
+        """``resolve`` for many records at once (a window's), asking each system as few times as it can."""
+        ...
+
     def created(self, emap: EntityMap, company: str, key: str, cds_id: str) -> None:
         """A Dataverse row was just created: lookups to it resolve without asking again."""
         ...

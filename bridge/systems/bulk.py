@@ -31,6 +31,7 @@ from bridge.systems.batch import BatchOperation
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.errors import classify
 from bridge.systems.fno import FnoClient
+from bridge.systems.lookups import prefetch
 from bridge.systems.odata import id_from_entity_url, id_segment, key_segment
 from bridge.systems.pages import cds_count, cds_pages, companies, scm_count, scm_pages
 from bridge.systems.sides import CdsSide
@@ -267,6 +268,12 @@ class BulkSystems:
                 value = await self._lookups.guid_of(need.spec, company, need.value)
             out[need.source][need.spec.name] = value
         return out
+
+    async def resolve_many(
+        self, company: str, needs: Sequence[Sequence[LookupNeed]]
+    ) -> list[dict[System, dict[str, str | None]]]:
+        await prefetch(self.cds_client, self._lookups, company, (n for record in needs for n in record))
+        return [await self.resolve(company, record) if record else {} for record in needs]
 
     def created(self, emap: EntityMap, company: str, key: str, cds_id: str) -> None:
         self.cds_client.remember(emap.cds.entity_set, company, emap.cds.key_field, key, cds_id)

@@ -180,3 +180,33 @@ def test_a_reference_not_found_on_the_target_is_rejected_with_its_table(maps: Ma
     with pytest.raises(RejectedError, match="msdyn_customerassetcategories 'PUMPS'") as err:
         plan_record(asset, pair, SCM, {}, FieldSelection.PLAIN)
     assert err.value.code == "lookup-missing"
+
+
+def test_a_second_pass_plans_references_alone_the_same_as_the_whole_row(maps: MappingSet) -> None:
+    wh = _map(maps, "warehouse")
+    cds = SideRecord("USMF", "W1", {"_msdyn_mainrefillingwarehouse_value": OTHER_WH.upper()})
+    for scm_value, expected in (("", [{"MainRefillingWarehouseId": "W2"}]), ("W2", [])):
+        scm = SideRecord("USMF", "W1", {"MainRefillingWarehouseId": scm_value})
+        pair = RecordPair("USMF", "W1", cds, scm)
+        resolved = {CDS: {"msdyn_mainrefillingwarehouse": "W2"}}
+        quick = plan_record(wh, pair, CDS, resolved, FieldSelection.SELF_REFERENCES, with_projections=False)
+        full = plan_record(wh, pair, CDS, resolved, FieldSelection.SELF_REFERENCES)
+        assert [w.payload for w in quick.writes] == [w.payload for w in full.writes] == expected
+        assert quick.projections == {} and full.projections[SCM]["MainRefillingWarehouseId"] == "W2"
+    back = RecordPair(
+        "USMF",
+        "W1",
+        SideRecord("USMF", "W1", {}),
+        SideRecord("USMF", "W1", {"MainRefillingWarehouseId": "W2"}),
+    )
+    to_cds = plan_record(
+        wh,
+        back,
+        SCM,
+        {SCM: {"msdyn_mainrefillingwarehouse": OTHER_WH}},
+        FieldSelection.SELF_REFERENCES,
+        with_projections=False,
+    )
+    assert to_cds.writes[0].payload == {
+        "msdyn_mainrefillingwarehouse@odata.bind": f"/msdyn_warehouses({OTHER_WH})"
+    }
