@@ -36,6 +36,7 @@ from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
 from bridge.state.factory import create_state
 from bridge.storage.owner import owner_id
+from bridge.syncrun import InitialService
 from bridge.systems.answers import count_answers
 from bridge.systems.auth import TokenProvider
 from bridge.systems.connect import connect_systems
@@ -115,6 +116,14 @@ class Bridge:
                 "tokens": Probe(self._probe_tokens, f"the token authority {self.cds_tokens.authority}"),
             },
         )
+        self.initial = InitialService(
+            settings=settings,
+            mappings=self.mappings,
+            state=self.state,
+            systems=self.systems,
+            controller=self.controller,
+            queue=self.queue,
+        )
         self.listener = WebhookListener(
             mappings=self.mappings,
             sink=self.engine,
@@ -145,6 +154,7 @@ class Bridge:
             prometheus=settings.metrics.enabled,
             metrics_token=settings.metrics_token.get_secret_value(),
             answers=count_answers(self.systems),
+            sync=self.initial,
         )
         self._runner: web.AppRunner | None = None
         self._identity_task: asyncio.Task[None] | None = None
@@ -232,6 +242,7 @@ class Bridge:
     async def stop(self) -> None:
         if self._identity_task is not None:
             self._identity_task.cancel()
+        await self.initial.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.engine.stop()

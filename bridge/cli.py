@@ -4,6 +4,7 @@
     dualwrite demo                       emulators + bridge + dashboard on the embedded default
     dualwrite register --config FILE     the bridge's webhook registrations on Dataverse (idempotent)
     dualwrite mappings check [--dir D]   validate the mapping files without starting anything
+    dualwrite sync initial|errors        bring both systems' records together; the records that failed
     dualwrite sandbox                    the emulators alone
 
 ``sandbox`` and ``demo`` import the emulators lazily: nothing else in the bridge imports them. Their
@@ -61,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     maps_sub = maps.add_subparsers(dest="mappings_command", required=True, metavar="ACTION")
     check = maps_sub.add_parser("check", help="validate the mapping files")
     check.add_argument("--dir", type=Path, default=Path("mappings"))
+
+    from bridge.synccli import add_parser as add_sync_parser
+
+    add_sync_parser(sub)  # sync initial, sync errors
 
     # The emulators' own parser takes these arguments, imported only when this command runs: the
     # bridge never loads the sandbox otherwise.
@@ -123,6 +128,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         # Read before the loop starts: the file chooses the loop.
         settings = load_settings(args.config)
         return run(serve(settings), settings.event_loop)
+    if args.command == "sync":
+        from bridge.synccli import main as sync_main
+
+        return sync_main(args)
     if args.command == "register":
         from bridge.app import register
 

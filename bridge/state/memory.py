@@ -29,6 +29,7 @@ from bridge.state.base import (
     Resolution,
 )
 from bridge.state.memory_ops import MemoryOpsData, MemoryOpsTables
+from bridge.state.memory_sync import MemorySyncData, MemorySyncTables
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -55,9 +56,10 @@ class MemoryStateData:
     ops: MemoryOpsData = field(default_factory=MemoryOpsData)  # alert rules, parked conflicts
     activity: dict[int, Activity] = field(default_factory=dict)
     next_activity_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    sync: MemorySyncData = field(default_factory=MemorySyncData)  # sync runs, checkpoints, errors
 
 
-class MemoryState(MemoryOpsTables):
+class MemoryState(MemoryOpsTables, MemorySyncTables):
     """``StatePort`` in this process's memory (tests); alert rules and conflicts in ``memory_ops``."""
 
     def __init__(self, data: MemoryStateData | None = None) -> None:
@@ -66,6 +68,10 @@ class MemoryState(MemoryOpsTables):
     @property
     def ops_data(self) -> MemoryOpsData:
         return self.data.ops
+
+    @property
+    def sync_data(self) -> MemorySyncData:
+        return self.data.sync
 
     async def open(self) -> None:
         return None
