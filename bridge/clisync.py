@@ -1,0 +1,104 @@
+"""``dualwrite sync …``: commands that bring the two systems together.
+
+    dualwrite sync record --map M --key K [--company C] --from cds|scm   resync one record
+    dualwrite sync check [--map M …] [--company C] [--repair --from cds|scm] [--json]
+
+Each takes ``--config FILE`` or ``--sandbox INFO_FILE``. When the bridge those settings describe
+runs, the command asks it through the operations API (the bridge owns the queue and state store);
+otherwise it runs in its own process on the same queue and state (``bridge.oneshot``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from bridge.sandboxinfo import add_target_arguments, target_of
+
+SIDES = ("cds", "scm")
+# Exit statuses of ``sync check``, as diff's: no drift, drift found, trouble.
+NO_DRIFT, DRIFT, TROUBLE = 0, 1, 2
+
+
+def add_sync_parser(sub: Any) -> argparse.ArgumentParser:
+    sync: argparse.ArgumentParser = sub.add_parser("sync", help="resync one record; find and repair drift")
+    actions = sync.add_subparsers(dest="sync_command", required=True, metavar="ACTION")
+
+    record = actions.add_parser("record", help="copy one record from one side to the other now")
+    add_target_arguments(record)
+    record.add_argument("--map", required=True, help="the map's name (mappings/<name>.yaml)")
+    record.add_argument("--key", required=True, help="the record's natural key")
+    record.add_argument("--company", default="USMF", help="the company (dataAreaId; default USMF)")
+    record.add_argument("--from", dest="from_side", choices=SIDES, required=True, help="the side copied")
+
+    check = actions.add_parser("check", help="compare both systems' mapped values and report drift")
+    add_target_arguments(check)
+    check.add_argument("--map", action="append", default=None, help="a map (repeat; default all)")
+    check.add_argument("--company", default=None, help="one company (default: every company)")
+    check.add_argument("--repair", action="store_true", help="copy each drifted record --from one side")
+    check.add_argument("--from", dest="from_side", choices=SIDES, default=None, help="the side that wins")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    return sync
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    if args.sync_command == "record":
+        return asyncio.run(_record(args))
+    if args.sync_command == "check":
+        print("dualwrite sync check: not built yet", file=sys.stderr)
+        return TROUBLE
+    raise AssertionError(args.sync_command)
+
+
+async def _record(args: argparse.Namespace) -> int:
+    from bridge.core.events import System
+    from bridge.oneshot import OneShot, running_bridge
+
+    settings, _ = target_of(args)
+    company = args.company.upper()
+    bridge = await running_bridge(settings)
+    if bridge is not None:
+        body = await _post(
+            bridge.url + "/api/resync",
+            bridge.headers(),
+            {"entity": args.map, "company": company, "key": args.key, "from": args.from_side},
+        )
+        outcome, message = str(body.get("outcome", "failed")), str(body.get("message", body))
+    else:
+        async with OneShot(settings) as one:
+            if args.map not in one.mappings.maps:
+                print(f"dualwrite sync record: no map {args.map!r}", file=sys.stderr)
+                return 2
+            result = await one.controller.resync(
+                args.map, company, args.key, System(args.from_side), actor="dualwrite sync record"
+            )
+        outcome, message = result.outcome, result.message
+    where = f"{args.map} {company}/{args.key}"
+    if outcome == "unchanged" and "neither side" in message:
+        print(f"not found: {where} exists on neither side", file=sys.stderr)
+        return 1
+    if outcome == "failed":
+        print(f"{where}: failed: {message}", file=sys.stderr)
+        return 1
+    print(f"{where} from {args.from_side}: {outcome}{f' ({message})' if message else ''}")
+    return 0
+
+
+async def _post(url: str, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """One operations API call; its JSON answer (an error answer as outcome failed, its message)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.post(url, json=body, headers=headers) as resp:
+        answer = await resp.json(content_type=None)
+    if not isinstance(answer, dict):
+        return {"outcome": "failed", "message": str(answer)}
+    if "error" in answer:  # bridge.ops.models.ErrorView
+        return {"outcome": "failed", "message": f"{answer['error']}: {answer.get('message', '')}"}
+    return answer
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
