@@ -28,6 +28,7 @@ from bridge.state.base import (
     MapStatus,
     Resolution,
 )
+from bridge.state.memory_drift import MemoryDriftData, MemoryDriftTables
 from bridge.state.memory_ops import MemoryOpsData, MemoryOpsTables
 
 
@@ -53,11 +54,12 @@ class MemoryStateData:
     journal: dict[str, tuple[datetime, dict[str, Any]]] = field(default_factory=dict)
     next_failure_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     ops: MemoryOpsData = field(default_factory=MemoryOpsData)  # alert rules, parked conflicts
+    drift: MemoryDriftData = field(default_factory=MemoryDriftData)  # drift checks, watermarks
     activity: dict[int, Activity] = field(default_factory=dict)
     next_activity_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 
-class MemoryState(MemoryOpsTables):
+class MemoryState(MemoryOpsTables, MemoryDriftTables):
     """``StatePort`` in this process's memory (tests); alert rules and conflicts in ``memory_ops``."""
 
     def __init__(self, data: MemoryStateData | None = None) -> None:
@@ -66,6 +68,10 @@ class MemoryState(MemoryOpsTables):
     @property
     def ops_data(self) -> MemoryOpsData:
         return self.data.ops
+
+    @property
+    def drift_data(self) -> MemoryDriftData:
+        return self.data.drift
 
     async def open(self) -> None:
         return None

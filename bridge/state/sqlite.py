@@ -27,6 +27,7 @@ from bridge.state.base import (
     MapStatus,
     Resolution,
 )
+from bridge.state.sqlite_drift import DRIFT_SCHEMA, SqliteDriftTables
 from bridge.state.sqlite_ops import OPS_SCHEMA, SqliteOpsTables
 from bridge.state.sqlite_schema import (
     ACTIVITY_COLS,
@@ -45,13 +46,13 @@ from bridge.state.sqlite_schema import (
 from bridge.storage.sqlite import SqliteDb, transaction
 
 
-class SqliteState(SqliteOpsTables):
+class SqliteState(SqliteOpsTables, SqliteDriftTables):
     """``StatePort`` on one SQLite file (WAL); alert rules and parked conflicts in ``sqlite_ops``."""
 
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
         self._db = SqliteDb(
             path,
-            schema=SCHEMA + OPS_SCHEMA,
+            schema=SCHEMA + OPS_SCHEMA + DRIFT_SCHEMA,
             synchronous=synchronous,
             cache_kib=8192,
             name="dualwrite-state",
