@@ -15,6 +15,7 @@ from typing import Literal
 
 from aiohttp import web
 
+from bridge.catchup import CatchUp
 from bridge.core.errors import ConfigError
 from bridge.core.mapping import MappingSet, load_mappings
 from bridge.engine.activity import ActivityRecorder
@@ -34,7 +35,7 @@ from bridge.queue.factory import create_queue, open_queue
 from bridge.register import ENDPOINT_NAME, MESSAGES, register_webhooks, scm_endpoint_instructions, step_name
 from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
-from bridge.state.factory import create_state
+from bridge.state.factory import create_state, drift_state
 from bridge.storage.owner import owner_id
 from bridge.systems.answers import count_answers
 from bridge.systems.auth import TokenProvider
@@ -146,6 +147,16 @@ class Bridge:
             metrics_token=settings.metrics_token.get_secret_value(),
             answers=count_answers(self.systems),
         )
+        # Issue 21: changes made while the bridge was down (bridge/catchup.py).
+        self.catchup = CatchUp(
+            mappings=self.mappings,
+            cds=self.cds,
+            scm=self.scm,
+            sink=self.engine,
+            state=self.state,
+            drift=drift_state(self.state),
+            margin_s=settings.drift.catch_up_margin_s,
+        )
         self._runner: web.AppRunner | None = None
         self._identity_task: asyncio.Task[None] | None = None
         self.port = settings.listen.port
@@ -219,6 +230,7 @@ class Bridge:
         if self.pool is not None:
             await self.pool.start()
         await self.engine.start()
+        self.catchup.start(catch_up=self.settings.drift.catch_up_on_start)
         # handler_cancellation: a sync webhook whose caller hangs up is cancelled, so we can undo its write.
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
@@ -234,6 +246,7 @@ class Bridge:
             self._identity_task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.catchup.stop()
         await self.engine.stop()
         if self.pool is not None:
             await self.pool.stop()
