@@ -30,6 +30,7 @@ from bridge.state.base import (
 )
 from bridge.state.memory_drift import MemoryDriftData, MemoryDriftTables
 from bridge.state.memory_ops import MemoryOpsData, MemoryOpsTables
+from bridge.state.memory_sync import MemorySyncData, MemorySyncTables
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -57,9 +58,10 @@ class MemoryStateData:
     drift: MemoryDriftData = field(default_factory=MemoryDriftData)  # drift checks, watermarks
     activity: dict[int, Activity] = field(default_factory=dict)
     next_activity_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    sync: MemorySyncData = field(default_factory=MemorySyncData)  # sync runs, checkpoints, errors
 
 
-class MemoryState(MemoryOpsTables, MemoryDriftTables):
+class MemoryState(MemoryOpsTables, MemorySyncTables, MemoryDriftTables):
     """``StatePort`` in this process's memory (tests); alert rules and conflicts in ``memory_ops``."""
 
     def __init__(self, data: MemoryStateData | None = None) -> None:
@@ -68,6 +70,10 @@ class MemoryState(MemoryOpsTables, MemoryDriftTables):
     @property
     def ops_data(self) -> MemoryOpsData:
         return self.data.ops
+
+    @property
+    def sync_data(self) -> MemorySyncData:
+        return self.data.sync
 
     @property
     def drift_data(self) -> MemoryDriftData:

@@ -1,0 +1,248 @@
+"""Comparing one record's two sides through its map: what differs, and what to write where.
+
+Pure: the caller resolves lookups (``lookups_needed`` says which) and hands the answers in. The
+rules, for a record paired by company and key (``bridge.core.pairing``):
+
+- The *leading* side is the master when the master holds the record, else the side that does (a
+  record on one side only is copied to the other, whichever it is).
+- Fields that flow out of the leading side are written to the other side where they differ (the
+  master wins differences); a record missing there is created with all of them.
+- Fields that flow only the other way (a warehouse's ``msdyn_name`` from ``WarehouseId``) come
+  back from the other side: from its row, or, for a record just created, from what the create
+  writes (its key and payload), never from a row that did not exist.
+- ``FieldSelection`` picks the fields: all; all but self-references (first pass); only
+  self-references (second pass, once every row they may point at exists).
+
+Values compare in the ledger's form (``EntityMap.project``): Dataverse lookups as GUIDs, F&O
+references as natural keys, so the projections after the writes are what the ledger stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bridge.core.entitymap import EntityMap, FieldMap, LookupSpec
+from bridge.core.errors import RejectedError
+from bridge.core.events import System
+from bridge.core.pairing import RecordPair
+
+# Lookups resolved for writes from a side: {source side: {LookupSpec.name: target value}}.
+Resolved = Mapping[System, Mapping[str, str | None]]
+
+
+class FieldSelection(StrEnum):
+    ALL = "all"
+    PLAIN = "plain"  # everything but lookups into the map's own table
+    SELF_REFERENCES = "self-references"
+
+    def takes(self, emap: EntityMap, f: FieldMap) -> bool:
+        is_self = f.lookup is not None and f.lookup.cds_entity_set == emap.cds.entity_set
+        if self is FieldSelection.ALL:
+            return True
+        return is_self if self is FieldSelection.SELF_REFERENCES else not is_self
+
+
+class WriteKind(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDiff:
+    """One column of the target (its read name) as it is and as it should be (ledger form)."""
+
+    column: str
+    current: Any
+    wanted: Any
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedWrite:
+    target: System
+    kind: WriteKind
+    payload: dict[str, Any]  # write form, without key and company (the sides add them)
+    fields: tuple[FieldDiff, ...]  # an update: the differing columns; a create: every one written
+
+    @property
+    def columns(self) -> list[str]:
+        return [d.column for d in self.fields]
+
+
+@dataclass(frozen=True, slots=True)
+class LookupNeed:
+    """A reference to resolve before planning: ``value`` from ``source`` (a GUID from Dataverse,
+    a natural key from F&O) into the other side's terms."""
+
+    source: System
+    spec: LookupSpec
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPlan:
+    pair: RecordPair
+    master: System
+    writes: tuple[PlannedWrite, ...]
+    # Both sides' projections once the writes are made: the ledger's images of the record.
+    projections: dict[System, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.writes
+
+    def write_to(self, side: System) -> PlannedWrite | None:
+        return next((w for w in self.writes if w.target is side), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Leg:
+    """One direction of a record's comparison: fields flowing ``source`` -> ``target``."""
+
+    source: System
+    source_image: dict[str, Any]
+    target_image: dict[str, Any] | None
+    fields: tuple[FieldMap, ...]
+
+
+def _legs(emap: EntityMap, pair: RecordPair, master: System, selection: FieldSelection) -> list[_Leg]:
+    lead_side = master if pair.side(master) is not None else master.other
+    lead = pair.side(lead_side)
+    if lead is None:
+        raise ValueError(f"record {pair.company}/{pair.key} is on neither side")
+    other_side = lead_side.other
+    other = pair.side(other_side)
+    forward = tuple(f for f in emap.fields_from(lead_side) if selection.takes(emap, f))
+    legs = [_Leg(lead_side, lead.image, None if other is None else other.image, forward)]
+    back = [
+        f
+        for f in emap.fields_from(other_side)
+        if not f.direction.flows_from(lead_side) and selection.takes(emap, f)
+    ]
+    if other is not None:
+        back_image = other.image
+    else:  # created now: only what the create writes is known of it
+        back_image = _created_image(emap, other_side, pair, legs[0])
+        back = [f for f in back if f.column(other_side) in back_image]
+    if back:
+        legs.append(_Leg(other_side, back_image, lead.image, tuple(back)))
+    return legs
+
+
+def _created_image(emap: EntityMap, side: System, pair: RecordPair, leg: _Leg) -> dict[str, Any]:
+    """The row a create on ``side`` makes, in read form, as far as it is known without reading it."""
+    payload = emap.to_target(leg.source, leg.source_image, _placeholders(emap, leg.source, {}))
+    if side is System.SCM:
+        return {**payload, emap.scm.key_field: pair.key, emap.scm.company_field: pair.company.lower()}
+    return {**emap.synced_projection(System.CDS, payload), emap.cds.key_field: pair.key}
+
+
+def lookups_needed(
+    emap: EntityMap, pair: RecordPair, master: System, selection: FieldSelection = FieldSelection.ALL
+) -> list[LookupNeed]:
+    """The non-empty references ``plan_record`` will need resolved for this record."""
+    out: list[LookupNeed] = []
+    for leg in _legs(emap, pair, master, selection):
+        wanted = {f.cds for f in leg.fields if f.lookup is not None}
+        for spec in emap.lookups_from(leg.source):
+            if spec.name in wanted and (value := spec.value(leg.source_image)) is not None:
+                out.append(LookupNeed(leg.source, spec, value))
+    return out
+
+
+def _placeholders(
+    emap: EntityMap, source: System, resolved: Mapping[str, str | None]
+) -> dict[str, str | None]:
+    """``resolved`` with None for the lookups not asked for (their columns are left out anyway)."""
+    out: dict[str, str | None] = {s.name: None for s in emap.lookups_from(source)}
+    out.update(resolved)
+    return out
+
+
+def _write_name(f: FieldMap, target: System) -> str:
+    if target is System.CDS and f.lookup is not None:
+        return f.bind_name
+    return f.column(target)
+
+
+def _plan_leg(
+    emap: EntityMap, leg: _Leg, resolved: Mapping[str, str | None]
+) -> tuple[PlannedWrite | None, dict[str, Any]]:
+    target = leg.source.other
+    for spec in emap.lookups_from(leg.source):
+        asked = any(f.cds == spec.name for f in leg.fields) and spec.value(leg.source_image) is not None
+        if asked and resolved.get(spec.name) is None:
+            where = "Dataverse" if target is System.CDS else "F&O"
+            raise RejectedError(
+                f"{spec.cds_entity_set} {spec.value(leg.source_image)!r} referenced by {spec.name}"
+                f" of {emap.name} is not in {where}: sync the referenced records first",
+                system=target.value,
+                status=404,
+                code="lookup-missing",
+            )
+    full = emap.to_target(leg.source, leg.source_image, _placeholders(emap, leg.source, resolved))
+    names = {_write_name(f, target): f for f in leg.fields}
+    payload = {name: value for name, value in full.items() if name in names}
+    current = {} if leg.target_image is None else emap.project(target, leg.target_image)
+    wanted = emap.synced_projection(target, payload, current)
+    if leg.target_image is None:
+        fields = tuple(
+            FieldDiff(f.column(target), None, wanted.get(f.column(target))) for f in names.values()
+        )
+        return PlannedWrite(target, WriteKind.CREATE, payload, fields), wanted
+    differing = [
+        (name, f)
+        for name, f in names.items()
+        if current.get(f.column(target)) != wanted.get(f.column(target))
+    ]
+    if not differing:
+        return None, wanted
+    fields = tuple(
+        FieldDiff(f.column(target), current.get(f.column(target)), wanted.get(f.column(target)))
+        for _, f in differing
+    )
+    return PlannedWrite(target, WriteKind.UPDATE, {n: payload[n] for n, _ in differing}, fields), wanted
+
+
+def plan_record(
+    emap: EntityMap,
+    pair: RecordPair,
+    master: System,
+    resolved: Resolved | None = None,
+    selection: FieldSelection = FieldSelection.ALL,
+) -> RecordPlan:
+    """What to write to bring the record's two sides together, master winning differences.
+
+    ``resolved`` answers ``lookups_needed`` ({source: {spec name: GUID or natural key}}); a needed
+    reference missing from it (or None) raises ``RejectedError`` (code ``lookup-missing``), as does
+    a value no value map converts (code ``value-map``)."""
+    resolved = resolved or {}
+    writes: list[PlannedWrite] = []
+    projections: dict[System, dict[str, Any]] = {}
+    for leg in _legs(emap, pair, master, selection):
+        write, after = _plan_leg(emap, leg, resolved.get(leg.source, {}))
+        target = leg.source.other
+        if write is not None:
+            writes.append(write)
+        projections[target] = after
+        projections.setdefault(leg.source, emap.project(leg.source, leg.source_image))
+    # The back leg's target is the leading side: its projection "after" includes what comes back.
+    return RecordPlan(pair, master, tuple(writes), projections)
+
+
+def differing_columns(plan: RecordPlan) -> dict[str, list[str]]:
+    """{target side: the columns written there}, for reports ("cds": ["msdyn_description"])."""
+    return {w.target.value: w.columns for w in plan.writes}
+
+
+def summarize(plans: Sequence[RecordPlan]) -> dict[str, int]:
+    """How many plans create, update or leave unchanged (a record may do both: counted per write)."""
+    out = {"create": 0, "update": 0, "unchanged": 0}
+    for plan in plans:
+        if plan.unchanged:
+            out["unchanged"] += 1
+        for write in plan.writes:
+            out[write.kind.value] += 1
+    return out
