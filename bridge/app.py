@@ -18,6 +18,7 @@ from aiohttp import web
 from bridge.catchup import CatchUp
 from bridge.core.errors import ConfigError
 from bridge.core.mapping import MappingSet, load_mappings
+from bridge.drift import DriftChecker, DriftService
 from bridge.engine.activity import ActivityRecorder
 from bridge.engine.apply import Applier
 from bridge.engine.control import EngineController, Probe
@@ -28,6 +29,7 @@ from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.body import SERVER_HANDLER_ARGS
 from bridge.listeners.handlers import WebhookListener
 from bridge.metrics import REQUEST_COUNT_KEYS, Metrics, RequestCounts
+from bridge.ops.api_drift import drift_specs
 from bridge.ops.api_systems import Registrations, SystemsApi, SystemSource
 from bridge.ops.auth import AdminAuth
 from bridge.ops.server import setup_ops
@@ -116,6 +118,17 @@ class Bridge:
                 "tokens": Probe(self._probe_tokens, f"the token authority {self.cds_tokens.authority}"),
             },
         )
+        # Issue 21: the drift check (bridge/drift.py), on demand and on [drift] check_every_minutes.
+        self.drift = DriftService(
+            DriftChecker(
+                mappings=self.mappings,
+                systems=self.systems,
+                sides=sides,
+                controller=self.controller,
+                drift=drift_state(self.state),
+            ),
+            every_minutes=settings.drift.check_every_minutes,
+        )
         self.listener = WebhookListener(
             mappings=self.mappings,
             sink=self.engine,
@@ -146,6 +159,7 @@ class Bridge:
             prometheus=settings.metrics.enabled,
             metrics_token=settings.metrics_token.get_secret_value(),
             answers=count_answers(self.systems),
+            routes=drift_specs(self.drift, drift_state(self.state)),
         )
         # Issue 21: changes made while the bridge was down (bridge/catchup.py).
         self.catchup = CatchUp(
@@ -231,6 +245,7 @@ class Bridge:
             await self.pool.start()
         await self.engine.start()
         self.catchup.start(catch_up=self.settings.drift.catch_up_on_start)
+        self.drift.start()
         # handler_cancellation: a sync webhook whose caller hangs up is cancelled, so we can undo its write.
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
@@ -247,6 +262,7 @@ class Bridge:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.catchup.stop()
+        await self.drift.stop()
         await self.engine.stop()
         if self.pool is not None:
             await self.pool.stop()

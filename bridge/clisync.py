@@ -48,8 +48,7 @@ def run_sync(args: argparse.Namespace) -> int:
     if args.sync_command == "record":
         return asyncio.run(_record(args))
     if args.sync_command == "check":
-        print("dualwrite sync check: not built yet", file=sys.stderr)
-        return TROUBLE
+        return asyncio.run(_check(args))
     raise AssertionError(args.sync_command)
 
 
@@ -87,11 +86,17 @@ async def _record(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _post(url: str, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+async def _post(
+    url: str, headers: dict[str, str], body: dict[str, Any], *, timeout: float | None = 300.0
+) -> dict[str, Any]:
     """One operations API call; its JSON answer (an error answer as outcome failed, its message)."""
     import aiohttp
 
-    async with aiohttp.ClientSession() as http, http.post(url, json=body, headers=headers) as resp:
+    limit = aiohttp.ClientTimeout(total=timeout)
+    async with (
+        aiohttp.ClientSession(timeout=limit) as http,
+        http.post(url, json=body, headers=headers) as resp,
+    ):
         answer = await resp.json(content_type=None)
     if not isinstance(answer, dict):
         return {"outcome": "failed", "message": str(answer)}
@@ -100,5 +105,76 @@ async def _post(url: str, headers: dict[str, str], body: dict[str, Any]) -> dict
     return answer
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
+async def _check(args: argparse.Namespace) -> int:
+    from bridge.core.events import System
+    from bridge.oneshot import OneShot, running_bridge
+
+    if args.repair and args.from_side is None:
+        print("dualwrite sync check: --repair needs --from cds|scm (the side that wins)", file=sys.stderr)
+        return TROUBLE
+    settings, _ = target_of(args)
+    repair_from = System(args.from_side) if args.repair else None
+    bridge = await running_bridge(settings)
+    if bridge is not None:
+        asked = {"maps": args.map, "company": args.company, "repair": args.repair, "from": args.from_side}
+        answer = await _post(bridge.url + "/api/drift/check", bridge.headers(), asked, timeout=None)
+        if answer.get("outcome") == "failed":
+            print(f"dualwrite sync check: {answer['message']}", file=sys.stderr)
+            return TROUBLE
+        report = answer
+    else:
+        from bridge.drift import DriftChecker
+        from bridge.ops.api_drift import report_json
+        from bridge.state.factory import drift_state
+
+        async with OneShot(settings) as one:
+            checker = DriftChecker(
+                mappings=one.mappings,
+                systems=one.systems,
+                sides=one.sides,
+                controller=one.controller,
+                drift=drift_state(one.state),
+            )
+            checks = await checker.check(
+                args.map, company=args.company, repair_from=repair_from, actor="dualwrite sync check"
+            )
+        report = report_json(checks)
+    print(json.dumps(report, indent=2) if args.json else render_check(report))
+    return exit_of(report)
+
+
+def exit_of(report: dict[str, Any]) -> int:
+    """As diff: 0 no drift, 1 drift found, 2 trouble (a map not checked to the end, a repair failed)."""
+    if report.get("errors") or report.get("repair_failed"):
+        return TROUBLE
+    return DRIFT if report.get("drifted") else NO_DRIFT
+
+
+def render_check(report: dict[str, Any]) -> str:
+    lines: list[str] = []
+    for name, m in report["maps"].items():
+        cds, scm = m["sides"]["cds"], m["sides"]["scm"]
+        lines.append(
+            f"{name}: read Dataverse {cds['read']}, F&O {scm['read']}; drifted {m['drifted']} (missing on"
+            f" Dataverse {cds['missing']}, on F&O {scm['missing']}, different {m['different']});"
+            f" unchanged {m['unchanged']}"
+        )
+        if m["error"]:
+            lines.append(f"  not checked to the end: {m['error']}")
+        for r in m["drift"]:
+            where = f"{r['company']}/{r['key']}"
+            if r["missing_on"]:
+                what = f"missing on {'Dataverse' if r['missing_on'] == 'cds' else 'F&O'}"
+            else:
+                pairs = zip(r["fields"].get("cds", []), r["fields"].get("scm", []), strict=False)
+                what = "differs: " + ", ".join(f"{c} / {s}" for c, s in pairs)
+            repair = f"   [repair: {r['repair']}]" if r["repair"] else ""
+            lines.append(f"  {where:<24} {what}{repair}")
+        if m["repaired_from"]:
+            lines.append(
+                f"  repaired from {m['repaired_from']}: {m['repaired']}, failed {m['repair_failed']}"
+            )
+    if not report["maps"]:
+        lines.append("no map checked")
+    lines.append("no drift" if not report["drifted"] else f"{report['drifted']} records drifted")
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ from bridge.ops.api_systems import SystemsApi
 from bridge.ops.auth import AdminAuth
 from bridge.ops.metrics_http import Answers, metrics_routes
 from bridge.ops.notify import Notify
+from bridge.ops.openapi import RouteSpec
 from bridge.ops.pages import page_routes, security_headers
 from bridge.ops.watcher import OpsWatcher
 from bridge.queue.base import QueuePort
@@ -39,6 +40,7 @@ def setup_ops(
     prometheus: bool = True,
     metrics_token: str = "",
     answers: Answers | None = None,
+    routes: Sequence[RouteSpec] = (),
 ) -> OpsWatcher:
     """Add middlewares, routes and the watcher (sampling + alert rules every ``watch_interval`` s;
     None = not started, e.g. in tests that call ``watcher.check`` themselves). Call before the app
@@ -59,6 +61,7 @@ def setup_ops(
         extra += ConflictsApi(resolver=controller, state=state).specs()
     if systems is not None:
         extra += systems.specs()  # GET /api/systems
+    extra += routes  # more areas, wired by the composition (GET /api/drift, …)
     app.middlewares.append(security_headers)
     app.middlewares.append(auth.middleware)
     app.add_routes(
