@@ -32,7 +32,8 @@ from bridge.core.errors import SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
 from bridge.core.mapping import EntityMap, MappingSet
 from bridge.engine.ports import EventSink
-from bridge.state.base import DriftPort, MapStatus, StatePort
+from bridge.state.base import MapStatus, StatePort
+from bridge.state.driftport import DriftPort
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import FnoClient
 from bridge.systems.sides import parse_timestamp

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bridge.clisync import add_sync_parser, run_sync
 from bridge.core.errors import ConfigError, DualWriteError
-from bridge.sandboxinfo import add_target_arguments, target_of
+from bridge.infofile import add_target_arguments, target_of
 from bridge.tryout import add_try_parser, run_try
 
 # The modules of pyproject.toml's ``sandbox`` extra: the emulators' libraries, not the bridge's.
@@ -128,15 +128,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0 if ok else 1
     if args.command == "serve":
         from bridge.app import serve
+        from bridge.infofile import serve_sandbox
         from bridge.runtime import run
-        from bridge.sandboxinfo import serve_sandbox
 
         # Read before the loop starts: the file chooses the loop.
         settings, chosen = target_of(args)
         return run(serve_sandbox(chosen) if chosen else serve(settings), settings.event_loop)
     if args.command == "register":
         from bridge.app import register
-        from bridge.sandboxinfo import register_sandbox
+        from bridge.infofile import register_sandbox
 
         if args.sandbox is not None:
             _, chosen = target_of(args)

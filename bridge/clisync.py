@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from bridge.sandboxinfo import add_target_arguments, target_of
+from bridge.infofile import add_target_arguments, target_of
 
 SIDES = ("cds", "scm")
 # Exit statuses of ``sync check``, as diff's: no drift, drift found, trouble.

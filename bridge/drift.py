@@ -37,7 +37,7 @@ from bridge.core.mapping import MappingSet
 from bridge.core.pairing import Pairer, RecordPair
 from bridge.engine.control import EngineController
 from bridge.engine.sideports import Sides
-from bridge.state.base import DRIFT_KEPT, DriftCheck, DriftedRecord, DriftPort
+from bridge.state.driftport import DRIFT_KEPT, DriftCheck, DriftedRecord, DriftPort
 from bridge.systems.connect import Systems
 from bridge.systems.pages import cds_pages, companies, scm_pages
 

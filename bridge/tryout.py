@@ -18,7 +18,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bridge.sandboxinfo import add_target_arguments, target_of
+from bridge.infofile import add_target_arguments, target_of
 
 
 @dataclass

@@ -21,7 +21,7 @@ from bridge.core.events import System
 from bridge.ops.actor import actor_of
 from bridge.ops.apikit import ApiError, body, ok
 from bridge.ops.openapi import RouteSpec
-from bridge.state.base import DriftCheck, DriftedRecord, DriftPort
+from bridge.state.driftport import DriftCheck, DriftedRecord, DriftPort
 
 SHOWN = 20  # drifted records per map in the overview (the map's own view has all kept)
 

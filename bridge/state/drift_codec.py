@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.state.base import DriftCheck, DriftedRecord
+from bridge.state.driftport import DriftCheck, DriftedRecord
 
 
 def utc(value: datetime) -> datetime:

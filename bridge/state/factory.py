@@ -12,7 +12,8 @@ from pathlib import Path
 
 from bridge.core.errors import ConfigError
 from bridge.settings import STATE_BACKENDS, Settings, StorageSettings
-from bridge.state.base import DriftPort, StatePort
+from bridge.state.base import StatePort
+from bridge.state.driftport import DriftPort
 from bridge.state.memory import MemoryState, MemoryStateData
 from bridge.state.sqlite import SqliteState
 

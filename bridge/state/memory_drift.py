@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bridge.state.base import DriftCheck
 from bridge.state.drift_codec import drift_json, drift_of, utc
+from bridge.state.driftport import DriftCheck
 
 
 @dataclass

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bridge.settings import StorageSettings
-from bridge.state.base import DriftCheck, DriftedRecord, DriftPort, StatePort
+from bridge.state.base import StatePort
+from bridge.state.driftport import DriftCheck, DriftedRecord, DriftPort
 from bridge.state.factory import STATE_BUILDERS, build_state, drift_state
 from tests.contract.test_state_contract import StateFactory
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bridge.sandboxinfo import SECRETS_FILE, read_info, run_data_dir, sandbox_settings
+from bridge.infofile import SECRETS_FILE, read_info, run_data_dir, sandbox_settings
 from tests.e2e.harness import Harness, eventually
 from tests.tryit.conftest import dualwrite, serving
 

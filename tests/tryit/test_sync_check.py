@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bridge.sandboxinfo import sandbox_settings
+from bridge.infofile import sandbox_settings
 from bridge.state.factory import create_state, drift_state
 from tests.e2e.harness import Harness
 from tests.tryit.conftest import dualwrite
