@@ -5,7 +5,6 @@ drift is made behind the bridge's back (the person's F&O writes with their data 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,6 +12,8 @@ from bridge.sandbox.cli import write_info
 from bridge.state.factory import drift_state
 from tests.e2e.harness import Harness, eventually
 from tests.tryit.conftest import dualwrite
+
+OPERATIONS_DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ async def test_the_openapi_document_describes_the_drift_routes(env: Harness) -> 
     assert {"/api/drift", "/api/drift/{entity}", "/api/drift/check"} <= set(paths)
     check = paths["/api/drift/check"]["post"]
     assert {"400", "404", "409"} <= set(check["responses"])
-    operations = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    operations = OPERATIONS_DOC.read_text()
     for route in ("GET /api/drift", "GET /api/drift/{entity}", "POST /api/drift/check"):
         assert route in operations, route
 

@@ -113,3 +113,11 @@ async def test_repair_needs_a_side_and_an_unknown_map_is_trouble(info_file: Path
     assert ran.status == 2 and "--repair needs --from" in ran.err
     ran = await dualwrite("sync", "check", "--sandbox", str(info_file), "--map", "nothing")
     assert ran.status == 2 and "no map nothing" in ran.err
+
+
+async def test_a_system_that_fails_the_reads_is_trouble(sandbox: Any, info_file: Path) -> None:
+    sandbox.faults["fno"].update(unavailable_rate=1.0)
+    ran = await dualwrite("sync", "check", "--sandbox", str(info_file), "--map", "ship_via", "--json")
+    assert ran.status == 2, ran.out + ran.err
+    report = json.loads(ran.out)
+    assert report["errors"] and report["errors"][0].startswith("ship_via: scm")
