@@ -39,6 +39,7 @@ from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
 from bridge.state.factory import create_state, drift_state
 from bridge.storage.owner import owner_id
+from bridge.syncrun import InitialService
 from bridge.systems.answers import count_answers
 from bridge.systems.auth import TokenProvider
 from bridge.systems.connect import connect_systems
@@ -129,6 +130,14 @@ class Bridge:
             ),
             every_minutes=settings.drift.check_every_minutes,
         )
+        self.initial = InitialService(
+            settings=settings,
+            mappings=self.mappings,
+            state=self.state,
+            systems=self.systems,
+            controller=self.controller,
+            queue=self.queue,
+        )
         self.listener = WebhookListener(
             mappings=self.mappings,
             sink=self.engine,
@@ -159,6 +168,7 @@ class Bridge:
             prometheus=settings.metrics.enabled,
             metrics_token=settings.metrics_token.get_secret_value(),
             answers=count_answers(self.systems),
+            sync=self.initial,
             routes=drift_specs(self.drift, drift_state(self.state)),
         )
         # Issue 21: changes made while the bridge was down (bridge/catchup.py).
@@ -259,6 +269,7 @@ class Bridge:
     async def stop(self) -> None:
         if self._identity_task is not None:
             self._identity_task.cancel()
+        await self.initial.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.catchup.stop()

@@ -8,6 +8,7 @@
     dualwrite mappings check [--dir D]   validate the mapping files without starting anything
     dualwrite mappings try --map M --key K   a dry run of one map on one real record
     dualwrite sync record|check …        resync one record; find (and repair) drift
+    dualwrite sync initial|errors        bring both systems' records together; the records that failed
     dualwrite sandbox                    the emulators alone
 
 ``sandbox`` and ``demo`` import the emulators lazily: nothing else in the bridge imports them. Their
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     check = maps_sub.add_parser("check", help="validate the mapping files")
     check.add_argument("--dir", type=Path, default=Path("mappings"))
     add_try_parser(maps_sub)  # mappings try (bridge/tryout.py)
-    add_sync_parser(sub)  # sync … (bridge/clisync.py)
+    add_sync_parser(sub)  # sync initial|errors (bridge/synccli.py), record|check (bridge/clisync.py)
 
     # The emulators' own parser takes these arguments, imported only when this command runs: the
     # bridge never loads the sandbox otherwise.

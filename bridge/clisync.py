@@ -1,4 +1,5 @@
-"""``dualwrite sync …``: commands that bring the two systems together.
+"""``dualwrite sync …``: commands that bring the two systems together (``initial`` and ``errors`` are
+``bridge.synccli``'s).
 
     dualwrite sync record --map M --key K [--company C] --from cds|scm   resync one record
     dualwrite sync check [--map M …] [--company C] [--repair --from cds|scm] [--json]
@@ -23,9 +24,11 @@ SIDES = ("cds", "scm")
 NO_DRIFT, DRIFT, TROUBLE = 0, 1, 2
 
 
-def add_sync_parser(sub: Any) -> argparse.ArgumentParser:
-    sync: argparse.ArgumentParser = sub.add_parser("sync", help="resync one record; find and repair drift")
-    actions = sync.add_subparsers(dest="sync_command", required=True, metavar="ACTION")
+def add_sync_parser(sub: Any) -> None:
+    """The ``sync`` group: ``initial`` and ``errors`` (``bridge.synccli``), ``record`` and ``check``."""
+    from bridge.synccli import add_parser
+
+    actions = add_parser(sub)
 
     record = actions.add_parser("record", help="copy one record from one side to the other now")
     add_target_arguments(record)
@@ -41,7 +44,6 @@ def add_sync_parser(sub: Any) -> argparse.ArgumentParser:
     check.add_argument("--repair", action="store_true", help="copy each drifted record --from one side")
     check.add_argument("--from", dest="from_side", choices=SIDES, default=None, help="the side that wins")
     check.add_argument("--json", action="store_true", help="print one JSON object")
-    return sync
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -49,7 +51,9 @@ def run_sync(args: argparse.Namespace) -> int:
         return asyncio.run(_record(args))
     if args.sync_command == "check":
         return asyncio.run(_check(args))
-    raise AssertionError(args.sync_command)
+    from bridge.synccli import main
+
+    return main(args)  # initial, errors
 
 
 async def _record(args: argparse.Namespace) -> int:

@@ -184,6 +184,27 @@ class DriftSettings(BaseModel):
     )
 
 
+class InitialSyncSettings(BaseModel):
+    """``[initial]``: ``dualwrite sync initial`` (docs/operations.md, "Initial sync")."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=1000,
+        description="Writes per $batch change set (Dataverse takes at most 1,000)",
+    )
+    planned_limit: int = Field(
+        default=10_000, ge=0, description="Writes a dry run lists one by one (all are counted)"
+    )
+    page_size: int = Field(
+        default=5000,
+        ge=1,
+        le=5000,
+        description="Rows per page read (Prefer: odata.maxpagesize; Dataverse: 5,000 at most)",
+    )
+
+
 class AlertAction(StrEnum):
     PAUSE = "pause"  # pause the map through the controller
     WEBHOOK = "webhook"  # POST {"text": ...} to ``url`` (Teams and Slack incoming webhooks accept it)
@@ -233,6 +254,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = TelemetrySettings()
     metrics: MetricsSettings = MetricsSettings()
     drift: DriftSettings = DriftSettings()
+    initial: InitialSyncSettings = InitialSyncSettings()
     mappings_dir: Path = Path("mappings")
     alerts: list[AlertSettings] = Field(
         default_factory=lambda: [AlertSettings()],

@@ -27,7 +27,17 @@ END = "<!-- import-graph:end -->"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("core",)),
     ("leaf modules", ("settings", "metrics", "telemetry")),
-    ("ports", ("engine.ports", "engine.sideports", "queue.base", "state.base", "state.driftport")),
+    (
+        "ports",
+        (
+            "engine.ports",
+            "engine.sideports",
+            "engine.syncports",
+            "queue.base",
+            "state.base",
+            "state.driftport",
+        ),
+    ),
     ("engine", ("engine",)),
     ("adapters", ("listeners", "systems", "queue", "state", "storage", "ops", "wire")),
     ("emulators", ("sandbox",)),
@@ -41,6 +51,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "register",
             "runtime",
             "mapcheck",
+            "syncrun",
+            "synccli",
             "infofile",
             "oneshot",
             "clisync",
@@ -50,7 +62,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
 )
-PORTS = {"engine.ports", "engine.sideports", "queue.base", "state.base", "state.driftport"}
+PORTS = {
+    "engine.ports",
+    "engine.sideports",
+    "engine.syncports",
+    "queue.base",
+    "state.base",
+    "state.driftport",
+}
 LEAVES = {"settings", "metrics", "telemetry"}
 # Arrows into these are not drawn: nearly every unit imports them, so they would cross every layer.
 NOT_DRAWN = {"core", *LEAVES}

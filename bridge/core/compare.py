@@ -98,13 +98,64 @@ class RecordPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class _Direction:
+    """What one direction of a map compares, worked out once per map, side and selection."""
+
+    source: System
+    fields: tuple[FieldMap, ...]
+    lookups: tuple[LookupSpec, ...]  # of these fields
+    names: dict[str, FieldMap]  # write name on the target -> its field
+    placeholders: dict[str, str | None]  # every lookup of the source, unresolved
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    forward: _Direction
+    back: _Direction | None  # fields that flow only from the other side
+
+
+_SHAPES: dict[tuple[int, System, FieldSelection], tuple[EntityMap, _Shape]] = {}
+
+
+def _direction(emap: EntityMap, source: System, fields: list[FieldMap]) -> _Direction:
+    wanted = {f.cds for f in fields if f.lookup is not None}
+    specs = emap.lookups_from(source)
+    return _Direction(
+        source,
+        tuple(fields),
+        tuple(s for s in specs if s.name in wanted),
+        {_write_name(f, source.other): f for f in fields},
+        {s.name: None for s in specs},
+    )
+
+
+def _shape(emap: EntityMap, lead: System, selection: FieldSelection) -> _Shape:
+    key = (id(emap), lead, selection)
+    cached = _SHAPES.get(key)
+    if cached is not None and cached[0] is emap:
+        return cached[1]
+    forward = [f for f in emap.fields_from(lead) if selection.takes(emap, f)]
+    back = [
+        f
+        for f in emap.fields_from(lead.other)
+        if not f.direction.flows_from(lead) and selection.takes(emap, f)
+    ]
+    shape = _Shape(_direction(emap, lead, forward), _direction(emap, lead.other, back) if back else None)
+    _SHAPES[key] = (emap, shape)  # the map is kept with it, so its id is not reused meanwhile
+    return shape
+
+
+@dataclass(frozen=True, slots=True)
 class _Leg:
     """One direction of a record's comparison: fields flowing ``source`` -> ``target``."""
 
-    source: System
+    way: _Direction
     source_image: dict[str, Any]
     target_image: dict[str, Any] | None
-    fields: tuple[FieldMap, ...]
+
+    @property
+    def source(self) -> System:
+        return self.way.source
 
 
 def _legs(emap: EntityMap, pair: RecordPair, master: System, selection: FieldSelection) -> list[_Leg]:
@@ -112,28 +163,26 @@ def _legs(emap: EntityMap, pair: RecordPair, master: System, selection: FieldSel
     lead = pair.side(lead_side)
     if lead is None:
         raise ValueError(f"record {pair.company}/{pair.key} is on neither side")
-    other_side = lead_side.other
-    other = pair.side(other_side)
-    forward = tuple(f for f in emap.fields_from(lead_side) if selection.takes(emap, f))
-    legs = [_Leg(lead_side, lead.image, None if other is None else other.image, forward)]
-    back = [
-        f
-        for f in emap.fields_from(other_side)
-        if not f.direction.flows_from(lead_side) and selection.takes(emap, f)
-    ]
+    other = pair.side(lead_side.other)
+    shape = _shape(emap, lead_side, selection)
+    legs = [_Leg(shape.forward, lead.image, None if other is None else other.image)]
+    back = shape.back
+    if back is None:
+        return legs
     if other is not None:
-        back_image = other.image
-    else:  # created now: only what the create writes is known of it
-        back_image = _created_image(emap, other_side, pair, legs[0])
-        back = [f for f in back if f.column(other_side) in back_image]
-    if back:
-        legs.append(_Leg(other_side, back_image, lead.image, tuple(back)))
+        legs.append(_Leg(back, other.image, lead.image))
+        return legs
+    # Created now: only what the create writes is known of it.
+    created = _created_image(emap, lead_side.other, pair, legs[0])
+    known = [f for f in back.fields if f.column(back.source) in created]
+    if known:
+        legs.append(_Leg(_direction(emap, back.source, known), created, lead.image))
     return legs
 
 
 def _created_image(emap: EntityMap, side: System, pair: RecordPair, leg: _Leg) -> dict[str, Any]:
     """The row a create on ``side`` makes, in read form, as far as it is known without reading it."""
-    payload = emap.to_target(leg.source, leg.source_image, _placeholders(emap, leg.source, {}))
+    payload = emap.to_target(leg.source, leg.source_image, leg.way.placeholders)
     if side is System.SCM:
         return {**payload, emap.scm.key_field: pair.key, emap.scm.company_field: pair.company.lower()}
     return {**emap.synced_projection(System.CDS, payload), emap.cds.key_field: pair.key}
@@ -145,20 +194,15 @@ def lookups_needed(
     """The non-empty references ``plan_record`` will need resolved for this record."""
     out: list[LookupNeed] = []
     for leg in _legs(emap, pair, master, selection):
-        wanted = {f.cds for f in leg.fields if f.lookup is not None}
-        for spec in emap.lookups_from(leg.source):
-            if spec.name in wanted and (value := spec.value(leg.source_image)) is not None:
+        for spec in leg.way.lookups:
+            if (value := spec.value(leg.source_image)) is not None:
                 out.append(LookupNeed(leg.source, spec, value))
     return out
 
 
-def _placeholders(
-    emap: EntityMap, source: System, resolved: Mapping[str, str | None]
-) -> dict[str, str | None]:
-    """``resolved`` with None for the lookups not asked for (their columns are left out anyway)."""
-    out: dict[str, str | None] = {s.name: None for s in emap.lookups_from(source)}
-    out.update(resolved)
-    return out
+def has_lookups(emap: EntityMap) -> bool:
+    """Whether the map has any reference to resolve (if not, ``lookups_needed`` is always empty)."""
+    return any(f.lookup is not None for f in emap.fields)
 
 
 def _write_name(f: FieldMap, target: System) -> str:
@@ -171,19 +215,20 @@ def _plan_leg(
     emap: EntityMap, leg: _Leg, resolved: Mapping[str, str | None]
 ) -> tuple[PlannedWrite | None, dict[str, Any]]:
     target = leg.source.other
-    for spec in emap.lookups_from(leg.source):
-        asked = any(f.cds == spec.name for f in leg.fields) and spec.value(leg.source_image) is not None
-        if asked and resolved.get(spec.name) is None:
+    for spec in leg.way.lookups:
+        value = spec.value(leg.source_image)
+        if value is not None and resolved.get(spec.name) is None:
             where = "Dataverse" if target is System.CDS else "F&O"
             raise RejectedError(
-                f"{spec.cds_entity_set} {spec.value(leg.source_image)!r} referenced by {spec.name}"
+                f"{spec.cds_entity_set} {value!r} referenced by {spec.name}"
                 f" of {emap.name} is not in {where}: sync the referenced records first",
                 system=target.value,
                 status=404,
                 code="lookup-missing",
             )
-    full = emap.to_target(leg.source, leg.source_image, _placeholders(emap, leg.source, resolved))
-    names = {_write_name(f, target): f for f in leg.fields}
+    lookups = {**leg.way.placeholders, **resolved} if resolved else leg.way.placeholders
+    full = emap.to_target(leg.source, leg.source_image, lookups)
+    names = leg.way.names
     payload = {name: value for name, value in full.items() if name in names}
     current = {} if leg.target_image is None else emap.project(target, leg.target_image)
     wanted = emap.synced_projection(target, payload, current)
@@ -199,11 +244,11 @@ def _plan_leg(
     ]
     if not differing:
         return None, wanted
-    fields = tuple(
+    diffs = tuple(
         FieldDiff(f.column(target), current.get(f.column(target)), wanted.get(f.column(target)))
         for _, f in differing
     )
-    return PlannedWrite(target, WriteKind.UPDATE, {n: payload[n] for n, _ in differing}, fields), wanted
+    return PlannedWrite(target, WriteKind.UPDATE, {n: payload[n] for n, _ in differing}, diffs), wanted
 
 
 def plan_record(

@@ -263,6 +263,12 @@ class DataverseClient(ServiceClient):
         self._keys.put(cache_key, key)
         return key
 
+    def remember(self, entity_set: str, company: str, key_column: str, key: str, record_id: str) -> None:
+        """A row just written (a sync run's create): lookups to it resolve from the cache."""
+        found = record_id.lower()
+        self._ids.put((entity_set, company.upper(), key_column, key), found)
+        self._keys.put((entity_set, found, key_column), key)
+
     def forget(self, entity_set: str, record_id: str) -> None:
         """Drop cached mappings of a row that turned out to be missing (a 404 on use)."""
         record_id = record_id.lower()

@@ -15,7 +15,6 @@ with the time its request was sent: every change made there before it is in the 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from bridge.core.errors import RejectedError
 from bridge.core.events import System
 from bridge.core.mapping import EntityMap
 from bridge.core.pairing import SideRecord
+from bridge.engine.syncports import Page
 from bridge.systems.dataverse import DataverseClient
 from bridge.systems.fno import CROSS_COMPANY, FnoClient
 from bridge.systems.odata import literal
@@ -30,14 +30,6 @@ from bridge.systems.sides import parse_timestamp
 
 CDS_PAGE_SIZE = 5000  # Dataverse's largest page
 SCM_PAGE_SIZE = 10000  # F&O's largest page
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    side: System
-    records: list[SideRecord]
-    read_at: datetime  # when its request was sent
-    last: bool  # no page follows
 
 
 def cds_filter(emap: EntityMap, company_id: str, after: str | None) -> str:
@@ -157,3 +149,26 @@ async def companies(cds: DataverseClient, scm: FnoClient) -> list[str]:
     codes = {str(r["cdm_companycode"]).upper() for r in cds_rows if r.get("cdm_companycode")}
     codes |= {str(r["LegalEntityId"]).upper() for r in scm_rows if r.get("LegalEntityId")}
     return sorted(codes)
+
+
+async def cds_count(client: DataverseClient, emap: EntityMap, company: str) -> int | None:
+    """How many rows ``company`` holds (``<set>/$count``: powerapps-docs, developer/data-platform/
+    webapi/query/count-rows.md; Dataverse stops counting at 5,000, so more reads as 5,000)."""
+    company_id = await client.company_id(company)
+    if company_id is None:
+        return 0
+    params = {"$filter": cds_filter(emap, company_id, None)}
+    return _number((await client.http.request("GET", f"{emap.cds.entity_set}/$count", params=params)).text)
+
+
+async def scm_count(client: FnoClient, emap: EntityMap, company: str) -> int | None:
+    """How many rows F&O holds in ``company`` (``<set>/$count``, OData URL conventions 4.8)."""
+    params = {**CROSS_COMPANY, "$filter": scm_filter(emap, company, None)}
+    return _number((await client.http.request("GET", f"{emap.scm.entity_set}/$count", params=params)).text)
+
+
+def _number(text: str) -> int | None:
+    try:
+        return int(text.strip().lstrip("\ufeff"))
+    except ValueError:
+        return None

@@ -140,3 +140,28 @@ async def test_serve_with_sandbox_syncs_and_sync_record_reaches_it(
         "scm",
     )
     assert lost.status == 1 and "not found: ship_via USMF/Nowhere" in lost.err
+
+
+async def test_sync_initial_and_errors_take_the_sandbox(
+    sandbox: Any, info_file: Path, person: Harness
+) -> None:
+    made = await person.scm_create("DeliveryModesV2", {"ModeCode": "Barge", "ModeDescription": "Barge"})
+    assert made.status == 201, made.body
+    writes = len(list(sandbox.dataverse.write_log))
+    ran = await dualwrite(
+        "sync",
+        "initial",
+        "--sandbox",
+        str(info_file),
+        "--map",
+        "ship_via",
+        "--master",
+        "scm",
+        "--dry-run",
+        "--json",
+    )
+    assert ran.status == 0, ran.out + ran.err
+    assert "Barge" in ran.out  # listed as what would be written
+    assert len(list(sandbox.dataverse.write_log)) == writes  # a dry run
+    listed = await dualwrite("sync", "errors", "--sandbox", str(info_file), "--json")
+    assert listed.status == 0, listed.out + listed.err
