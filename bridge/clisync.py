@@ -50,7 +50,13 @@ def run_sync(args: argparse.Namespace) -> int:
     if args.sync_command == "record":
         return asyncio.run(_record(args))
     if args.sync_command == "check":
-        return asyncio.run(_check(args))
+        from bridge.core.errors import SyncError
+
+        try:
+            return asyncio.run(_check(args))
+        except SyncError as exc:  # a system not reachable before the check began: trouble, as diff's 2
+            print(f"dualwrite sync check: {exc.system or 'bridge'}: {exc.message}", file=sys.stderr)
+            return TROUBLE
     from bridge.synccli import main
 
     return main(args)  # initial, errors

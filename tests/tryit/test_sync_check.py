@@ -121,3 +121,10 @@ async def test_a_system_that_fails_the_reads_is_trouble(sandbox: Any, info_file:
     assert ran.status == 2, ran.out + ran.err
     report = json.loads(ran.out)
     assert report["errors"] and report["errors"][0].startswith("ship_via: scm")
+
+
+async def test_dataverse_down_before_the_check_begins_is_trouble(sandbox: Any, info_file: Path) -> None:
+    sandbox.faults["dataverse"].update(unavailable_rate=1.0)
+    ran = await dualwrite("sync", "check", "--sandbox", str(info_file), "--map", "ship_via")
+    assert ran.status == 2, ran.out + ran.err
+    assert "dualwrite sync check: cds" in ran.err
