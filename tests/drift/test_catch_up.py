@@ -88,3 +88,40 @@ async def test_catch_up_can_be_turned_off(sandbox: Any, tmp_path: Path) -> None:
         assert bridge.catchup.caught_up and bridge.catchup.last_report is None
     finally:
         await bridge.stop()
+
+
+async def test_a_dataverse_change_made_while_down_reaches_fno_on_start(
+    sandbox: Any, tmp_path: Path, person: Harness
+) -> None:
+    first = Bridge(_settings(sandbox, tmp_path / "bridge"))
+    await first.start()
+    try:
+        await connect(sandbox, first, mode="async")  # asynchronous steps: saves go on while it is down
+        made = await person.cds_create("msdyn_shipvias", {"msdyn_name": "Air", "msdyn_description": "Air"})
+        assert made.status == 201, made.body
+        await eventually(lambda: person.scm_find("DeliveryModesV2", "ModeCode", "Air"), what="the mode")
+    finally:
+        await first.stop()
+    row = await person.cds_find("msdyn_shipvias", "msdyn_name", "Air")
+    assert row is not None
+    changed = await person.cds_update(
+        "msdyn_shipvias", row["msdyn_shipviaid"], {"msdyn_description": "Air cargo"}
+    )
+    assert changed.status == 204, changed.body
+    await sandbox.notifier.drain()  # its webhook call failed: the bridge was down
+    mode = await person.scm_find("DeliveryModesV2", "ModeCode", "Air")
+    assert mode is not None and mode["ModeDescription"] == "Air"
+
+    again = Bridge(_settings(sandbox, tmp_path / "bridge"))
+    await again.start()
+    try:
+
+        async def caught_up() -> dict[str, Any] | None:
+            found = await person.scm_find("DeliveryModesV2", "ModeCode", "Air")
+            return found if found and found["ModeDescription"] == "Air cargo" else None
+
+        await eventually(caught_up, timeout=15, what="the Dataverse change made while down")
+        report = again.catchup.last_report
+        assert report is not None and report.submitted["ship_via"]["cds"] >= 1
+    finally:
+        await again.stop()
