@@ -247,10 +247,11 @@ class WindowRunner:
         source = pair.side(target.other)
         source_message = None
         if source is not None:
-            where = self.emap.cds.entity_set if target.other is System.CDS else self.emap.scm.entity_set
-            source_message = (
-                f"{target.other.value} {where} {pair.company}/{pair.key}: read, master {self.master.value}"
-            )
+            side = target.other
+            where = self.emap.cds.entity_set if side is System.CDS else self.emap.scm.entity_set
+            name = "Dataverse" if side is System.CDS else "F&O"
+            role = "the master" if side is self.master else "the record's only side"
+            source_message = f"read from {name} {where} {pair.company}/{pair.key} ({role})"
         return SyncRecordError(
             run_id=self.run_id,
             entity=self.emap.name,

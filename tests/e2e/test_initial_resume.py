@@ -116,3 +116,22 @@ async def test_a_dry_run_writes_nothing_and_a_killed_run_resumes_without_writing
     assert code == 0 and again["run_id"] == 3
     assert again["maps"]["ship_via"]["scm"]["written"] == 0
     assert len(_bridge_writes(sandbox.fno, bridge_id)) == only_cds + both
+
+
+async def test_sync_errors_without_a_bridge_reads_the_state_store(sandbox: Any, tmp_path: Path) -> None:
+    company = sandbox.dataverse.rows("cdm_companies")[0]["cdm_companyid"]
+    sandbox.dataverse.seed(
+        "msdyn_shipvias",
+        [{"msdyn_name": "A-CODE-TOO-LONG", "msdyn_description": "x", "_msdyn_company_value": company}],
+    )
+    cmd = SyncCommand(sandbox, tmp_path / "bridge")
+    code, report = await cmd.finish(await cmd.start())
+    assert code == 1 and report["maps"]["ship_via"]["scm"]["failed"] == 1
+    args = ["-m", "bridge.cli", "sync", "errors", "--json", "--config", str(cmd.config.config)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *args, cwd=ROOT, env=cmd.config.environment(), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    listed = json.loads(out)
+    assert proc.returncode == 0 and listed["total"] == 1
+    assert listed["items"][0]["key"] == "A-CODE-TOO-LONG" and listed["items"][0]["status"] == 400

@@ -137,7 +137,7 @@ async def test_every_error_is_kept_with_both_messages_and_a_failed_only_run_retr
     for e in items:
         assert e["target"] == "scm" and e["operation"] == "create" and e["status"] == 400
         assert e["target_message"] and "10" in e["target_message"], e  # F&O's own words: ModeCode takes 10
-        assert e["source_message"] and "msdyn_shipvias" in e["source_message"]
+        assert e["source_message"] == f"read from Dataverse msdyn_shipvias USMF/{e['key']} (the master)"
         assert e["payload"] == {"ModeDescription": "refused"} and e["fields"] == ["ModeDescription"]
     warehouse = (await env.ops("GET", "/api/sync/errors?map=warehouse")).body["items"]
     assert [e["key"] for e in warehouse] == ["W7"] and "OperationalSiteId" in str(
