@@ -192,6 +192,27 @@ class SyncSettings(BaseModel):
     )
 
 
+class DriftSettings(BaseModel):
+    """``[drift]``: comparing both systems' mapped values, and catching up after downtime
+    (docs/operations.md, "Drift: check and repair")."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
+    check_every_minutes: int = Field(
+        default=0, ge=0, le=10_080, description="Check every map for drift this often (0 = off)"
+    )
+    catch_up_on_start: bool = Field(
+        default=True,
+        description="On start, sync what changed on either system since the last change the bridge saw",
+    )
+    catch_up_margin_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="How far before the watermark the catch-up looks (clock skew, changes in flight)",
+    )
+
+
 class InitialSyncSettings(BaseModel):
     """``[initial]``: ``dualwrite sync initial`` (docs/operations.md, "Initial sync")."""
 
@@ -262,6 +283,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     metrics: MetricsSettings = MetricsSettings()
+    drift: DriftSettings = DriftSettings()
     initial: InitialSyncSettings = InitialSyncSettings()
     mappings_dir: Path = Path("mappings")
     alerts: list[AlertSettings] = Field(

@@ -35,8 +35,9 @@ from bridge.state.factory import create_state
 from bridge.syncrun import run_settings, run_standalone
 
 
-def add_parser(sub: Any) -> None:
-    """``sync initial`` and ``sync errors`` on the ``dualwrite`` parser's subcommands."""
+def add_parser(sub: Any) -> Any:
+    """``sync initial`` and ``sync errors`` on the ``dualwrite`` parser's subcommands; returns the
+    ``sync`` group's actions, for ``bridge.clisync`` to add ``record`` and ``check``."""
     sync = sub.add_parser("sync", help="initial sync and its errors")
     actions = sync.add_subparsers(dest="sync_command", required=True, metavar="ACTION")
     initial = actions.add_parser("initial", help="bring the records both systems hold together")
@@ -60,11 +61,18 @@ def add_parser(sub: Any) -> None:
     errors.add_argument("--all", action="store_true", help="resolved ones too")
     errors.add_argument("--json", action="store_true")
     _common(errors)
+    return actions
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", type=Path, default=None, help="TOML settings file (docs/configuration.md)"
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--config", type=Path, default=None, help="TOML settings file (docs/configuration.md)")
+    which.add_argument(
+        "--sandbox",
+        type=Path,
+        default=None,
+        metavar="INFO_FILE",
+        help="the emulators of 'dualwrite sandbox --info-file', instead of --config (bridge/infofile.py)",
     )
     parser.add_argument(
         "--bridge-url", default=None, help="the running bridge (default: http://listen.host:listen.port)"
@@ -72,7 +80,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = run_settings(args.config)
+    if args.sandbox is not None:  # a sandbox's info file instead of a TOML file (bridge/infofile.py)
+        from bridge.infofile import sandbox_settings
+
+        settings = sandbox_settings(args.sandbox).settings
+    else:
+        settings = run_settings(args.config)
     if args.sync_command == "initial":
         return asyncio.run(initial(args, settings))
     return asyncio.run(errors(args, settings))

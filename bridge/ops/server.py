@@ -18,6 +18,7 @@ from bridge.ops.api_systems import SystemsApi
 from bridge.ops.auth import AdminAuth
 from bridge.ops.metrics_http import Answers, metrics_routes
 from bridge.ops.notify import Notify
+from bridge.ops.openapi import RouteSpec
 from bridge.ops.pages import page_routes, security_headers
 from bridge.ops.watcher import OpsWatcher
 from bridge.queue.base import QueuePort
@@ -41,6 +42,7 @@ def setup_ops(
     prometheus: bool = True,
     metrics_token: str = "",
     answers: Answers | None = None,
+    routes: Sequence[RouteSpec] = (),
     sync: InitialSyncService | None = None,
 ) -> OpsWatcher:
     """Add middlewares, routes and the watcher (sampling + alert rules every ``watch_interval`` s;
@@ -62,6 +64,7 @@ def setup_ops(
         extra += ConflictsApi(resolver=controller, state=state).specs()
     if systems is not None:
         extra += systems.specs()  # GET /api/systems
+    extra += routes  # more areas, wired by the composition (GET /api/drift, …)
     if sync is not None:
         extra += SyncApi(service=sync, store=sync_store(state)).specs()  # /api/sync/initial, /errors
     app.middlewares.append(security_headers)

@@ -13,6 +13,7 @@ from pathlib import Path
 from bridge.core.errors import ConfigError
 from bridge.settings import STATE_BACKENDS, Settings, StorageSettings
 from bridge.state.base import StatePort
+from bridge.state.driftport import DriftPort
 from bridge.state.memory import MemoryState, MemoryStateData
 from bridge.state.sqlite import SqliteState
 from bridge.storage.pgconfig import PgOptions, missing_extra
@@ -68,3 +69,12 @@ def create_state(settings: Settings) -> StatePort:
     """The state store the settings choose (``[state] backend``, ``[storage]``, ``[database]``), not
     opened yet."""
     return build_state(settings.state.backend, settings.storage, settings=settings)
+
+
+def drift_state(state: StatePort) -> DriftPort:
+    """The drift checks and watermarks of ``state`` (every backend here keeps them)."""
+    if not isinstance(state, DriftPort):
+        raise ConfigError(
+            f"the state backend {type(state).__name__} keeps no drift checks", field="state.backend"
+        )
+    return state

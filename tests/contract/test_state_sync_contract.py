@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from bridge.settings import StorageSettings
 from bridge.state.base import (
     StatePort,
     SyncCheckpoint,
@@ -21,8 +20,9 @@ from bridge.state.base import (
     SyncStatePort,
     sync_store,
 )
-from bridge.state.factory import STATE_BUILDERS, build_state
+from bridge.state.factory import STATE_BUILDERS
 from tests.contract.test_state_contract import StateFactory
+from tests.pg_support import contract_state
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 RUN = SyncRun(maps=("customer_asset_category", "customer_asset"), master="scm", companies=("usmf",))
@@ -50,7 +50,7 @@ async def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     opened: list[StatePort] = []
 
     async def make(name: str) -> StatePort:
-        state = build_state(request.param, StorageSettings(data_dir=tmp_path / name))
+        state = contract_state(request, tmp_path / name, name)
         await state.open()
         opened.append(state)
         return state

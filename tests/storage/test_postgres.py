@@ -12,7 +12,7 @@ import pytest
 from bridge.core.errors import ConfigError
 from bridge.queue.postgres import PostgresQueue
 from bridge.queue.postgres_schema import MIGRATIONS
-from bridge.state.postgres_schema import MIGRATIONS as STATE_MIGRATIONS
+from bridge.state.postgres import MIGRATIONS as STATE_MIGRATIONS
 from bridge.storage.pgconfig import PgOptions
 from bridge.storage.postgres import PgDatabase, migrate
 from tests.pg_support import PG_URL, SchemaFactory, pg_schemas
