@@ -24,6 +24,7 @@ from bench.attack import run_attack
 from bench.backlog import run_backlog
 from bench.common import Figure, ratio, table
 from bench.cost import run_cost
+from bench.initial import run_initial
 from bench.live import Direction, Keys, run_direction, run_scaling
 from bench.procs import DEFAULT_EVENT_LOOP, DEFAULT_GC_GEN0_THRESHOLD
 from bench.profile import run_profile
@@ -31,7 +32,7 @@ from bench.replicas import run_replicas
 from bench.restart import run_restart
 from bench.syncpath import run_sync
 
-SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "attack", "pg", "profile")
+SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "attack", "initial", "pg", "profile")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,6 +91,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "pg": {"records": 100, "updates": 1000, "latency_changes": 100},
             "profile": None,
             "attack": {"senders": 8, "seconds": 3.0, "expanded_mb": 1024},
+            "initial": [5_000, 20_000],
         }
     return {
         "sync": {"creates": 100, "updates": 400, "latency_changes": 60},
@@ -101,6 +103,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "profile": {"records": 500, "updates": 5000},
         "pg": {"records": 1000, "updates": 10_000, "latency_changes": 400},
         "attack": {"senders": 8, "seconds": 15.0, "expanded_mb": 1024},
+        "initial": [20_000, 100_000],
     }
 
 
@@ -424,6 +427,37 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                 a.bridge_cpu_s,
                 "s",
                 f"{a.healthz_calls} /healthz calls, p50 {a.healthz_ms_p50:.1f} ms",
+            ),
+        ]
+
+    if "initial" in only:
+        print("initial sync ...", flush=True)
+        i = await run_initial(state_dir, workdir, sizes["initial"])
+        small, large = min(i.peak_rss_mb), max(i.peak_rss_mb)
+        out.update(
+            initial_records_per_min=i.records_per_min,
+            initial_ratio_to_raw=i.ratio_to_raw,
+            initial_peak_rss_mb=i.peak_rss_mb[large],
+            initial_peak_rss_mb_at={str(k): v for k, v in i.peak_rss_mb.items()},
+            initial_raw_records_per_min=i.raw_records_per_min,
+            initial_records=i.records,
+            initial_written=i.written,
+        )
+        figures += [
+            Figure(
+                f"initial sync: {i.records:,} records",
+                i.records_per_min,
+                "/min",
+                f"plain script {i.raw_records_per_min:,.0f}/min",
+                ">= 100,000/min",
+            ),
+            Figure("initial sync: ratio to the plain script", i.ratio_to_raw, "x", "", ">= 0.8"),
+            Figure(
+                "initial sync: peak RSS of the command",
+                i.peak_rss_mb[large],
+                "MB",
+                f"{small:,} records: {i.peak_rss_mb[small]:.0f} MB",
+                "flat",
             ),
         ]
 

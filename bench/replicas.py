@@ -134,9 +134,6 @@ async def _reset(database_url: str) -> None:
 
 
 def _replicas(keys: Keys, info: Any, workdir: Path, n: int, database_url: str) -> list[BridgeProcess]:
-    sections = (
-        f'[queue]\nbackend = "postgres"\n[state]\nbackend = "postgres"\n[database]\nschema = "{SCHEMA}"\n'
-    )
     return [
         BridgeProcess(
             info,
@@ -146,8 +143,7 @@ def _replicas(keys: Keys, info: Any, workdir: Path, n: int, database_url: str) -
             sync={**keys.bridge_sync, **REPLICA_SYNC},
             event_loop=keys.event_loop,
             gc_gen0_threshold=keys.gc_gen0_threshold,
-            sections=sections,
-            secrets_env={"DUALWRITE_DATABASE_URL": database_url},
+            database=(database_url, SCHEMA),
         )
         for i in range(n)
     ]

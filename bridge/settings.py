@@ -152,6 +152,12 @@ class DatabaseSettings(BaseModel):
     )
     pool_min: int = Field(default=1, ge=0, le=100, description="Connections each pool keeps open")
     pool_max: int = Field(default=5, ge=1, le=100, description="Connections each pool opens at most")
+    synchronous_commit: Literal["on", "off"] = Field(
+        default="on",
+        description="on: a commit (an acknowledged webhook) survives the database server's crash; off: "
+        "commits no longer wait for the disk, and a crash of the server (never of a bridge) may lose the "
+        "last fraction of a second, like [storage] synchronous = NORMAL on SQLite (docs/queue-and-state.md)",
+    )
 
 
 class SyncSettings(BaseModel):
@@ -190,6 +196,48 @@ class SyncSettings(BaseModel):
         description="How much lower the apply processes' CPU priority is than the serve process's (a Unix "
         "nice increment): when the cores are busy, webhooks and synchronous changes go first and the "
         "asynchronous applies yield (see docs/operations.md)",
+    )
+
+
+class DriftSettings(BaseModel):
+    """``[drift]``: comparing both systems' mapped values, and catching up after downtime
+    (docs/operations.md, "Drift: check and repair")."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
+    check_every_minutes: int = Field(
+        default=0, ge=0, le=10_080, description="Check every map for drift this often (0 = off)"
+    )
+    catch_up_on_start: bool = Field(
+        default=True,
+        description="On start, sync what changed on either system since the last change the bridge saw",
+    )
+    catch_up_margin_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="How far before the watermark the catch-up looks (clock skew, changes in flight)",
+    )
+
+
+class InitialSyncSettings(BaseModel):
+    """``[initial]``: ``dualwrite sync initial`` (docs/operations.md, "Initial sync")."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=1000,
+        description="Writes per $batch change set (Dataverse takes at most 1,000)",
+    )
+    planned_limit: int = Field(
+        default=10_000, ge=0, description="Writes a dry run lists one by one (all are counted)"
+    )
+    page_size: int = Field(
+        default=5000,
+        ge=1,
+        le=5000,
+        description="Rows per page read (Prefer: odata.maxpagesize; Dataverse: 5,000 at most)",
     )
 
 
@@ -242,6 +290,8 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     metrics: MetricsSettings = MetricsSettings()
+    drift: DriftSettings = DriftSettings()
+    initial: InitialSyncSettings = InitialSyncSettings()
     mappings_dir: Path = Path("mappings")
     alerts: list[AlertSettings] = Field(
         default_factory=lambda: [AlertSettings()],

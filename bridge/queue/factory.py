@@ -20,11 +20,11 @@ from azure.servicebus.aio.management import ServiceBusAdministrationClient
 from bridge.core.errors import ConfigError
 from bridge.queue.base import QueuePort, reclaiming
 from bridge.queue.memory import MemoryQueue, MemoryQueueData
-from bridge.queue.postgres import PostgresQueue
 from bridge.queue.servicebus import ServiceBusQueue
 from bridge.queue.servicebus_fake import FakeAdministrationClient, FakeNamespace, FakeServiceBusClient
 from bridge.queue.sqlite import SqliteQueue
 from bridge.settings import QUEUE_BACKENDS, Settings, StorageSettings
+from bridge.storage.pgconfig import PgOptions, missing_extra
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,16 @@ def _postgres(inputs: QueueInputs) -> QueuePort:
     settings = inputs.settings
     if settings is None:
         raise ConfigError("the postgres queue is built from the settings", field="queue.backend")
+    try:  # psycopg only when chosen: the postgres extra
+        from bridge.queue.postgres import PostgresQueue
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, "queue.backend") from exc
     db = settings.database
     return PostgresQueue(
         settings.database_url.get_secret_value(),
         schema=db.db_schema,
         owner=inputs.owner,
-        pool_min=db.pool_min,
-        pool_max=db.pool_max,
+        options=PgOptions(db.pool_min, db.pool_max, db.synchronous_commit),
     )
 
 

@@ -36,6 +36,8 @@ from bridge.queue.base import QueueCapability, QueuedEvent
 from bridge.queue.postgres_admin import PostgresQueueAdmin
 from bridge.queue.postgres_claim import claim_tx
 from bridge.queue.postgres_schema import (
+    COMPLETE_SQL,
+    ENQUEUE_SQL,
     HELD_SQL,
     LEASE_SQL,
     MIGRATIONS,
@@ -46,6 +48,8 @@ from bridge.queue.postgres_schema import (
     channel,
     lock_heads,
 )
+from bridge.storage.batcher import TurnBatcher
+from bridge.storage.pgconfig import DEFAULT_OPTIONS, PgOptions
 from bridge.storage.postgres import PgDatabase
 
 log = logging.getLogger(__name__)
@@ -53,26 +57,6 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY = 1000  # enqueues between two lazy prunes of the dedupe table
 PRUNE_BATCH = 5000  # ids deleted per prune at most
 
-_SEEN_SQL = (
-    "INSERT INTO seen(event_id, seen_at) VALUES (%s, statement_timestamp()) "
-    "ON CONFLICT (event_id) DO UPDATE SET seen_at = excluded.seen_at "
-    "WHERE seen.seen_at < statement_timestamp() - make_interval(secs => %s)"
-)
-_EVENT_SQL = (
-    "INSERT INTO events(event_id, record_key, entity, body, enqueued_at) "
-    "VALUES (%s, %s, %s, %s, statement_timestamp()) RETURNING seq, enqueued_at"
-)
-# A new head, or (``DO UPDATE ... WHERE false``) the existing head row locked without a write: an
-# enqueue then waits for a purge or a settle of the record in flight, instead of racing it.
-_HEAD_SQL = (
-    "INSERT INTO heads(record_key, entity, head_seq, ready_at, lease_token, lease_owner) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (record_key) DO UPDATE SET entity = excluded.entity "
-    "WHERE false RETURNING ready_at"
-)
-_LOCK_RECORDS_SQL = (
-    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
-    "FROM (SELECT DISTINCT k FROM unnest(%s::text[]) AS k ORDER BY k) AS keys"
-)
 
 _Row = tuple[str, str, str, str]  # event_id, record_key, entity, body
 _Lease = tuple[str, float]  # token, seconds
@@ -95,21 +79,22 @@ class PostgresQueue(PostgresQueueAdmin):
         schema: str = "dualwrite",
         owner: str | None = None,
         dedupe_retention_s: float = 7 * 86400,
-        pool_min: int = 1,
-        pool_max: int = 5,
+        options: PgOptions = DEFAULT_OPTIONS,
     ) -> None:
-        self._db = PgDatabase(
-            url, schema=schema, component="queue", migrations=MIGRATIONS, min_size=pool_min, max_size=pool_max
-        )
+        self._db = PgDatabase(url, schema=schema, component="queue", migrations=MIGRATIONS, options=options)
         self._owner = owner or f"anonymous-{secrets.token_hex(8)}"
         self._retention = dedupe_retention_s
         self._since_prune = 0
         self._wake = asyncio.Event()
         self._channel = channel(self._db.schema)
         self._token_prefix = secrets.token_hex(4) + "-"
-        self._maps: set[str] = set()  # maps known to be in ``maps`` (inserted once per process)
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        self._lookups: set[asyncio.Future[float | None]] = set()  # wait()'s next-ready reads in flight
+        # One turn's enqueues (webhook calls) and completions (finished changes) go to the database as
+        # one function call each: one round trip and one commit per turn, not per call.
+        self._enqueues: TurnBatcher[_Row, _Enqueued] = TurnBatcher(lambda rows: self._enqueue(rows, None))
+        self._completes: TurnBatcher[QueuedEvent, bool] = TurnBatcher(self._complete)
 
     @property
     def owner(self) -> str:
@@ -126,6 +111,10 @@ class PostgresQueue(PostgresQueueAdmin):
             await asyncio.wait_for(self._listening.wait(), 10.0)
 
     async def close(self) -> None:
+        await self._enqueues.wait_idle()
+        await self._completes.wait_idle()
+        if self._lookups:
+            await asyncio.gather(*self._lookups, return_exceptions=True)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -139,7 +128,9 @@ class PostgresQueue(PostgresQueueAdmin):
         delay = 0.5
         while True:
             try:
-                async with await AsyncConnection.connect(self._db.url, autocommit=True) as conn:
+                async with await AsyncConnection.connect(
+                    self._db.url, autocommit=True, application_name=f"dualwrite-listen {self._db.schema}"[:63]
+                ) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     self._listening.set()
                     delay = 0.5
@@ -163,7 +154,7 @@ class PostgresQueue(PostgresQueueAdmin):
         """Add several events in one transaction (one commit); a flag per event as ``enqueue``."""
         if not events:
             return []
-        out = await self._enqueue([_row(e) for e in events], None)
+        out = await self._enqueues.submit([_row(e) for e in events])
         added = [seq is not None for seq, _, _ in out]
         if any(added):
             self._wake.set()
@@ -186,71 +177,43 @@ class PostgresQueue(PostgresQueueAdmin):
         return True, QueuedEvent(seq=seq, event=event, attempts=0, lease_token=token, enqueued_at=enqueued_at)
 
     async def _enqueue(self, rows: list[_Row], lease: _Lease | None) -> list[_Enqueued]:
+        """One call of ``dualwrite_enqueue`` (one round trip, its own transaction): per row its seq
+        (None: seen before), when it was enqueued, and whether it was leased with ``lease``."""
         self._since_prune += len(rows)
-        prune = self._since_prune >= PRUNE_EVERY
-        if prune:
+        if self._since_prune >= PRUNE_EVERY:
             self._since_prune = 0
-        new_maps = sorted({entity for _, _, entity, _ in rows} - self._maps)
+            await self._db.read(self._prune)
+        token, seconds = lease if lease is not None else (None, None)
+        args = (
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+            self._retention,
+            f"{self._db.schema}|",
+            self._channel,
+            seconds,
+            token,
+            self._owner,
+        )
 
-        async def tx(conn: AsyncConnection[Any]) -> list[_Enqueued]:
-            return await self._enqueue_tx(conn, rows, lease, new_maps, prune)
+        async def call(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(ENQUEUE_SQL, args)
+            return await cur.fetchall()
 
-        out = await self._db.run(tx)
-        self._maps.update(new_maps)
-        return out
+        return [
+            (None if seq is None else int(seq), at, bool(leased))
+            for seq, at, leased in await self._db.call(call)
+        ]
 
-    async def _enqueue_tx(
-        self,
-        conn: AsyncConnection[Any],
-        rows: list[_Row],
-        lease: _Lease | None,
-        new_maps: list[str],
-        prune: bool,
-    ) -> list[_Enqueued]:
-        schema = self._db.schema
-        await conn.execute(_LOCK_RECORDS_SQL, ([f"{schema}|{key}" for _, key, _, _ in rows],))
-        if new_maps:
-            await conn.execute(
-                "INSERT INTO maps(entity) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (new_maps,)
-            )
-        numbered: list[tuple[int, str, str, int | None, datetime | None]] = []  # index, key, entity, seq, at
-        for index, (event_id, record_key, entity, body) in enumerate(rows):
-            cur = await conn.execute(_SEEN_SQL, (event_id, self._retention))
-            if cur.rowcount == 0:
-                numbered.append((index, record_key, entity, None, None))  # seen within the window
-                continue
-            cur = await conn.execute(_EVENT_SQL, (event_id, record_key, entity, body))
-            got = await cur.fetchone()
-            assert got is not None
-            numbered.append((index, record_key, entity, int(got[0]), got[1]))
-        out: list[_Enqueued] = [(seq, at, False) for _, _, _, seq, at in numbered]
-        # heads in key order (rows locked in one order by every writer), a record's oldest first
-        for index, record_key, entity, seq, at in sorted(numbered, key=lambda n: (n[1], n[3] or 0)):
-            if seq is None:
-                continue
-            if lease is None:
-                await conn.execute(_HEAD_SQL, (record_key, entity, seq, at, None, None))
-                continue
-            cur = await conn.execute(
-                "INSERT INTO heads(record_key, entity, head_seq, ready_at, lease_token, lease_owner) "
-                "VALUES (%s, %s, %s, statement_timestamp() + make_interval(secs => %s), %s, %s) "
-                "ON CONFLICT (record_key) DO UPDATE SET entity = excluded.entity WHERE false "
-                "RETURNING ready_at",
-                (record_key, entity, seq, lease[1], lease[0], self._owner),
-            )
-            if await cur.fetchone() is not None:  # the record's only event: leased (one more attempt)
-                await conn.execute("UPDATE events SET attempts = 1 WHERE seq = %s", (seq,))
-                out[index] = (seq, at, True)
-        if any(seq is not None for seq, _, _ in out):
-            await conn.execute(NOTIFY_SQL, (self._channel,))
-        if prune:
-            await conn.execute(
-                "DELETE FROM seen WHERE event_id IN (SELECT event_id FROM seen "
-                "WHERE seen_at < statement_timestamp() - make_interval(secs => %s) "
-                "ORDER BY seen_at LIMIT %s FOR UPDATE SKIP LOCKED)",
-                (self._retention, PRUNE_BATCH),
-            )
-        return out
+    async def _prune(self, conn: AsyncConnection[Any]) -> None:
+        """Forget event ids older than the dedupe window, a batch at a time (lazily, on enqueue)."""
+        await conn.execute(
+            "DELETE FROM seen WHERE event_id IN (SELECT event_id FROM seen "
+            "WHERE seen_at < statement_timestamp() - make_interval(secs => %s) "
+            "ORDER BY seen_at LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (self._retention, PRUNE_BATCH),
+        )
 
     def _next_token(self) -> str:
         return f"{self._token_prefix}{secrets.token_hex(12)}"
@@ -278,7 +241,7 @@ class PostgresQueue(PostgresQueueAdmin):
             cur = await conn.execute(LEASE_SQL, params)
             return await cur.fetchall()
 
-        rows = await self._db.run(tx)
+        rows = await self._db.call(tx)  # one statement: its own transaction
         rows.sort(key=lambda r: (r[6], r[0]))  # oldest ready first, as SQL handed them out
         return [
             QueuedEvent(
@@ -310,22 +273,22 @@ class PostgresQueue(PostgresQueueAdmin):
         """Complete several leased events in one transaction; a flag per item as ``complete``."""
         if not items:
             return []
+        return await self._completes.submit(items)
 
-        async def tx(conn: AsyncConnection[Any]) -> list[bool]:
-            done = [False] * len(items)
-            order = sorted(range(len(items)), key=lambda i: (items[i].event.record_key, items[i].seq))
-            advanced: list[str] = []
-            for i in order:
-                item = items[i]
-                if await self._held(conn, item) is None:
-                    continue
-                await conn.execute("DELETE FROM events WHERE seq = %s", (item.seq,))
-                advanced.append(item.event.record_key)
-                done[i] = True
-            await advance_heads(conn, advanced)
-            return done
+    async def _complete(self, items: list[QueuedEvent]) -> list[bool]:
+        args = (
+            [i.event.record_key for i in items],
+            [i.seq for i in items],
+            [i.lease_token for i in items],
+        )
 
-        return await self._db.run(tx)
+        async def call(conn: AsyncConnection[Any]) -> list[bool]:
+            cur = await conn.execute(COMPLETE_SQL, args)
+            row = await cur.fetchone()
+            assert row is not None
+            return [bool(done) for done in row[0]]
+
+        return await self._db.call(call)
 
     async def release(self, item: QueuedEvent, *, delay: float = 0.0, error: str | None = None) -> bool:
         """Give the event back, leasable again after ``delay`` s. False if the lease was lost."""
@@ -439,6 +402,11 @@ class PostgresQueue(PostgresQueueAdmin):
 
     # ---- waiting --------------------------------------------------------------------------------
 
+    def _lookup_done(self, lookup: asyncio.Future[float | None]) -> None:
+        self._lookups.discard(lookup)
+        if not lookup.cancelled() and lookup.exception() is not None:
+            log.debug("next-ready lookup failed: %s", lookup.exception())
+
     async def wait(self, timeout: float) -> None:
         """Return on an enqueue/release/replay/reclaim here or on another replica, when a lease or
         delay ends, or after ``timeout``. May return early (callers just lease again)."""
@@ -449,7 +417,15 @@ class PostgresQueue(PostgresQueueAdmin):
                 row = await cur.fetchone()
                 return None if row is None or row[0] is None else float(row[0])
 
-            nxt = await self._db.read(q)
+            # shielded: a worker cancels its wait whenever other work wakes it first, and a cancelled
+            # query costs a cancel request to the server; this one just finishes in the background
+            lookup = asyncio.ensure_future(self._db.read(q))
+            self._lookups.add(lookup)
+            lookup.add_done_callback(self._lookup_done)
+            try:
+                nxt = await asyncio.shield(lookup)
+            except psycopg.Error:
+                nxt = None  # the database is away: lease says so (and readiness); here just wait
             if nxt is not None:
                 timeout = min(timeout, max(nxt, 0.0) + 0.001)
             try:

@@ -24,7 +24,7 @@ _ACTIVE_LEASES = (
 )
 _DRAINABLE = (
     "SELECT seq, record_key, body, attempts, enqueued_at, last_error FROM events "
-    f"WHERE entity = %s AND dead_at IS NULL AND seq NOT IN ({_ACTIVE_LEASES}) ORDER BY seq LIMIT %s"
+    f"WHERE entity = %s AND dead_at IS NULL AND seq NOT IN ({_ACTIVE_LEASES}) {{locked}}ORDER BY seq LIMIT %s"
 )
 
 
@@ -116,9 +116,13 @@ class PostgresQueueAdmin:
             return []
 
         async def tx(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
-            cur = await conn.execute(_DRAINABLE, (entity, entity, limit))
-            await lock_heads(conn, [str(r[1]) for r in await cur.fetchall()])
-            cur = await conn.execute(_DRAINABLE, (entity, entity, limit))  # again, under the locks
+            cur = await conn.execute(_DRAINABLE.format(locked=""), (entity, entity, limit))
+            keys = sorted({str(r[1]) for r in await cur.fetchall()})
+            await lock_heads(conn, keys)
+            # again under the locks, and only of the records locked: one settled meanwhile is left out
+            cur = await conn.execute(
+                _DRAINABLE.format(locked="AND record_key = ANY(%s::text[]) "), (entity, entity, keys, limit)
+            )
             rows = await cur.fetchall()
             if not rows:
                 return []

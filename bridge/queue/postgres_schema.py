@@ -64,7 +64,103 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX seen_age ON seen (seen_at);
     """,
+    # The two hot writes as functions: one round trip each (autocommit), instead of one per statement.
+    """
+    CREATE FUNCTION dualwrite_enqueue(
+        p_event_ids text[], p_record_keys text[], p_entities text[], p_bodies text[],
+        p_retention_s double precision, p_lock_prefix text, p_channel text,
+        p_lease_s double precision, p_token text, p_owner text
+    ) RETURNS TABLE (out_seq bigint, out_at timestamptz, out_leased boolean)
+    LANGUAGE plpgsql AS $fn$
+    DECLARE
+        n int := coalesce(array_length(p_event_ids, 1), 0);
+        seqs bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+        ats timestamptz[] := array_fill(NULL::timestamptz, ARRAY[n]);
+        leased boolean[] := array_fill(false, ARRAY[n]);
+        i int;
+        v_seq bigint;
+        v_at timestamptz;
+        added int := 0;
+    BEGIN
+        -- a record's events are numbered under its lock: in the order their enqueues commit
+        PERFORM pg_advisory_xact_lock(hashtextextended(p_lock_prefix || k, 0))
+        FROM (SELECT DISTINCT k FROM unnest(p_record_keys) AS k ORDER BY k) AS keys;
+        INSERT INTO maps(entity) SELECT DISTINCT unnest(p_entities) ON CONFLICT DO NOTHING;
+        FOR i IN 1 .. n LOOP
+            INSERT INTO seen(event_id, seen_at) VALUES (p_event_ids[i], statement_timestamp())
+            ON CONFLICT (event_id) DO UPDATE SET seen_at = excluded.seen_at
+            WHERE seen.seen_at < statement_timestamp() - make_interval(secs => p_retention_s);
+            CONTINUE WHEN NOT FOUND;  -- seen within the window (or earlier in this call)
+            INSERT INTO events(event_id, record_key, entity, body, enqueued_at)
+            VALUES (p_event_ids[i], p_record_keys[i], p_entities[i], p_bodies[i], statement_timestamp())
+            RETURNING seq, enqueued_at INTO v_seq, v_at;
+            seqs[i] := v_seq;
+            ats[i] := v_at;
+            added := added + 1;
+        END LOOP;
+        -- heads in key order (every writer locks head rows in one order), a record's oldest first;
+        -- DO UPDATE ... WHERE false locks an existing head without a write (a settle in flight first)
+        FOR i IN SELECT o FROM unnest(p_record_keys, seqs) WITH ORDINALITY AS u(k, s, o)
+                 WHERE s IS NOT NULL ORDER BY k, s LOOP
+            IF p_token IS NULL THEN
+                INSERT INTO heads(record_key, entity, head_seq, ready_at)
+                VALUES (p_record_keys[i], p_entities[i], seqs[i], ats[i])
+                ON CONFLICT (record_key) DO UPDATE SET entity = excluded.entity WHERE false;
+            ELSE
+                INSERT INTO heads(record_key, entity, head_seq, ready_at, lease_token, lease_owner)
+                VALUES (p_record_keys[i], p_entities[i], seqs[i],
+                        statement_timestamp() + make_interval(secs => p_lease_s), p_token, p_owner)
+                ON CONFLICT (record_key) DO UPDATE SET entity = excluded.entity WHERE false;
+                IF FOUND THEN  -- the record's only event: leased (one more attempt)
+                    UPDATE events SET attempts = 1 WHERE seq = seqs[i];
+                    leased[i] := true;
+                END IF;
+            END IF;
+        END LOOP;
+        IF added > 0 THEN
+            PERFORM pg_notify(p_channel, '');
+        END IF;
+        RETURN QUERY SELECT * FROM unnest(seqs, ats, leased);
+    END
+    $fn$;
+
+    CREATE FUNCTION dualwrite_complete(p_record_keys text[], p_seqs bigint[], p_tokens text[])
+    RETURNS boolean[]
+    LANGUAGE plpgsql AS $fn$
+    DECLARE
+        n int := coalesce(array_length(p_record_keys, 1), 0);
+        done boolean[] := array_fill(false, ARRAY[n]);
+        settled text[] := '{}';
+        i int;
+    BEGIN
+        FOR i IN SELECT o FROM unnest(p_record_keys, p_seqs) WITH ORDINALITY AS u(k, s, o) ORDER BY k, s LOOP
+            PERFORM 1 FROM heads
+            WHERE record_key = p_record_keys[i] AND head_seq = p_seqs[i] AND lease_token = p_tokens[i]
+            FOR UPDATE;
+            CONTINUE WHEN NOT FOUND;  -- the lease was lost: nothing done
+            DELETE FROM events WHERE seq = p_seqs[i];
+            settled := settled || p_record_keys[i];
+            done[i] := true;
+        END LOOP;
+        IF array_length(settled, 1) > 0 THEN
+            UPDATE heads SET head_seq = nx.seq, ready_at = nx.enqueued_at,
+                lease_token = NULL, lease_owner = NULL
+            FROM (SELECT DISTINCT ON (e.record_key) e.record_key, e.seq, e.enqueued_at FROM events e
+                  WHERE e.record_key = ANY(settled) ORDER BY e.record_key, e.seq) AS nx
+            WHERE heads.record_key = nx.record_key;
+            DELETE FROM heads WHERE record_key = ANY(settled)
+            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.record_key = heads.record_key);
+        END IF;
+        RETURN done;
+    END
+    $fn$;
+    """,
 )
+
+ENQUEUE_SQL = (
+    "SELECT out_seq, out_at, out_leased FROM dualwrite_enqueue(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+COMPLETE_SQL = "SELECT dualwrite_complete(%s, %s, %s)"
 
 # ready heads of the maps not excluded, oldest first, locked (others' locked rows skipped), then
 # leased: one statement, one round trip

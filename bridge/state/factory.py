@@ -13,9 +13,10 @@ from pathlib import Path
 from bridge.core.errors import ConfigError
 from bridge.settings import STATE_BACKENDS, Settings, StorageSettings
 from bridge.state.base import StatePort
+from bridge.state.driftport import DriftPort
 from bridge.state.memory import MemoryState, MemoryStateData
-from bridge.state.postgres import PostgresState
 from bridge.state.sqlite import SqliteState
+from bridge.storage.pgconfig import PgOptions, missing_extra
 
 # (the storage, the settings when a builder needs more than the storage: a database's URL and schema)
 StateBuilder = Callable[[StorageSettings, Settings | None], StatePort]
@@ -38,12 +39,15 @@ def _postgres(storage: StorageSettings, settings: Settings | None) -> StatePort:
     """Tables in ``[database] schema`` of ``DUALWRITE_DATABASE_URL`` (a secret, never logged)."""
     if settings is None:
         raise ConfigError("the postgres state store is built from the settings", field="state.backend")
+    try:  # psycopg only when chosen: the postgres extra
+        from bridge.state.postgres import PostgresState
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, "state.backend") from exc
     db = settings.database
     return PostgresState(
         settings.database_url.get_secret_value(),
         schema=db.db_schema,
-        pool_min=db.pool_min,
-        pool_max=db.pool_max,
+        options=PgOptions(db.pool_min, db.pool_max, db.synchronous_commit),
     )
 
 
@@ -65,3 +69,12 @@ def create_state(settings: Settings) -> StatePort:
     """The state store the settings choose (``[state] backend``, ``[storage]``, ``[database]``), not
     opened yet."""
     return build_state(settings.state.backend, settings.storage, settings=settings)
+
+
+def drift_state(state: StatePort) -> DriftPort:
+    """The drift checks and watermarks of ``state`` (every backend here keeps them)."""
+    if not isinstance(state, DriftPort):
+        raise ConfigError(
+            f"the state backend {type(state).__name__} keeps no drift checks", field="state.backend"
+        )
+    return state

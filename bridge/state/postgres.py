@@ -2,7 +2,8 @@
 tables (``[state] backend = "postgres"``), one schema every replica reads and writes.
 
 The same semantics as the SQLite store (bridge/state/sqlite.py); alert rules and parked conflicts
-are in ``bridge.state.postgres_ops``, the tables in ``bridge.state.postgres_schema``. A write is one
+are in ``bridge.state.postgres_ops``, sync runs in ``postgres_sync``, drift checks and watermarks in
+``postgres_drift``, the first tables in ``bridge.state.postgres_schema``. A write is one
 statement (autocommit) or one transaction; what several replicas may do at once is decided by one
 statement each (``ON CONFLICT``, ``UPDATE ... WHERE state IN ...``), never by a read then a write.
 """
@@ -27,13 +28,13 @@ from bridge.state.base import (
     MapStatus,
     Resolution,
 )
+from bridge.state.postgres_drift import DRIFT_MIGRATION, PostgresDriftTables
 from bridge.state.postgres_ops import PostgresOpsTables
 from bridge.state.postgres_schema import (
     ACTIVITY_COLS,
     FAILURE_COLS,
     FAILURE_SELECT,
     LEDGER_COLS,
-    MIGRATIONS,
     activity_of,
     dumps,
     failure_of,
@@ -41,22 +42,28 @@ from bridge.state.postgres_schema import (
     now,
     utc,
 )
+from bridge.state.postgres_schema import MIGRATIONS as BASE_MIGRATIONS
+from bridge.state.postgres_sync import SYNC_MIGRATION, PostgresSyncTables
+from bridge.storage.pgconfig import DEFAULT_OPTIONS, PgOptions
 from bridge.storage.postgres import PgDatabase
 
 _Conn = AsyncConnection[Any]
+
+# every step the state's schema has had, in order: only ever appended to
+MIGRATIONS: tuple[str, ...] = (*BASE_MIGRATIONS, SYNC_MIGRATION, DRIFT_MIGRATION)
 
 
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-class PostgresState(PostgresOpsTables):
-    """``StatePort`` on PostgreSQL tables in one schema, shared by every replica."""
+class PostgresState(PostgresOpsTables, PostgresSyncTables, PostgresDriftTables):
+    """``StatePort`` (and ``SyncStatePort``, ``DriftPort``) on PostgreSQL tables in one schema, shared by
+    every replica; alert rules and conflicts in ``postgres_ops``, sync runs in ``postgres_sync``, drift
+    checks and watermarks in ``postgres_drift``."""
 
-    def __init__(self, url: str, *, schema: str = "dualwrite", pool_min: int = 1, pool_max: int = 5) -> None:
-        self._db = PgDatabase(
-            url, schema=schema, component="state", migrations=MIGRATIONS, min_size=pool_min, max_size=pool_max
-        )
+    def __init__(self, url: str, *, schema: str = "dualwrite", options: PgOptions = DEFAULT_OPTIONS) -> None:
+        self._db = PgDatabase(url, schema=schema, component="state", migrations=MIGRATIONS, options=options)
 
     @property
     def db(self) -> PgDatabase:

@@ -27,6 +27,7 @@ from bridge.state.base import (
     MapStatus,
     Resolution,
 )
+from bridge.state.sqlite_drift import DRIFT_SCHEMA, SqliteDriftTables
 from bridge.state.sqlite_ops import OPS_SCHEMA, SqliteOpsTables
 from bridge.state.sqlite_schema import (
     ACTIVITY_COLS,
@@ -42,16 +43,18 @@ from bridge.state.sqlite_schema import (
     now,
     ts,
 )
+from bridge.state.sqlite_sync import SYNC_SCHEMA, SqliteSyncTables
 from bridge.storage.sqlite import SqliteDb, transaction
 
 
-class SqliteState(SqliteOpsTables):
-    """``StatePort`` on one SQLite file (WAL); alert rules and parked conflicts in ``sqlite_ops``."""
+class SqliteState(SqliteOpsTables, SqliteSyncTables, SqliteDriftTables):
+    """``StatePort`` on one SQLite file (WAL); alert rules and parked conflicts in ``sqlite_ops``,
+    sync runs in ``sqlite_sync``, drift checks and watermarks in ``sqlite_drift``."""
 
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
         self._db = SqliteDb(
             path,
-            schema=SCHEMA + OPS_SCHEMA,
+            schema=SCHEMA + OPS_SCHEMA + SYNC_SCHEMA + DRIFT_SCHEMA,
             synchronous=synchronous,
             cache_kib=8192,
             name="dualwrite-state",

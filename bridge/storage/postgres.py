@@ -31,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from bridge.core.errors import ConfigError
+from bridge.storage.pgconfig import DEFAULT_OPTIONS, PgOptions
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,7 @@ class PgDatabase:
         schema: str,
         component: str,
         migrations: Sequence[str],
-        min_size: int = 1,
-        max_size: int = 5,
-        connect_timeout_s: float = 10.0,
+        options: PgOptions = DEFAULT_OPTIONS,
     ) -> None:
         if not url:
             raise ConfigError(
@@ -122,14 +121,23 @@ class PgDatabase:
         self.schema = check_schema(schema)
         self.component = component
         self._migrations = tuple(migrations)
-        self._timeout = connect_timeout_s
+        self._timeout = options.connect_timeout_s
+        if options.synchronous_commit not in ("on", "off"):
+            raise ConfigError("synchronous_commit is on or off", field="database.synchronous_commit")
+        self._synchronous_commit = options.synchronous_commit
+        self._max_size = options.pool_max
         self._pool = AsyncConnectionPool(
             url,
-            min_size=min_size,
-            max_size=max_size,
+            min_size=options.pool_min,
+            max_size=options.pool_max,
             open=False,
-            timeout=connect_timeout_s,
-            kwargs={"autocommit": True, "connect_timeout": max(int(connect_timeout_s), 1)},
+            timeout=self._timeout,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(int(self._timeout), 1),
+                # pg_stat_activity names the bridge's pools and their schema
+                "application_name": f"dualwrite-{component} {self.schema}"[:63],
+            },
             configure=self._configure,
             name=f"dualwrite-{component}",
         )
@@ -147,6 +155,7 @@ class PgDatabase:
     async def _configure(self, conn: AsyncConnection) -> None:
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         await conn.execute("SET TimeZone TO 'UTC'")
+        await conn.execute(sql.SQL("SET synchronous_commit TO {}").format(sql.SQL(self._synchronous_commit)))
 
     async def open(self) -> None:
         """Open the pool and migrate the schema; a clear error when the server does not answer."""
@@ -167,21 +176,46 @@ class PgDatabase:
 
     async def run(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """``fn(conn)`` in one transaction, run again (at most ``RETRIES`` times) when PostgreSQL
-        aborts it for a deadlock or a serialization failure."""
-        for attempt in range(RETRIES):
-            try:
-                async with self._pool.connection() as conn, conn.transaction():
-                    return await fn(conn)
-            except _RETRYABLE:
-                if attempt == RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.005 * (attempt + 1))
-        raise AssertionError("unreachable")
+        aborts it for a deadlock or a serialization failure, or once on a new connection when the
+        pooled one turns out to be cut (see ``_retried``)."""
+        return await self._retried(fn, transaction=True)
+
+    async def call(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """``fn(conn)`` for one statement that is its own transaction (a function call: one round
+        trip, no BEGIN/COMMIT), run again as ``run`` does."""
+        return await self._retried(fn, transaction=False)
 
     async def read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """``fn(conn)`` outside a transaction (each statement its own): reads and single writes."""
-        async with self._pool.connection() as conn:
-            return await fn(conn)
+        return await self._retried(fn, transaction=False)
+
+    async def _retried(self, fn: Callable[[AsyncConnection], Awaitable[T]], *, transaction: bool) -> T:
+        """A restart or failover of the server cuts every pooled connection, and the pool learns it
+        only when one is used: such a connection (``broken`` after an ``OperationalError``) is
+        replaced and ``fn`` run again, until a connection that is not cut answers. Its statement may
+        have run before the cut: every caller here is safe to repeat (event ids dedupe an enqueue,
+        lease tokens a settle, upserts the state; a failure or activity entry may be stored twice)."""
+        cuts = 0
+        attempt = 0
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    try:
+                        if not transaction:
+                            return await fn(conn)
+                        async with conn.transaction():
+                            return await fn(conn)
+                    except psycopg.OperationalError:
+                        if cuts > self._max_size or not conn.broken:
+                            raise
+                        cuts += 1
+                        log.warning("a connection to %s was cut: using a new one", self.where)
+                        continue
+            except _RETRYABLE:
+                attempt += 1
+                if attempt >= RETRIES:
+                    raise
+                await asyncio.sleep(0.005 * attempt)
 
     async def ping(self) -> None:
         """One round trip (readiness)."""

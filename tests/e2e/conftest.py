@@ -48,12 +48,15 @@ async def env(
     tmp_path: Path,
     webhook_mode: str,
     sync_settings: SyncSettings,
-    storage_backend: str,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Harness]:
     settings = demo_settings(sandbox.info, host="127.0.0.1", port=0, data_dir=tmp_path / "bridge")
     settings.sync = sync_settings
-    if storage_backend == "postgres":
+    try:  # looked up, not a parameter: other suites import env without this module's other fixtures
+        backend = request.getfixturevalue("storage_backend")
+    except pytest.FixtureLookupError:
+        backend = "sqlite"
+    if backend == "postgres":
         require_pg()
         on_pg = pg_settings(request.getfixturevalue("pg_schemas")("bridge"))
         settings.queue, settings.state = on_pg.queue, on_pg.state

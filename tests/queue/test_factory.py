@@ -13,6 +13,7 @@ from bridge.demo import default_mappings_dir
 from bridge.queue.factory import QUEUE_BUILDERS, build_queue, create_queue, open_queue
 from bridge.queue.memory import MemoryQueue
 from bridge.queue.postgres import PostgresQueue
+from bridge.queue.servicebus import ServiceBusQueue
 from bridge.queue.sqlite import SqliteQueue
 from bridge.settings import (
     QUEUE_BACKENDS,
@@ -21,12 +22,14 @@ from bridge.settings import (
     DatabaseSettings,
     QueueSettings,
     Settings,
+    StateSettings,
     StorageSettings,
     SystemSettings,
     load_settings,
 )
 from bridge.state.factory import STATE_BUILDERS, build_state, create_state
 from bridge.state.memory import MemoryState
+from bridge.state.postgres import PostgresState
 from bridge.state.sqlite import SqliteState
 from bridge.storage.owner import owner_id
 from tests.contract.queue_support import make_event
@@ -164,3 +167,20 @@ def test_the_database_schema_is_read_from_the_file(tmp_path: Path) -> None:
     config.write_text(config.read_text().replace("bridge_prod", "Bad-Name"))
     with pytest.raises(ConfigError, match=r"database\.schema"):
         load_settings(config)
+
+
+def test_a_servicebus_queue_keeps_its_state_in_postgres(tmp_path: Path) -> None:
+    settings = _settings(tmp_path).model_copy(
+        update={
+            "queue": QueueSettings(backend="servicebus"),
+            "state": StateSettings(backend="postgres"),
+            "database": DatabaseSettings(db_schema="bridge_sb"),
+            "database_url": SecretStr("postgresql://bridge@db.example:5432/sync"),
+            "servicebus_connection_string": SecretStr(
+                "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0"
+            ),
+        }
+    )
+    assert isinstance(create_queue(settings, owner="bridge-1"), ServiceBusQueue)
+    state = create_state(settings)
+    assert isinstance(state, PostgresState) and state.db.schema == "bridge_sb"

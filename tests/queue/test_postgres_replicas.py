@@ -1,7 +1,7 @@
 """The PostgreSQL queue shared by several replicas (real PostgreSQL, tests/pg_support.py): two or more
 ``PostgresQueue`` instances on one schema, as two bridges would be, never hand out one record's events
 at once, keep each record's order, dedupe across each other, take over a dead one's expired leases,
-wake each other, and migrate the schema once when they start together."""
+wake each other."""
 
 from __future__ import annotations
 
@@ -13,10 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import psycopg
 import pytest
 
-from bridge.core.errors import ConfigError
 from bridge.queue.postgres import PostgresQueue
-from bridge.queue.postgres_schema import MIGRATIONS
-from bridge.storage.postgres import PgDatabase, migrate
 from tests.contract.queue_support import make_event
 from tests.pg_support import PG_URL, SchemaFactory, pg_schemas
 
@@ -164,35 +161,25 @@ async def test_dead_letters_hold_back_the_record_on_every_replica(replicas: Repl
     assert again.seq == first.seq and again.attempts == 0
 
 
-async def test_concurrent_migrations_apply_each_step_once(pg_schemas: SchemaFactory) -> None:
-    schema = pg_schemas("migrated")
-    conns = [await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) for _ in range(6)]
-    try:
-        applied = await asyncio.gather(*(migrate(c, schema, "queue", MIGRATIONS) for c in conns))
-    finally:
-        for conn in conns:
-            await conn.close()
-    assert sorted(applied) == [0] * 5 + [len(MIGRATIONS)]
-    with psycopg.connect(PG_URL) as conn:
-        rows = conn.execute(
-            f'SELECT component, version FROM "{schema}".schema_migrations ORDER BY version'
-        ).fetchall()
-    assert rows == [("queue", v) for v in range(1, len(MIGRATIONS) + 1)]
-
-
-async def test_replicas_starting_together_share_one_schema(pg_schemas: SchemaFactory) -> None:
-    schema = pg_schemas("together")
-    dbs = [PgDatabase(PG_URL, schema=schema, component="queue", migrations=MIGRATIONS) for _ in range(4)]
-    try:
-        await asyncio.gather(*(db.open() for db in dbs))
-        await asyncio.gather(*(db.ping() for db in dbs))
-    finally:
-        for db in dbs:
-            await db.close()
-
-
-async def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
-    queue = PostgresQueue("postgresql://bridge:hunter2@127.0.0.1:9/test", schema="dualwrite")
-    with pytest.raises(ConfigError) as caught:
-        await queue.open()
-    assert "127.0.0.1:9/test" in str(caught.value) and "hunter2" not in str(caught.value)
+async def test_a_replica_whose_connections_are_cut_carries_on(replicas: ReplicaFactory) -> None:
+    """A failover or a restart of the database cuts every connection: the pools replace them as they
+    meet them (no call fails), the listener listens again, and the replica's wake-ups come back."""
+    a, b = await replicas(2)
+    schema = b.db.schema
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        cut = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
+            (f"dualwrite-% {schema}",),  # this test's replicas only
+        ).fetchone()
+    assert cut is not None and cut[0] >= 4, schema  # both pools and both listeners
+    assert await b.enqueue(make_event(1))
+    assert await a.depth() == 1
+    await asyncio.sleep(1.0)  # the listeners' reconnect (0.5 s after the cut)
+    await b.wait(0.01)
+    waiter = asyncio.create_task(b.wait(10.0))
+    await asyncio.sleep(0.05)
+    start = time.monotonic()
+    assert await a.enqueue(make_event(2))
+    await asyncio.wait_for(waiter, 5.0)
+    assert time.monotonic() - start < 2.0

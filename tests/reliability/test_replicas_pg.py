@@ -59,9 +59,6 @@ class Cluster:
 
 async def _cluster(sandbox: Any, tmp_path: Path, schema: str, mode: str, **sync: Any) -> Cluster:
     keys = {"cds": secrets.token_urlsafe(18), "scm": secrets.token_urlsafe(18)}
-    sections = (
-        f'[queue]\nbackend = "postgres"\n[state]\nbackend = "postgres"\n[database]\nschema = "{schema}"\n'
-    )
     replicas = [
         BridgeProcess(
             sandbox.info,
@@ -69,8 +66,7 @@ async def _cluster(sandbox: Any, tmp_path: Path, schema: str, mode: str, **sync:
             cds_key=keys["cds"],
             scm_key=keys["scm"],
             sync={**SYNC, **sync},
-            sections=sections,
-            secrets_env={"DUALWRITE_DATABASE_URL": PG_URL},
+            database=(PG_URL, schema),
         )
         for n in range(REPLICAS)
     ]
