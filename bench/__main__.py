@@ -91,7 +91,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "pg": {"records": 100, "updates": 1000, "latency_changes": 100},
             "profile": None,
             "attack": {"senders": 8, "seconds": 3.0, "expanded_mb": 1024},
-            "initial": [5_000, 20_000],
+            "initial": [10_000, 20_000],
         }
     return {
         "sync": {"creates": 100, "updates": 400, "latency_changes": 60},

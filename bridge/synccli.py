@@ -215,7 +215,8 @@ def report(snapshot: dict[str, Any], *, as_json: bool, out: TextIO, where: str) 
     console = Console(file=out, highlight=False, soft_wrap=True)
     table = Table(title=f"initial sync run {snapshot['run_id']} in {where}: {snapshot['status']}")
     for column in ("map", "side", "read", "written", "unchanged", "failed", "skipped"):
-        table.add_column(column, justify="left" if column in ("map", "side") else "right")
+        wide = max((len(name) for name in snapshot["maps"]), default=3) if column == "map" else None
+        table.add_column(column, justify="left" if column in ("map", "side") else "right", min_width=wide)
     for name, m in snapshot["maps"].items():
         for side in ("cds", "scm"):
             f = m[side]

@@ -90,6 +90,8 @@ class Pairer:
             if current is None or order >= current:
                 self._cursor[side], self._last_key[side] = order, record.key
         out.extend(self._settle(side.other))
+        if side.other in self._ended:  # nothing more can match: this page's own records go at once
+            out.extend(self._settle(side))
         return out
 
     def end(self, side: System) -> list[RecordPair]:

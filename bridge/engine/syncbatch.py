@@ -210,7 +210,7 @@ class WindowRunner:
             together.append(plan.pair.key)
             if plan.writes or self.record_unchanged:
                 ledger.append(self._ledger_entry(item))
-        await asyncio.gather(*(self.state.put_ledger(entry) for entry in ledger))
+        await self.store.put_ledger_entries(ledger)
         fixed = [key for key in together if key in self.open_errors]
         if fixed:
             await self.store.resolve_sync_errors(self.emap.name, self.company, fixed, at=datetime.now(UTC))

@@ -462,6 +462,10 @@ class SyncStatePort(Protocol):
         """The keys of the map's records in ``company`` with an open error (``--failed-only``), sorted."""
         ...
 
+    async def put_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        """``StatePort.put_ledger`` of each entry, all in one durable step (a window's records)."""
+        ...
+
 
 def sync_store(state: StatePort) -> SyncStatePort:
     """``state`` as the sync runs' store: every ``StatePort`` implementation here is one too."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.core.ledger import LedgerEntry
 from bridge.state.base import SyncCheckpoint, SyncRecordError, SyncRun, SyncRunStatus
 
 
@@ -44,6 +45,13 @@ class MemorySyncTables:
     @property
     def sync_data(self) -> MemorySyncData:
         raise NotImplementedError
+
+    async def put_ledger(self, entry: LedgerEntry, *, drop_journal_of: str | None = None) -> None:
+        raise NotImplementedError  # MemoryState's
+
+    async def put_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        for entry in entries:
+            await self.put_ledger(entry)
 
     async def start_sync_run(self, run: SyncRun) -> int:
         rid = next(self.sync_data.next_run_id)

@@ -35,10 +35,12 @@ from bridge.state.postgres_schema import (
     FAILURE_COLS,
     FAILURE_SELECT,
     LEDGER_COLS,
+    LEDGER_UPSERT,
     activity_of,
     dumps,
     failure_of,
     ledger_of,
+    ledger_row,
     now,
     utc,
 )
@@ -111,35 +113,13 @@ class PostgresState(PostgresOpsTables, PostgresSyncTables, PostgresDriftTables):
     async def put_ledger(self, entry: LedgerEntry, *, drop_journal_of: str | None = None) -> None:
         """Insert or replace the entry of ``entry.record_key``; ``updated_at`` defaults to now. With
         ``drop_journal_of``, that event's undo entry goes in the same transaction."""
-        values = (
-            entry.record_key,
-            entry.entity,
-            entry.company,
-            entry.key,
-            entry.cds_id,
-            _compact(entry.cds_image),
-            _compact(entry.scm_image),
-            utc(entry.cds_written_at),
-            utc(entry.scm_written_at),
-            entry.last_event_id,
-            utc(entry.last_source_timestamp),
-            entry.deleted,
-            utc(entry.updated_at) or now(),
-            entry.cds_etag,
-            entry.scm_etag,
-        )
-        columns = LEDGER_COLS.split(", ")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
-        upsert = (
-            f"INSERT INTO ledger({LEDGER_COLS}) VALUES ({', '.join(['%s'] * len(values))}) "
-            f"ON CONFLICT (record_key) DO UPDATE SET {updates}"
-        )
+        values = ledger_row(entry)
         if drop_journal_of is None:
-            await self._write(upsert, values)
+            await self._write(LEDGER_UPSERT, values)
             return
 
         async def put_and_drop(conn: _Conn) -> None:
-            await conn.execute(upsert, values)
+            await conn.execute(LEDGER_UPSERT, values)
             await conn.execute("DELETE FROM journal WHERE event_id = %s", (drop_journal_of,))
 
         await self._db.run(put_and_drop)

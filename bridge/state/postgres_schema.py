@@ -139,6 +139,12 @@ LEDGER_COLS = (
     "record_key, entity, company, key, cds_id, cds_image, scm_image, cds_written_at, scm_written_at, "
     "last_event_id, last_source_timestamp, deleted, updated_at, cds_etag, scm_etag"
 )
+# insert or replace a record's entry (the SQLite store's INSERT OR REPLACE)
+LEDGER_UPSERT = (
+    f"INSERT INTO ledger({LEDGER_COLS}) VALUES ({', '.join(['%s'] * 15)}) "
+    "ON CONFLICT (record_key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in LEDGER_COLS.split(", ")[1:])
+)
 FAILURE_COLS = (
     "entity, company, key, direction, operation, event_id, source_message, target_message, kind, "
     "correlation_id, attempts, occurred_at, compensated, details"
@@ -165,6 +171,27 @@ def now() -> datetime:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def ledger_row(entry: LedgerEntry) -> tuple[Any, ...]:
+    """``entry`` as the ledger table's columns (``LEDGER_COLS``); ``updated_at`` defaults to now."""
+    return (
+        entry.record_key,
+        entry.entity,
+        entry.company,
+        entry.key,
+        entry.cds_id,
+        json.dumps(entry.cds_image, separators=(",", ":")),
+        json.dumps(entry.scm_image, separators=(",", ":")),
+        utc(entry.cds_written_at),
+        utc(entry.scm_written_at),
+        entry.last_event_id,
+        utc(entry.last_source_timestamp),
+        entry.deleted,
+        utc(entry.updated_at) or now(),
+        entry.cds_etag,
+        entry.scm_etag,
+    )
 
 
 def ledger_of(row: tuple[Any, ...]) -> LedgerEntry:

@@ -13,8 +13,9 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from bridge.core.ledger import LedgerEntry
 from bridge.state.base import SyncCheckpoint, SyncRecordError, SyncRun, SyncRunStatus
-from bridge.state.postgres_schema import now, utc
+from bridge.state.postgres_schema import LEDGER_UPSERT, ledger_row, now, utc
 from bridge.storage.postgres import PgDatabase
 
 _Conn = AsyncConnection[Any]
@@ -302,3 +303,15 @@ class PostgresSyncTables:
             (entity, company.upper()),
         )
         return sorted(str(r[0]) for r in rows)
+
+    async def put_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        """``put_ledger`` of each entry in one transaction (a window's records): one commit."""
+        if not entries:
+            return
+        rows = [ledger_row(e) for e in entries]
+
+        async def put(conn: _Conn) -> None:
+            async with conn.cursor() as cur:
+                await cur.executemany(LEDGER_UPSERT, rows)
+
+        await self._db.run(put)

@@ -39,6 +39,7 @@ from bridge.state.sqlite_schema import (
     dt,
     failure_of,
     ledger_of,
+    ledger_row,
     migrate,
     now,
     ts,
@@ -84,23 +85,7 @@ class SqliteState(SqliteOpsTables, SqliteSyncTables, SqliteDriftTables):
     async def put_ledger(self, entry: LedgerEntry, *, drop_journal_of: str | None = None) -> None:
         """Insert or replace the entry of ``entry.record_key``; ``updated_at`` defaults to now. With
         ``drop_journal_of``, that event's undo entry goes in the same transaction (one hop)."""
-        values = (
-            entry.record_key,
-            entry.entity,
-            entry.company,
-            entry.key,
-            entry.cds_id,
-            json.dumps(entry.cds_image, separators=(",", ":")),
-            json.dumps(entry.scm_image, separators=(",", ":")),
-            ts(entry.cds_written_at),
-            ts(entry.scm_written_at),
-            entry.last_event_id,
-            ts(entry.last_source_timestamp),
-            int(entry.deleted),
-            ts(entry.updated_at) or now(),
-            entry.cds_etag,
-            entry.scm_etag,
-        )
+        values = ledger_row(entry)
         sql = f"INSERT OR REPLACE INTO ledger({LEDGER_COLS}) VALUES ({', '.join('?' * len(values))})"
         if drop_journal_of is None:
             await self._db.run(lambda c: c.execute(sql, values))

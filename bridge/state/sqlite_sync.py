@@ -13,7 +13,9 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.core.ledger import LedgerEntry
 from bridge.state.base import SyncCheckpoint, SyncRecordError, SyncRun, SyncRunStatus
+from bridge.state.sqlite_schema import LEDGER_COLS, ledger_row
 from bridge.storage.sqlite import SqliteDb, transaction
 
 SYNC_SCHEMA = """
@@ -333,3 +335,15 @@ class SqliteSyncTables:
             ).fetchall()
         )
         return sorted(str(r[0]) for r in rows)
+
+    async def put_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        if not entries:
+            return
+        rows = [ledger_row(e) for e in entries]
+        sql = f"INSERT OR REPLACE INTO ledger({LEDGER_COLS}) VALUES ({', '.join('?' * len(rows[0]))})"
+
+        def put(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.executemany(sql, rows)
+
+        await self._db.run(put)

@@ -154,3 +154,33 @@ async def test_a_store_opened_again_resumes_where_the_last_one_stopped(make_stat
     assert run is not None and run.status is SyncRunStatus.RUNNING
     assert [c.after_key for c in await again.sync_checkpoints(rid)] == ["A-7"]
     assert await again.open_sync_error_keys("customer_asset", "USMF") == ["A-3"]
+
+
+async def test_a_windows_ledger_entries_go_in_together(make_state: StateFactory) -> None:
+    from bridge.core.ledger import LedgerEntry
+
+    opened = await make_state("ledger")
+    entries = [
+        LedgerEntry(
+            record_key=f"ship_via|USMF|M{n}",
+            entity="ship_via",
+            company="USMF",
+            key=f"M{n}",
+            cds_id=None,
+            cds_image={"msdyn_description": f"d{n}"},
+            scm_image={"ModeDescription": f"d{n}"},
+            cds_written_at=T0,
+            scm_written_at=T0,
+            last_event_id="initial-sync:1",
+            scm_etag=f'W/"{n}"',
+        )
+        for n in range(3)
+    ]
+    await sync_store(opened).put_ledger_entries(entries)
+    await sync_store(opened).put_ledger_entries([])
+    got = await opened.get_ledger("ship_via|USMF|M2")
+    assert got is not None and got.scm_image == {"ModeDescription": "d2"} and got.scm_etag == 'W/"2"'
+    assert got.cds_written_at == T0 and got.updated_at is not None
+    await sync_store(opened).put_ledger_entries([replace(entries[2], cds_image={"msdyn_description": "new"})])
+    again = await opened.get_ledger("ship_via|USMF|M2")
+    assert again is not None and again.cds_image == {"msdyn_description": "new"}

@@ -103,6 +103,18 @@ def test_keys_pair_per_company_and_order_by_company_then_key_case_blind() -> Non
     assert [(p.company, p.key, p.only_on) for p in pairer.finish()] == [("USMF", "A2", SCM)]
 
 
+def test_once_one_side_ended_the_others_pages_go_out_at_once() -> None:
+    pairer = Pairer()
+    pairer.add(SCM, [_rec("USMF", "a")])
+    pairer.end(SCM)
+    assert [(p.key, p.only_on) for p in pairer.add(CDS, [_rec("USMF", "a"), _rec("USMF", "b")])] == [
+        ("a", None),
+        ("b", CDS),
+    ]
+    assert [p.key for p in pairer.add(CDS, [_rec("USMF", "c")])] == ["c"]  # not held until the end
+    assert pairer.waiting == 0 and pairer.finish() == []
+
+
 def test_watermark_is_none_until_both_sides_have_read() -> None:
     pairer = Pairer()
     pairer.add(CDS, [_rec("USMF", "a")])
