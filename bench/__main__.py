@@ -24,14 +24,28 @@ from bench.attack import run_attack
 from bench.backlog import run_backlog
 from bench.common import Figure, ratio, table
 from bench.cost import run_cost
+from bench.initial import run_initial
 from bench.live import Direction, Keys, run_direction, run_scaling
 from bench.procs import DEFAULT_EVENT_LOOP, DEFAULT_GC_GEN0_THRESHOLD
 from bench.profile import run_profile
+from bench.replicas import run_replicas
 from bench.restart import run_restart
 from bench.syncpath import run_sync
 from bench.workorder import run_workorders
 
-SECTIONS = ("sync", "live", "cost", "backlog", "scaling", "restart", "attack", "profile", "workorder")
+SECTIONS = (
+    "sync",
+    "live",
+    "cost",
+    "backlog",
+    "scaling",
+    "restart",
+    "attack",
+    "initial",
+    "pg",
+    "profile",
+    "workorder",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,9 +101,11 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "catchup_window_s": 5.0,
             "scaling": {1: 60, 10: 200, 100: 400, 1000: 1000},
             "restart": {"records": 20, "kills": 3},
+            "pg": {"records": 100, "updates": 1000, "latency_changes": 100},
             "profile": None,
             "attack": {"senders": 8, "seconds": 3.0, "expanded_mb": 1024},
             "workorder": {"docs": 20, "lanes": 4},
+            "initial": [10_000, 20_000],
         }
     return {
         "sync": {"creates": 100, "updates": 400, "latency_changes": 60},
@@ -99,8 +115,10 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "catchup_window_s": 60.0,
         "scaling": {1: 300, 10: 1000, 100: 3000, 10_000: 10_000},
         "profile": {"records": 500, "updates": 5000},
+        "pg": {"records": 1000, "updates": 10_000, "latency_changes": 400},
         "attack": {"senders": 8, "seconds": 15.0, "expanded_mb": 1024},
         "workorder": {"docs": 200, "lanes": 8},
+        "initial": [20_000, 100_000],
     }
 
 
@@ -354,6 +372,47 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                 "<= 5 s",
             )
         )
+    if "pg" in only:
+        print("PostgreSQL queue and state, 1 and 3 replicas behind a front ...", flush=True)
+        p = await run_replicas(state_dir, workdir, keys=keys, **sizes["pg"])
+        if p.skipped:
+            print(f"  pg: not measured: {p.skipped}", flush=True)
+        out.update(
+            pg_changes_per_s_1=p.rate(1),
+            pg_changes_per_s_3=p.rate(3),
+            pg_latency_ms_p50=p.latency(50),
+            pg_latency_ms_p99=p.latency(99),
+            pg_failover_s=p.failover_s,
+            pg_ratio_3_to_1=None if p.skipped else ratio(p.rate(3) or 0.0, p.rate(1) or 0.0),
+            pg_records=sizes["pg"]["records"],
+            pg_updates=sizes["pg"]["updates"],
+            pg_latency_changes=sizes["pg"]["latency_changes"],
+            pg_lease_s=p.lease_s,
+            pg_skipped=p.skipped,
+        )
+        if not p.skipped:
+            figures += [
+                Figure("pg: 1 replica, changes/s", p.rate(1) or 0.0, "/s", "F&O -> Dataverse, updates"),
+                Figure(
+                    "pg: 3 replicas, changes/s",
+                    p.rate(3) or 0.0,
+                    "/s",
+                    f"{out['pg_ratio_3_to_1']:.2f} of one replica's",
+                    ">= 0.8 x 1 replica",
+                ),
+                Figure(
+                    "pg: end-to-end latency via the front, p50 (3 replicas)",
+                    p.latency(50) or 0.0,
+                    "ms",
+                    f"p99 {p.latency(99) or 0.0:.0f} ms",
+                ),
+                Figure(
+                    "pg: failover, SIGKILL to converged",
+                    p.failover_s or 0.0,
+                    "s",
+                    f"lease {p.lease_s:g} s: a dead replica's changes in hand wait it out",
+                ),
+            ]
     if "attack" in only:
         print("attack: /healthz under unauthenticated compression bombs ...", flush=True)
         a = await run_attack(state_dir, workdir, keys=keys, **sizes["attack"])
@@ -406,6 +465,37 @@ async def _run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
                 f" {w.missing_lines} lines missing",
             ),
             Figure("work orders: ratio to raw change sets", w.ratio_to_raw, "x", ""),
+        ]
+
+    if "initial" in only:
+        print("initial sync ...", flush=True)
+        i = await run_initial(state_dir, workdir, sizes["initial"])
+        small, large = min(i.peak_rss_mb), max(i.peak_rss_mb)
+        out.update(
+            initial_records_per_min=i.records_per_min,
+            initial_ratio_to_raw=i.ratio_to_raw,
+            initial_peak_rss_mb=i.peak_rss_mb[large],
+            initial_peak_rss_mb_at={str(k): v for k, v in i.peak_rss_mb.items()},
+            initial_raw_records_per_min=i.raw_records_per_min,
+            initial_records=i.records,
+            initial_written=i.written,
+        )
+        figures += [
+            Figure(
+                f"initial sync: {i.records:,} records",
+                i.records_per_min,
+                "/min",
+                f"plain script {i.raw_records_per_min:,.0f}/min",
+                ">= 100,000/min",
+            ),
+            Figure("initial sync: ratio to the plain script", i.ratio_to_raw, "x", "", ">= 0.8"),
+            Figure(
+                "initial sync: peak RSS of the command",
+                i.peak_rss_mb[large],
+                "MB",
+                f"{small:,} records: {i.peak_rss_mb[small]:.0f} MB",
+                "flat",
+            ),
         ]
 
     if "profile" in only and sizes["profile"] is not None:

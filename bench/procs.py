@@ -105,9 +105,13 @@ class BridgeProcess(ServedProcess):
         profile_to: Path | None = None,
         event_loop: str = DEFAULT_EVENT_LOOP,
         gc_gen0_threshold: int = DEFAULT_GC_GEN0_THRESHOLD,
+        database: tuple[str, str] | None = None,
     ) -> None:
+        """``database``: (URL, schema) to run the queue and the state on PostgreSQL tables there (the
+        URL goes into the process's environment, as DUALWRITE_DATABASE_URL, never into the file)."""
         super().__init__(workdir, "bridge")
         self.info = info
+        self.database_url = None if database is None else database[0]
         self.cds_key = cds_key
         self.scm_key = scm_key
         self.admin_token = secrets.token_urlsafe(24)
@@ -138,6 +142,12 @@ data_dir = "{workdir / "data"}"
 """,
             encoding="utf-8",
         )
+        if database is not None:
+            with self.config.open("a", encoding="utf-8") as config:
+                config.write(
+                    f'[queue]\nbackend = "postgres"\n[state]\nbackend = "postgres"\n'
+                    f'[database]\nschema = "{database[1]}"\n'
+                )
 
     def command(self) -> list[str]:
         serve = ["-m", "bridge.cli", "--log-level", "WARNING", "serve", "--config", str(self.config)]
@@ -154,6 +164,8 @@ data_dir = "{workdir / "data"}"
             DUALWRITE_SCM_WEBHOOK_KEY=self.scm_key,
             DUALWRITE_ADMIN_TOKEN=self.admin_token,
         )
+        if self.database_url is not None:
+            env["DUALWRITE_DATABASE_URL"] = self.database_url
         return env
 
     async def ops(self, method: str, path: str, body: Any = None) -> Any:

@@ -15,8 +15,10 @@ from typing import Literal
 
 from aiohttp import web
 
+from bridge.catchup import CatchUp
 from bridge.core.errors import ConfigError
 from bridge.core.mapping import MappingSet, load_mappings
+from bridge.drift import DriftChecker, DriftService
 from bridge.engine.activity import ActivityRecorder
 from bridge.engine.apply import Applier
 from bridge.engine.control import EngineController, Probe
@@ -27,6 +29,7 @@ from bridge.listeners.auth import SharedKeyAuth
 from bridge.listeners.body import SERVER_HANDLER_ARGS
 from bridge.listeners.handlers import WebhookListener
 from bridge.metrics import REQUEST_COUNT_KEYS, Metrics, RequestCounts
+from bridge.ops.api_drift import drift_specs
 from bridge.ops.api_systems import Registrations, SystemsApi, SystemSource
 from bridge.ops.auth import AdminAuth
 from bridge.ops.server import setup_ops
@@ -41,8 +44,9 @@ from bridge.register import (
 )
 from bridge.runtime import settle_heap
 from bridge.settings import Settings, load_settings
-from bridge.state.factory import create_state
+from bridge.state.factory import create_state, drift_state
 from bridge.storage.owner import owner_id
+from bridge.syncrun import InitialService
 from bridge.systems.answers import count_answers
 from bridge.systems.auth import TokenProvider
 from bridge.systems.connect import connect_systems
@@ -111,6 +115,7 @@ class Bridge:
             settings=settings.sync,
             apply_async=self.pool.apply if self.pool else None,
             activity=ActivityRecorder(self.state, keep=settings.state.activity_keep),
+            owner=self.owner,
         )
         self.controller = EngineController(
             engine=self.engine,
@@ -121,6 +126,25 @@ class Bridge:
                 "scm": Probe(self._probe_scm, f"Finance and Operations at {self.scm.http.base_url}"),
                 "tokens": Probe(self._probe_tokens, f"the token authority {self.cds_tokens.authority}"),
             },
+        )
+        # Issue 21: the drift check (bridge/drift.py), on demand and on [drift] check_every_minutes.
+        self.drift = DriftService(
+            DriftChecker(
+                mappings=self.mappings,
+                systems=self.systems,
+                sides=sides,
+                controller=self.controller,
+                drift=drift_state(self.state),
+            ),
+            every_minutes=settings.drift.check_every_minutes,
+        )
+        self.initial = InitialService(
+            settings=settings,
+            mappings=self.mappings,
+            state=self.state,
+            systems=self.systems,
+            controller=self.controller,
+            queue=self.queue,
         )
         self.listener = WebhookListener(
             mappings=self.mappings,
@@ -152,6 +176,18 @@ class Bridge:
             prometheus=settings.metrics.enabled,
             metrics_token=settings.metrics_token.get_secret_value(),
             answers=count_answers(self.systems),
+            sync=self.initial,
+            routes=drift_specs(self.drift, drift_state(self.state)),
+        )
+        # Issue 21: changes made while the bridge was down (bridge/catchup.py).
+        self.catchup = CatchUp(
+            mappings=self.mappings,
+            cds=self.cds,
+            scm=self.scm,
+            sink=self.engine,
+            state=self.state,
+            drift=drift_state(self.state),
+            margin_s=settings.drift.catch_up_margin_s,
         )
         self._runner: web.AppRunner | None = None
         self._identity_task: asyncio.Task[None] | None = None
@@ -227,6 +263,8 @@ class Bridge:
         if self.pool is not None:
             await self.pool.start()
         await self.engine.start()
+        self.catchup.start(catch_up=self.settings.drift.catch_up_on_start)
+        self.drift.start()
         # handler_cancellation: a sync webhook whose caller hangs up is cancelled, so we can undo its write.
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
@@ -240,9 +278,14 @@ class Bridge:
     async def stop(self) -> None:
         if self._identity_task is not None:
             self._identity_task.cancel()
+        await self.initial.stop()
+        self.engine.drain()  # /readyz answers 503 "stopping" from here on
         if self._runner is not None:
             await self._runner.cleanup()
-        await self.engine.stop()
+        await self.catchup.stop()
+        await self.drift.stop()
+        # The changes in flight finish (or are cancelled), and this replica's leases go back.
+        await self.engine.stop(grace_s=self.settings.sync.stop_grace_s)
         if self.pool is not None:
             await self.pool.stop()
         await self.systems.close()

@@ -1,9 +1,14 @@
 """The ``dualwrite`` command.
 
     dualwrite serve --config FILE        the bridge against real or emulated systems
+                                         (every command that talks to the systems also takes
+                                         --sandbox INFO_FILE instead of --config)
     dualwrite demo                       emulators + bridge + dashboard on the embedded default
     dualwrite register --config FILE     the bridge's webhook registrations on Dataverse (idempotent)
     dualwrite mappings check [--dir D]   validate the mapping files without starting anything
+    dualwrite mappings try --map M --key K   a dry run of one map on one real record
+    dualwrite sync record|check …        resync one record; find (and repair) drift
+    dualwrite sync initial|errors        bring both systems' records together; the records that failed
     dualwrite sandbox                    the emulators alone
 
 ``sandbox`` and ``demo`` import the emulators lazily: nothing else in the bridge imports them. Their
@@ -21,7 +26,10 @@ import logging
 import sys
 from pathlib import Path
 
+from bridge.clisync import add_sync_parser, run_sync
 from bridge.core.errors import ConfigError, DualWriteError
+from bridge.infofile import add_target_arguments, target_of
+from bridge.tryout import add_try_parser, run_try
 
 # The modules of pyproject.toml's ``sandbox`` extra: the emulators' libraries, not the bridge's.
 SANDBOX_EXTRA_MODULES = ("odata_query", "trustme")
@@ -36,9 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the bridge")
-    serve.add_argument(
-        "--config", type=Path, required=True, help="TOML settings file (docs/configuration.md)"
-    )
+    add_target_arguments(serve)  # --config FILE or --sandbox INFO_FILE
 
     demo = sub.add_parser("demo", help="emulators + bridge + dashboard, demo data seeded")
     demo.add_argument("--host", default="127.0.0.1")
@@ -51,9 +57,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop after SECONDS (scripted runs)")
     demo.add_argument("--info-file", type=Path, default=None, help="write URLs and credentials as JSON")
     demo.add_argument("--no-seed", action="store_true", help="do not create demo records")
+    demo.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N bridge processes on PostgreSQL behind a round-robin front at --port (needs --database-url)",
+    )
+    demo.add_argument(
+        "--database-url",
+        default=None,
+        help="with --replicas: postgresql://… (default: DUALWRITE_DATABASE_URL)",
+    )
+    demo.add_argument(
+        "--schema", default="dualwrite_demo", help="with --replicas: the schema it resets and uses"
+    )
 
     reg = sub.add_parser("register", help="create the bridge's webhook registrations on Dataverse")
-    reg.add_argument("--config", type=Path, required=True)
+    add_target_arguments(reg)
     reg.add_argument("--webhook-url", default=None, help="default: listen.public_url + /webhooks/cds")
     reg.add_argument("--mode", choices=("sync", "async"), default="sync")
 
@@ -61,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     maps_sub = maps.add_subparsers(dest="mappings_command", required=True, metavar="ACTION")
     check = maps_sub.add_parser("check", help="validate the mapping files")
     check.add_argument("--dir", type=Path, default=Path("mappings"))
+    add_try_parser(maps_sub)  # mappings try (bridge/tryout.py)
+    add_sync_parser(sub)  # sync initial|errors (bridge/synccli.py), record|check (bridge/clisync.py)
 
     # The emulators' own parser takes these arguments, imported only when this command runs: the
     # bridge never loads the sandbox otherwise.
@@ -109,6 +132,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("demo", "sandbox") and (missing := missing_sandbox_module()):
         print(f"dualwrite: {SANDBOX_HINT} ({missing} is not installed)", file=sys.stderr)
         return 2
+    if args.command == "mappings" and args.mappings_command == "try":
+        return run_try(args)
+    if args.command == "sync":
+        return run_sync(args)
     if args.command == "mappings":
         from bridge.mapcheck import check
 
@@ -117,16 +144,27 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0 if ok else 1
     if args.command == "serve":
         from bridge.app import serve
+        from bridge.infofile import serve_sandbox
         from bridge.runtime import run
-        from bridge.settings import load_settings
 
         # Read before the loop starts: the file chooses the loop.
-        settings = load_settings(args.config)
-        return run(serve(settings), settings.event_loop)
+        settings, chosen = target_of(args)
+        return run(serve_sandbox(chosen) if chosen else serve(settings), settings.event_loop)
     if args.command == "register":
         from bridge.app import register
+        from bridge.infofile import register_sandbox
 
+        if args.sandbox is not None:
+            _, chosen = target_of(args)
+            assert chosen is not None
+            return asyncio.run(register_sandbox(chosen, webhook_url=args.webhook_url, mode=args.mode))
         return asyncio.run(register(args.config, webhook_url=args.webhook_url, mode=args.mode))
+    if args.command == "demo" and args.replicas is not None:
+        from bridge.demoreplicas import run_replica_demo
+
+        if not 1 <= args.replicas <= 16:
+            raise ConfigError("--replicas takes 1 to 16")
+        return asyncio.run(run_replica_demo(args))
     if args.command == "demo":
         from bridge.demo import run_demo
 

@@ -34,6 +34,7 @@ SECRET_KEYS = (
     "admin_password",
     "servicebus_connection_string",
     "metrics_token",
+    "database_url",
 )
 
 
@@ -80,9 +81,9 @@ class StorageSettings(BaseModel):
 
 
 # The backends a settings file may choose; each is one module behind its factory
-# (bridge/queue/factory.py, bridge/state/factory.py). PostgreSQL comes later.
-QUEUE_BACKENDS = ("sqlite", "servicebus")
-STATE_BACKENDS = ("sqlite",)
+# (bridge/queue/factory.py, bridge/state/factory.py).
+QUEUE_BACKENDS = ("sqlite", "postgres", "servicebus")
+STATE_BACKENDS = ("sqlite", "postgres")
 
 
 def _one_of(kind: str, accepted: tuple[str, ...], value: str) -> str:
@@ -96,8 +97,9 @@ class QueueSettings(BaseModel):
 
     backend: str = Field(
         default="sqlite",
-        description="Where the queue lives: sqlite (queue.db in data_dir) or servicebus (an Azure Service "
-        "Bus queue with sessions, shared by replicas; docs/queue-and-state.md)",
+        description="Where the queue lives: sqlite (queue.db in data_dir), postgres (tables in [database] "
+        "schema, shared by replicas) or servicebus (an Azure Service Bus queue with sessions, shared by "
+        "replicas; docs/queue-and-state.md)",
     )
     servicebus_queue: str = Field(
         default="dualwrite", min_length=1, description="The session-enabled Service Bus queue's name"
@@ -117,7 +119,11 @@ class QueueSettings(BaseModel):
 class StateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
 
-    backend: str = Field(default="sqlite", description="Where the state lives: sqlite (state.db in data_dir)")
+    backend: str = Field(
+        default="sqlite",
+        description="Where the state lives: sqlite (state.db in data_dir) or postgres (tables in "
+        "[database] schema, shared by replicas)",
+    )
     activity_keep: int = Field(
         default=200,
         ge=1,
@@ -131,6 +137,29 @@ class StateSettings(BaseModel):
         return _one_of("state", STATE_BACKENDS, value)
 
 
+class DatabaseSettings(BaseModel):
+    """``[database]``: the PostgreSQL of ``backend = "postgres"`` ([queue], [state]). Its URL is a secret
+    (it may hold a password): ``DUALWRITE_DATABASE_URL``, environment only, never logged."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    db_schema: str = Field(
+        default="dualwrite",
+        alias="schema",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The schema of the bridge's tables (created and migrated at start); other data in the "
+        "database is never touched",
+    )
+    pool_min: int = Field(default=1, ge=0, le=100, description="Connections each pool keeps open")
+    pool_max: int = Field(default=5, ge=1, le=100, description="Connections each pool opens at most")
+    synchronous_commit: Literal["on", "off"] = Field(
+        default="on",
+        description="on: a commit (an acknowledged webhook) survives the database server's crash; off: "
+        "commits no longer wait for the disk, and a crash of the server (never of a bridge) may lose the "
+        "last fraction of a second, like [storage] synchronous = NORMAL on SQLite (docs/queue-and-state.md)",
+    )
+
+
 class SyncSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
 
@@ -140,6 +169,13 @@ class SyncSettings(BaseModel):
     backoff_max_s: float = Field(default=60.0, gt=0)
     concurrency: int = Field(default=256, ge=1, le=1024, description="Records applied in parallel")
     lease_s: float = Field(default=60.0, gt=0)
+    stop_grace_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="At shutdown (SIGTERM), how long the changes in flight may finish before the rest are "
+        "cancelled and their leases handed back to the other replicas",
+    )
     request_timeout_s: float = Field(default=30.0, gt=0)
     coalesce_writes: bool = Field(
         default=True,
@@ -160,6 +196,48 @@ class SyncSettings(BaseModel):
         description="How much lower the apply processes' CPU priority is than the serve process's (a Unix "
         "nice increment): when the cores are busy, webhooks and synchronous changes go first and the "
         "asynchronous applies yield (see docs/operations.md)",
+    )
+
+
+class DriftSettings(BaseModel):
+    """``[drift]``: comparing both systems' mapped values, and catching up after downtime
+    (docs/operations.md, "Drift: check and repair")."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in the file is an error, not ignored
+
+    check_every_minutes: int = Field(
+        default=0, ge=0, le=10_080, description="Check every map for drift this often (0 = off)"
+    )
+    catch_up_on_start: bool = Field(
+        default=True,
+        description="On start, sync what changed on either system since the last change the bridge saw",
+    )
+    catch_up_margin_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="How far before the watermark the catch-up looks (clock skew, changes in flight)",
+    )
+
+
+class InitialSyncSettings(BaseModel):
+    """``[initial]``: ``dualwrite sync initial`` (docs/operations.md, "Initial sync")."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=1000,
+        description="Writes per $batch change set (Dataverse takes at most 1,000)",
+    )
+    planned_limit: int = Field(
+        default=10_000, ge=0, description="Writes a dry run lists one by one (all are counted)"
+    )
+    page_size: int = Field(
+        default=5000,
+        ge=1,
+        le=5000,
+        description="Rows per page read (Prefer: odata.maxpagesize; Dataverse: 5,000 at most)",
     )
 
 
@@ -208,9 +286,12 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     queue: QueueSettings = QueueSettings()
     state: StateSettings = StateSettings()
+    database: DatabaseSettings = DatabaseSettings()
     sync: SyncSettings = SyncSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     metrics: MetricsSettings = MetricsSettings()
+    drift: DriftSettings = DriftSettings()
+    initial: InitialSyncSettings = InitialSyncSettings()
     mappings_dir: Path = Path("mappings")
     alerts: list[AlertSettings] = Field(
         default_factory=lambda: [AlertSettings()],
@@ -234,6 +315,7 @@ class Settings(BaseSettings):
     admin_password: SecretStr = SecretStr("")  # the dashboard login; the admin token when empty
     servicebus_connection_string: SecretStr = SecretStr("")  # [queue] backend = "servicebus"
     metrics_token: SecretStr = SecretStr("")  # a scraper's bearer token for /metrics only (optional)
+    database_url: SecretStr = SecretStr("")  # backend = "postgres": postgresql://user@host:5432/db
 
     def webhook_keys(self, system: Literal["cds", "scm"]) -> list[str]:
         """The keys of one webhook endpoint, from ``DUALWRITE_<CDS|SCM>_WEBHOOK_KEY``: comma-separated,
@@ -277,6 +359,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
                 "secrets are read from the environment only: set DUALWRITE_METRICS_TOKEN instead",
                 file=str(config_file),
                 field="metrics.token",
+            )
+        if isinstance(data.get("database"), dict) and "url" in data["database"]:
+            raise ConfigError(
+                "secrets are read from the environment only: set DUALWRITE_DATABASE_URL instead",
+                file=str(config_file),
+                field="database.url",
             )
     data.update(overrides)
     try:

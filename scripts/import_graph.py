@@ -27,13 +27,51 @@ END = "<!-- import-graph:end -->"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("core", ("core",)),
     ("leaf modules", ("settings", "metrics", "telemetry")),
-    ("ports", ("engine.ports", "engine.sideports", "queue.base", "state.base")),
+    (
+        "ports",
+        (
+            "engine.ports",
+            "engine.sideports",
+            "engine.syncports",
+            "queue.base",
+            "state.base",
+            "state.driftport",
+        ),
+    ),
     ("engine", ("engine",)),
     ("adapters", ("listeners", "systems", "queue", "state", "storage", "ops", "wire")),
     ("emulators", ("sandbox",)),
-    ("composition", ("app", "cli", "demo", "applyproc", "register", "runtime", "mapcheck")),
+    (
+        "composition",
+        (
+            "app",
+            "cli",
+            "demo",
+            "applyproc",
+            "register",
+            "runtime",
+            "mapcheck",
+            "syncrun",
+            "synccli",
+            "infofile",
+            "oneshot",
+            "clisync",
+            "tryout",
+            "catchup",
+            "drift",
+            "front",
+            "demoreplicas",
+        ),
+    ),
 )
-PORTS = {"engine.ports", "engine.sideports", "queue.base", "state.base"}
+PORTS = {
+    "engine.ports",
+    "engine.sideports",
+    "engine.syncports",
+    "queue.base",
+    "state.base",
+    "state.driftport",
+}
 LEAVES = {"settings", "metrics", "telemetry"}
 # Arrows into these are not drawn: nearly every unit imports them, so they would cross every layer.
 NOT_DRAWN = {"core", *LEAVES}

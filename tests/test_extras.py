@@ -11,15 +11,21 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from bridge import cli
+from bridge.core.errors import ConfigError
+from bridge.settings import StorageSettings
+from bridge.storage.pgconfig import POSTGRES_EXTRA_MODULES
 from scripts import import_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 PYTEST_PLUGIN = "bridge.sandbox.pytest_plugin"
-# What a plain install lacks: the sandbox extra's modules and the dev-only libraries.
+# What a plain install lacks: the sandbox and postgres extras' modules and the dev-only libraries.
 NOT_INSTALLED = (
     *cli.SANDBOX_EXTRA_MODULES,
+    *POSTGRES_EXTRA_MODULES,
     "pytest",
     "_pytest",
     "pytest_asyncio",
@@ -70,13 +76,21 @@ print(json.dumps(report))
 """
 
 
+# The modules of the postgres extra's backends: imported by the factories only when chosen.
+POSTGRES_MODULES = re.compile(r"^bridge\.(queue|state|storage)\.postgres(_\w+)?$")
+
+
 def _bridge_modules() -> list[str]:
     return sorted(m for m in import_graph.modules() if not m.startswith("bridge.sandbox"))
 
 
+def _plain_install_modules() -> list[str]:
+    return [m for m in _bridge_modules() if not POSTGRES_MODULES.match(m)]
+
+
 def _without_extras() -> dict[str, dict[str, object]]:
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, ",".join(NOT_INSTALLED), ",".join(_bridge_modules())],
+        [sys.executable, "-c", PROBE, ",".join(NOT_INSTALLED), ",".join(_plain_install_modules())],
         capture_output=True,
         text=True,
         timeout=120,
@@ -132,6 +146,7 @@ def test_the_bridge_imports_only_its_own_dependencies_and_the_sandbox_only_its_e
     # cryptography comes with the product's PyJWT[crypto] (the emulated Entra ID signs with it).
     product = {_requirement_name(r) for r in PROJECT["dependencies"]} | {"cryptography"}
     otel = {_requirement_name(r) for r in PROJECT["optional-dependencies"]["otel"]}
+    postgres = {_requirement_name(r) for r in PROJECT["optional-dependencies"]["postgres"]}
     sandbox = {_requirement_name(r) for r in PROJECT["optional-dependencies"]["sandbox"]}
     bridge = _third_party(_bridge_modules())
     # The pytest plugin is loaded by pytest only (tests/conftest.py), so pytest is there when it is.
@@ -139,5 +154,40 @@ def test_the_bridge_imports_only_its_own_dependencies_and_the_sandbox_only_its_e
         [m for m in import_graph.modules() if m.startswith("bridge.sandbox") and m != PYTEST_PLUGIN]
     )
     # telemetry imports the otel extra lazily and says how to install it when it is missing.
-    assert {m: d for m, d in bridge.items() if not d & (product | otel)} == {}
+    assert {m: d for m, d in bridge.items() if not d & (product | otel | postgres)} == {}
+    # and only the postgres backends' modules import the postgres extra
+    plain = _third_party(_plain_install_modules())
+    assert {m: d for m, d in plain.items() if not d & (product | otel)} == {}
     assert {m: d for m, d in emulators.items() if not d & (product | sandbox)} == {}
+
+
+def test_the_cli_names_the_modules_of_the_postgres_extra() -> None:
+    extra = {_requirement_name(r) for r in PROJECT["optional-dependencies"]["postgres"]}
+    assert extra == {"psycopg", "psycopg-pool"}
+    assert {m.replace("_", "-") for m in POSTGRES_EXTRA_MODULES} == extra
+
+
+@pytest.mark.parametrize("port", ["queue", "state"])
+def test_the_postgres_backend_without_its_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, port: str
+) -> None:
+    from bridge.queue.factory import build_queue
+    from bridge.state.factory import build_state
+    from tests.pg_support import pg_settings
+
+    for name in list(sys.modules):  # as if psycopg had never been installed
+        if name.split(".")[0] in POSTGRES_EXTRA_MODULES or POSTGRES_MODULES.match(name):
+            monkeypatch.delitem(sys.modules, name)
+    for name in POSTGRES_EXTRA_MODULES:
+        monkeypatch.setitem(sys.modules, name, None)  # type: ignore[arg-type]
+    settings = pg_settings("unused")
+    storage = StorageSettings(data_dir=tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        if port == "queue":
+            build_queue("postgres", storage, owner="x", settings=settings)
+        else:
+            build_state("postgres", storage, settings=settings)
+    assert str(caught.value) == (
+        f"{port}.backend: the postgres backend needs the postgres extra: "
+        "pip install 'dualwrite[postgres]' (psycopg is not installed)"
+    )

@@ -4,11 +4,13 @@ Layers, bottom up; a module may import its own layer and those its row names, no
 
     core          pure (no I/O library): imports only core
     leaf modules  settings, metrics, telemetry: core and each other; anyone may import them
-    ports         engine/ports.py, engine/sideports.py, queue/base.py, state/base.py: core, leaves
+    ports         engine/ports.py, engine/sideports.py, queue/base.py, state/base.py,
+                  state/driftport.py: core, leaves
     engine        bridge/engine/*: core, leaves, ports (never an adapter)
     adapters      listeners, systems, queue/*, state/*, storage, ops, wire: core, leaves, ports
                   (not the engine: only composition puts the two together)
-    composition   app, cli, demo, applyproc, register, runtime, mapcheck: anything
+    composition   app, cli, demo, applyproc, register, runtime, mapcheck, infofile, oneshot,
+                  clisync, tryout, catchup, drift: anything
 
 The sandbox (the emulators) imports only itself and bridge.wire, and only demo.py and cli.py import it.
 No import circle, between modules or between units (a package, or one port module). Every import
@@ -39,7 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "adapters": {"core", "leaf modules", "ports", "adapters"},
     "composition": {"core", "leaf modules", "ports", "engine", "adapters", "composition"},
 }
-MAY_IMPORT_SANDBOX = {"bridge.demo", "bridge.cli"}
+MAY_IMPORT_SANDBOX = {"bridge.demo", "bridge.demoreplicas", "bridge.cli"}
 SANDBOX_MAY_IMPORT = ("bridge.sandbox", "bridge.wire")
 IO_LIBRARIES = (
     "aiohttp",

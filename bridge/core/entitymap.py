@@ -133,6 +133,20 @@ class LookupSpec:
         return _lookup_value(self.source, image.get(self.source_column))
 
 
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One field as seen from one side, worked out once per map (the hot paths loop over these)."""
+
+    field: FieldMap
+    vmap: ValueMap | None
+    column: str  # read name on this side
+    alias: str | None  # Dataverse lookups: the logical name, tolerated holding the GUID
+    flows: bool  # the field flows out of this side
+    target_column: str  # write name on the other side
+    spec: LookupSpec | None  # a lookup flowing out of this side
+    bind: str | None  # Dataverse lookups read on this (CDS) side: their write name
+
+
 def _lookup_value(side: System, raw: Any) -> str | None:
     if raw is None or raw == "":
         return None
@@ -175,6 +189,7 @@ class EntityMap(_Model):
 
     _maps: list[ValueMap | None] = PrivateAttr(default_factory=list)
     _scm_by_attribute: dict[str, str] = PrivateAttr(default_factory=dict)  # "mserp_<lower>" -> property
+    _slots: dict[System, tuple[_Slot, ...]] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any, /) -> None:
         self._check_value_maps()
@@ -185,6 +200,39 @@ class EntityMap(_Model):
         self._check_columns()
         for i, f in enumerate(self.fields):
             self._check_default(i, f)
+        self._slots = {
+            side: tuple(self._slot(side, f, m) for f, m in zip(self.fields, self._maps, strict=True))
+            for side in System
+        }
+
+    def _slot(self, side: System, f: FieldMap, vmap: ValueMap | None) -> _Slot:
+        target = side.other
+        flows = f.direction.flows_from(side)
+        spec = None
+        if flows and f.lookup is not None:
+            spec = LookupSpec(
+                name=f.cds,
+                source=side,
+                source_column=f.column(side),
+                target_column=f.bind_name if target is System.CDS else f.scm,
+                cds_entity_set=f.lookup.cds_entity_set,
+                cds_key_field=f.lookup.cds_key_field,
+                cds_nav=f.lookup.cds_nav or f.cds,
+                scm_entity_set=f.lookup.scm_entity_set,
+                scm_key_field=f.lookup.scm_key_field,
+                self_reference=f.lookup.cds_entity_set == self.cds.entity_set,
+            )
+        is_cds_lookup = side is System.CDS and f.lookup is not None
+        return _Slot(
+            field=f,
+            vmap=vmap,
+            column=f.column(side),
+            alias=f.cds if is_cds_lookup else None,
+            flows=flows,
+            target_column=f.bind_name if target is System.CDS and f.lookup is not None else f.column(target),
+            spec=spec,
+            bind=f.bind_name if is_cds_lookup else None,
+        )
 
     # ------------------------------------------------------------ validation (raises ConfigError)
     def _value_map(self, index: int, f: FieldMap) -> ValueMap | None:
@@ -243,7 +291,7 @@ class EntityMap(_Model):
     # ------------------------------------------------------------ pure queries
     def fields_from(self, side: System) -> list[FieldMap]:
         """Fields whose values flow out of ``side`` (direction both, or towards the other side)."""
-        return [f for f in self.fields if f.direction.flows_from(side)]
+        return [slot.field for slot in self._slots[side] if slot.flows]
 
     def source_columns(self, side: System) -> frozenset[str]:
         """Read names of ``side``'s columns whose change triggers a write to the other side."""
@@ -275,34 +323,19 @@ class EntityMap(_Model):
         ``image`` must be a full row: a missing column counts as null (F&O data events leave null
         dates out)."""
         out: dict[str, Any] = {}
-        for f, vmap in zip(self.fields, self._maps, strict=True):
-            column = f.column(side)
-            raw = _read(image, side, f)
+        for slot in self._slots[side]:
+            column = slot.column
+            if column in image:
+                raw = image[column]
+            else:  # a lookup's logical name may hold the GUID
+                raw = image.get(slot.alias) if slot.alias is not None else None
+            vmap = slot.vmap
             out[column] = _lookup_value(side, raw) if vmap is None else vmap.normalise(side, raw)
         return out
 
     def lookups_from(self, side: System) -> list[LookupSpec]:
         """References to resolve before writing a change from ``side`` to the other side."""
-        specs = []
-        for f in self.fields_from(side):
-            if f.lookup is None:
-                continue
-            target = side.other
-            specs.append(
-                LookupSpec(
-                    name=f.cds,
-                    source=side,
-                    source_column=f.column(side),
-                    target_column=f.bind_name if target is System.CDS else f.scm,
-                    cds_entity_set=f.lookup.cds_entity_set,
-                    cds_key_field=f.lookup.cds_key_field,
-                    cds_nav=f.lookup.cds_nav or f.cds,
-                    scm_entity_set=f.lookup.scm_entity_set,
-                    scm_key_field=f.lookup.scm_key_field,
-                    self_reference=f.lookup.cds_entity_set == self.cds.entity_set,
-                )
-            )
-        return specs
+        return [slot.spec for slot in self._slots[side] if slot.spec is not None]
 
     def to_target(
         self, source: System, image: Mapping[str, Any], resolved: Mapping[str, str | None]
@@ -315,13 +348,18 @@ class EntityMap(_Model):
         Raises RejectedError for a value that cannot be converted."""
         target = source.other
         payload: dict[str, Any] = {}
-        specs = {s.name: s for s in self.lookups_from(source)}
-        for f, vmap in zip(self.fields, self._maps, strict=True):
-            if not f.direction.flows_from(source):
+        for slot in self._slots[source]:
+            if not slot.flows:
                 continue
-            raw = _read(image, source, f)
+            f = slot.field
+            if slot.column in image:
+                raw = image[slot.column]
+            else:
+                raw = image.get(slot.alias) if slot.alias is not None else None
+            vmap = slot.vmap
             if vmap is None:
-                spec = specs[f.cds]
+                spec = slot.spec
+                assert spec is not None
                 value = self._resolved(spec, raw, resolved)
                 if value is None:
                     value = f.default.get(target)
@@ -333,9 +371,9 @@ class EntityMap(_Model):
                 continue
             value = vmap.convert(source, vmap.normalise(source, raw))
             if value is None and target in f.default:
-                payload[f.column(target)] = f.default[target]
+                payload[slot.target_column] = f.default[target]
             else:
-                payload[f.column(target)] = vmap.write(target, value)
+                payload[slot.target_column] = vmap.write(target, value)
         return payload
 
     @staticmethod
@@ -369,11 +407,11 @@ class EntityMap(_Model):
         """``target``'s projection after ``payload`` was written: ``previous`` (the ledger's image of
         ``target``) updated with the payload's mapped columns. Use when the write's answer has no row."""
         out = dict(previous or {})
-        for f, vmap in zip(self.fields, self._maps, strict=True):
-            column = f.column(target)
-            if vmap is None and target is System.CDS:
-                if f.bind_name in payload:
-                    out[column] = _unbind(payload[f.bind_name])
+        for slot in self._slots[target]:
+            column, vmap = slot.column, slot.vmap
+            if slot.bind is not None:
+                if slot.bind in payload:
+                    out[column] = _unbind(payload[slot.bind])
             elif column in payload:
                 raw = payload[column]
                 out[column] = _lookup_value(target, raw) if vmap is None else vmap.normalise(target, raw)
@@ -388,12 +426,3 @@ class EntityMap(_Model):
         """``{"mserp_warehouseid": "WarehouseId", …}`` (read-only, built once): ``scm_property`` for a
         whole event without a lookup of the map per attribute."""
         return self._scm_by_attribute
-
-
-def _read(image: Mapping[str, Any], side: System, f: FieldMap) -> Any:
-    column = f.column(side)
-    if column in image:
-        return image[column]
-    if side is System.CDS and f.lookup is not None:
-        return image.get(f.cds)  # tolerate the logical name holding the GUID
-    return None

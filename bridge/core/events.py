@@ -61,6 +61,10 @@ class ChangeEvent(BaseModel):
     correlation_id: str | None = None
     trace_context: dict[str, str] = Field(default_factory=dict, description="W3C trace headers")
     received_at: datetime = Field(default_factory=utcnow)
+    received_by: str | None = Field(
+        default=None,
+        description="A synchronous change: the replica (lease owner id) holding its originator's call",
+    )
 
     @property
     def record_key(self) -> str:

@@ -340,6 +340,12 @@ class Applier:
         )
 
     # ------------------------------------------------------------------ lookups and the ledger
+    async def resolve_lookups(
+        self, emap: EntityMap, source: System, image: dict[str, Any], company: str
+    ) -> dict[str, str | None]:
+        """The lookups of a write from ``source``, as a write resolves them (``mappings try``)."""
+        return await self._resolve_lookups(emap, source, image, company)
+
     async def _resolve_lookups(
         self, emap: EntityMap, source: System, image: dict[str, Any], company: str
     ) -> dict[str, str | None]:

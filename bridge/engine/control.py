@@ -38,6 +38,7 @@ from bridge.state.base import (
 log = logging.getLogger(__name__)
 _DRAIN_CHUNK = 1000
 PROBE_S = 5.0  # each readiness probe; the clients' retries stop half a second before
+READINESS_MAP = "readiness-probe"  # a map name no mapping has: the probe reads its (absent) state
 NEITHER_SIDE = "the record exists on neither side: nothing to copy or delete"
 SKIPPED_ON_RESUME = Record(
     kind=FailureKind.SKIPPED_ON_RESUME,
@@ -390,6 +391,10 @@ class EngineController:
         )
         return ConflictResolution(conflict_id, "resolved", message, winner)
 
+    async def _probe_state(self) -> None:
+        """One read of the state store (a key lookup): it answers, and its tables are there."""
+        await self.state.get_map_state(READINESS_MAP)
+
     async def readiness(self) -> Readiness:
         results: dict[str, bool] = {}
         details: dict[str, str] = {}
@@ -403,14 +408,24 @@ class EngineController:
                 results[name] = False
                 details[name] = probe_failure(probe.target, exc, PROBE_S)
 
-        probes = {"queue": Probe(self.queue.depth, "the queue"), **self.probes}
+        probes = {
+            "queue": Probe(self.queue.depth, "the queue"),
+            "state": Probe(self._probe_state, "the state store"),
+            **self.probes,
+        }
         await asyncio.gather(*(check(n, p) for n, p in probes.items()))
+        stopping = self.engine.stopping
+        if stopping:
+            details["replica"] = f"replica {self.engine.owner} is shutting down: its leases go back"
         return Readiness(
             queue=results.get("queue", False),
+            state=results.get("state", False),
             cds=results.get("cds", False),
             scm=results.get("scm", False),
             tokens=results.get("tokens", False),
             details=details,
+            replica=self.engine.owner,
+            stopping=stopping,
         )
 
 

@@ -312,6 +312,7 @@ class Outcomes:
         settings: SyncSettings,
         answer: Callable[[ChangeEvent, Answer], None],
         activity: ActivityRecorder | None = None,
+        released: Callable[[ChangeEvent, float], None] | None = None,
     ) -> None:
         self.queue = queue
         self.state = state
@@ -320,6 +321,7 @@ class Outcomes:
         self.settings = settings
         self.answer = answer
         self.activity = activity
+        self.released = released  # told of a release for a retry (the change, its delay)
         self.wait = backoff_wait(settings.backoff_initial_s, settings.backoff_max_s)
 
     async def after_write(self, item: QueuedEvent, applied: Applied, *, originator_gone: bool) -> Verdict:
@@ -430,6 +432,8 @@ class Outcomes:
         if step is RetryStep.RELEASE:
             self.metrics.retrying(event.entity, direction(event.source), event.record_key, message, delay)
             await self.queue.release(item, delay=delay, error=message)
+            if self.released is not None:
+                self.released(event, delay)
             return
         self.metrics.settled(event.entity, event.record_key)
         self.metrics.failed(event.entity, direction(event.source), FailureKind.RETRY_EXHAUSTED, message)

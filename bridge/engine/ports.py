@@ -63,10 +63,13 @@ class Readiness:
     scm: bool
     tokens: bool
     details: dict[str, str]
+    state: bool = True  # the state store answers (a shared database may be away while the queue is not)
+    replica: str = ""  # this replica's lease owner id (several replicas share one queue)
+    stopping: bool = False  # shutting down: handing its leases back, taking no new work
 
     @property
     def ready(self) -> bool:
-        return self.queue and self.cds and self.scm and self.tokens
+        return self.queue and self.state and self.cds and self.scm and self.tokens and not self.stopping
 
 
 class Controller(Protocol):

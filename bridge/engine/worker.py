@@ -25,11 +25,12 @@ from bridge.core.events import ChangeEvent, SyncMode
 from bridge.engine.activity import ActivityRecorder
 from bridge.engine.apply import Applied, Applier, direction
 from bridge.engine.outcome import Answer, Outcomes, Verdict, deadline_of
+from bridge.engine.ownership import claim_turn, hand_back_delay, hand_back_note, held_elsewhere
 from bridge.engine.ports import SinkResult
 from bridge.engine.recovery import Recovery
 from bridge.engine.syncgate import SyncGate
 from bridge.metrics import Metrics
-from bridge.queue.base import QueuedEvent, QueuePort, leasing
+from bridge.queue.base import QueuedEvent, QueuePort, claiming, leasing, reclaiming
 from bridge.settings import SyncSettings
 from bridge.state.base import MapStatus, StatePort
 from bridge.telemetry import (
@@ -66,8 +67,13 @@ class Engine:
         settings: SyncSettings,
         apply_async: Callable[[ChangeEvent], Awaitable[Applied]] | None = None,
         activity: ActivityRecorder | None = None,
+        owner: str | None = None,
     ) -> None:
         self.queue = queue
+        # Who this replica is on its leases: a synchronous change it receives names it as its owner
+        # (bridge.engine.ownership), so no other replica sharing the queue applies it.
+        reclaim = reclaiming(queue)
+        self.owner = owner or (reclaim.owner if reclaim is not None else "local")
         self.state = state
         self.applier = applier
         self.recovery = recovery
@@ -84,8 +90,10 @@ class Engine:
         self._recent: OrderedDict[str, Answer] = OrderedDict()  # sync answers, for Dataverse's retry
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self._claims: set[asyncio.Task[None]] = set()  # this replica's sync changes waiting their turn
         self._wake = asyncio.Event()
         self._stopping = False
+        self._draining = False
         self.outcomes = Outcomes(
             queue=queue,
             state=state,
@@ -94,6 +102,7 @@ class Engine:
             settings=settings,
             answer=self._answer_originator,
             activity=self.activity,
+            released=self._retry_later,
         )
         self.gate = SyncGate(
             queue=queue, state=state, applier=applier, recovery=recovery, metrics=metrics, settings=settings
@@ -105,17 +114,47 @@ class Engine:
             self.hold(name, (await self.state.get_map_state(name)).status)
         self._task = asyncio.create_task(self._run(), name="dualwrite-worker")
 
-    async def stop(self) -> None:
+    @property
+    def stopping(self) -> bool:
+        """Shutting down (``/readyz`` says so, so a load balancer stops sending)."""
+        return self._stopping or self._draining
+
+    def drain(self) -> None:
+        """Shutdown begins: readiness turns false; the changes in hand go on until ``stop``."""
+        self._draining = True
+
+    async def stop(self, grace_s: float = 0.0) -> int:
+        """Stop leasing; let the changes in flight finish for up to ``grace_s``, cancel the rest, and
+        hand back every lease this replica still holds (with ``RECLAIM``), so the other replicas
+        take them at once instead of when they run out. Returns how many were handed back."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for task in list(self._claims):
+            task.cancel()
+        if grace_s > 0 and self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=grace_s)
         for task in list(self._inflight):
             task.cancel()
-        await asyncio.gather(*self._inflight, return_exceptions=True)
+        await asyncio.gather(*self._claims, *self._inflight, return_exceptions=True)
         await self.activity.close()
+        return await self._hand_back_leases()
+
+    async def _hand_back_leases(self) -> int:
+        reclaim = reclaiming(self.queue)
+        if reclaim is None or reclaim.owner != self.owner:
+            return 0
+        try:
+            handed = await reclaim.reclaim(self.owner)
+        except Exception:  # the queue gone too: the leases run out instead
+            log.exception("handing back the leases of replica %s", self.owner)
+            return 0
+        if handed:
+            log.info("replica %s handed back %d lease(s) at shutdown", self.owner, handed)
+        return handed
 
     def hold(self, name: str, status: MapStatus) -> None:
         """Carry a map's status into the engine: a running map's changes are applied; a paused or
@@ -152,6 +191,8 @@ class Engine:
                 # A paused map queues changes: acknowledge once durable and apply on resume, as an
                 # asynchronous change (a rejection then is compensated).
                 update["mode"] = SyncMode.ASYNC
+            elif event.mode is SyncMode.SYNC:
+                update["received_by"] = self.owner  # this replica holds the call: it applies it
             if update:
                 event = event.model_copy(update=update)
             if not self._is_sync(event):
@@ -201,6 +242,8 @@ class Engine:
                 if verdict is not None:
                     answer = Answer(ok=verdict.ok, status=verdict.status, message=verdict.message)
                     self._answer_originator(event, answer)
+                else:
+                    self._claim_when_due(event)
         remaining = (self._deadline(event) - datetime.now(UTC)).total_seconds()
         try:
             done, _ = await asyncio.wait({future}, timeout=max(remaining, 0.0))
@@ -213,6 +256,43 @@ class Engine:
                 accepted=False, status=504, message=f"sync budget of {self.settings.sync_budget_s:g}s spent"
             )
         return _as_sink(future.result())
+
+    def _retry_later(self, event: ChangeEvent, delay: float) -> None:
+        """A change released for another attempt: a synchronous one of ours is claimed back after
+        its backoff (another replica that leases it meanwhile hands it back out of its reach)."""
+        if event.mode is SyncMode.SYNC and not self._originator_gone(event):
+            self._claim_when_due(event, start_after=delay)
+
+    def _claim_when_due(self, event: ChangeEvent, *, start_after: float = 0.0) -> None:
+        """Take this replica's waiting change as soon as its record's turn comes (another replica
+        may finish the earlier events), rather than when the worker loop meets it."""
+        claimer = claiming(self.queue)
+        if claimer is None or self._stopping:
+            return  # a backend without it: the worker loop leases it in turn
+
+        def waiting() -> bool:
+            return not self._stopping and not self._originator_gone(event)
+
+        async def claim() -> None:
+            try:
+                leased = await claim_turn(
+                    claimer,
+                    event,
+                    lease_s=self.settings.lease_s,
+                    deadline=self._deadline(event),
+                    waiting=waiting,
+                    now=lambda: datetime.now(UTC),
+                    start_after=start_after,
+                )
+            except Exception:  # the queue failing: the worker loop still leases it in turn
+                log.exception("claiming synchronous change %s", event.event_id)
+                return
+            if leased is not None:
+                self._start(leased)
+
+        task = asyncio.create_task(claim(), name=f"dualwrite-claim-{event.event_id}")
+        self._claims.add(task)  # not a worker slot: it only waits, and starts the apply in one
+        task.add_done_callback(self._claims.discard)
 
     def _give_up(self, event: ChangeEvent, future: asyncio.Future[Answer]) -> None:
         if not future.done():
@@ -277,6 +357,12 @@ class Engine:
             else NO_SPAN
         ) as span:
             sync = self._is_sync(event)
+            now, deadline = datetime.now(UTC), self._deadline(event)
+            if sync and held_elsewhere(event, self.owner, deadline, now):
+                # Another replica holds its originator's call and applies it (bridge.engine.ownership).
+                delay = hand_back_delay(deadline, now, owner_claims=claiming(self.queue) is not None)
+                await self.queue.release(item, delay=delay, error=hand_back_note(event))
+                return
             if sync and self._originator_gone(event):
                 await self.outcomes.abandoned(item)
                 span.set_attribute(ATTR_OUTCOME, Verdict.ABANDONED.value)

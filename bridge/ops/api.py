@@ -249,7 +249,15 @@ class OpsApi:
     async def readyz(self, request: web.Request) -> web.Response:
         r = await self.controller.readiness()
         view = m.ReadyView(
-            ready=r.ready, queue=r.queue, cds=r.cds, scm=r.scm, tokens=r.tokens, details=r.details
+            ready=r.ready,
+            queue=r.queue,
+            state=r.state,
+            cds=r.cds,
+            scm=r.scm,
+            tokens=r.tokens,
+            details=r.details,
+            replica=r.replica,
+            stopping=r.stopping,
         )
         return _ok(view, status=200 if r.ready else 503)
 

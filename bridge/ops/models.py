@@ -399,10 +399,13 @@ class HealthView(BaseModel):
 class ReadyView(BaseModel):
     ready: bool
     queue: bool
+    state: bool
     cds: bool
     scm: bool
     tokens: bool
     details: dict[str, str]
+    replica: str = ""  # the lease owner id of the replica that answered
+    stopping: bool = False  # shutting down (a load balancer takes it out of rotation)
 
 
 class OpenApiDocument(BaseModel):

@@ -7,20 +7,23 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from bridge.engine.ports import ConflictResolver, Controller
+from bridge.engine.syncports import InitialSyncService
 from bridge.metrics import Metrics
 from bridge.ops.alerts import AlertRules
 from bridge.ops.api import ops_routes
 from bridge.ops.api_alerts import AlertsApi, load_alert_rules
 from bridge.ops.api_conflicts import ConflictsApi
+from bridge.ops.api_sync import SyncApi
 from bridge.ops.api_systems import SystemsApi
 from bridge.ops.auth import AdminAuth
 from bridge.ops.metrics_http import Answers, metrics_routes
 from bridge.ops.notify import Notify
+from bridge.ops.openapi import RouteSpec
 from bridge.ops.pages import page_routes, security_headers
 from bridge.ops.watcher import OpsWatcher
 from bridge.queue.base import QueuePort
 from bridge.settings import AlertSettings
-from bridge.state.base import StatePort
+from bridge.state.base import StatePort, sync_store
 
 
 def setup_ops(
@@ -39,6 +42,8 @@ def setup_ops(
     prometheus: bool = True,
     metrics_token: str = "",
     answers: Answers | None = None,
+    routes: Sequence[RouteSpec] = (),
+    sync: InitialSyncService | None = None,
 ) -> OpsWatcher:
     """Add middlewares, routes and the watcher (sampling + alert rules every ``watch_interval`` s;
     None = not started, e.g. in tests that call ``watcher.check`` themselves). Call before the app
@@ -59,6 +64,9 @@ def setup_ops(
         extra += ConflictsApi(resolver=controller, state=state).specs()
     if systems is not None:
         extra += systems.specs()  # GET /api/systems
+    extra += routes  # more areas, wired by the composition (GET /api/drift, …)
+    if sync is not None:
+        extra += SyncApi(service=sync, store=sync_store(state)).specs()  # /api/sync/initial, /errors
     app.middlewares.append(security_headers)
     app.middlewares.append(auth.middleware)
     app.add_routes(

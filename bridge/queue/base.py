@@ -54,6 +54,7 @@ class QueueCapability(StrEnum):
     QUEUE_AGE = "queue_age"  # ``oldest_enqueued_at()`` at all
     RECORD_VIEW = "record_view"  # ``pending_of`` / ``withdraw``: one record's waiting events
     MAP_BACKLOG = "map_backlog"  # ``drain`` / ``purge`` of one map's backlog
+    CLAIM = "claim"  # ``LeaseClaim``: lease one named event when its record's turn has come
 
 
 class CapabilityMissing(DualWriteError):
@@ -222,6 +223,27 @@ async def map_figures(queue: QueueAdmin, entity: str) -> tuple[int | None, datet
     if QueueCapability.MAP_FIGURES not in queue.capabilities:
         return None, None
     return await queue.depth(entity), await queue.oldest_enqueued_at(entity)
+
+
+@runtime_checkable
+class LeaseClaim(Protocol):
+    """Optional (``QueueCapability.CLAIM``): lease one named event as soon as its record's turn has
+    come, whatever delay a release put on it. The replica that holds a synchronous originator's
+    webhook call takes its change so; the other replicas hand such a change back with a delay that
+    keeps their own leases off it (``bridge.engine.ownership``; docs/architecture.md)."""
+
+    async def claim(self, event: ChangeEvent, lease_seconds: float) -> QueuedEvent | None:
+        """Lease the queued ``event`` (found by its record key and event id) to the caller when it
+        is its record's oldest event, no live lease holds the record and no dead letter holds it
+        back, even before a release's delay has run out; None (nothing done) otherwise."""
+        ...
+
+
+def claiming(queue: WorkQueue) -> LeaseClaim | None:
+    """``queue`` as a ``LeaseClaim`` when it declares ``CLAIM``, else None."""
+    if QueueCapability.CLAIM in queue.capabilities:
+        return cast(LeaseClaim, queue)
+    return None
 
 
 def leasing(queue: WorkQueue) -> LeasingEnqueue | None:

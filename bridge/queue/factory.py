@@ -24,6 +24,7 @@ from bridge.queue.servicebus import ServiceBusQueue
 from bridge.queue.servicebus_fake import FakeAdministrationClient, FakeNamespace, FakeServiceBusClient
 from bridge.queue.sqlite import SqliteQueue
 from bridge.settings import QUEUE_BACKENDS, Settings, StorageSettings
+from bridge.storage.pgconfig import PgOptions, missing_extra
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,24 @@ def _servicebus(inputs: QueueInputs) -> QueuePort:
     return ServiceBusQueue(client, name, admin=admin, owner=inputs.owner)
 
 
+def _postgres(inputs: QueueInputs) -> QueuePort:
+    """Tables in ``[database] schema`` of ``DUALWRITE_DATABASE_URL`` (a secret, never logged)."""
+    settings = inputs.settings
+    if settings is None:
+        raise ConfigError("the postgres queue is built from the settings", field="queue.backend")
+    try:  # psycopg only when chosen: the postgres extra
+        from bridge.queue.postgres import PostgresQueue
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, "queue.backend") from exc
+    db = settings.database
+    return PostgresQueue(
+        settings.database_url.get_secret_value(),
+        schema=db.db_schema,
+        owner=inputs.owner,
+        options=PgOptions(db.pool_min, db.pool_max, db.synchronous_commit),
+    )
+
+
 _FAKE_NAMESPACES: dict[Path, FakeNamespace] = {}
 
 
@@ -111,6 +130,7 @@ def _servicebus_fake(inputs: QueueInputs) -> QueuePort:
 QUEUE_BUILDERS: Mapping[str, QueueBuilder] = {
     "sqlite": _sqlite,
     "memory": _memory,
+    "postgres": _postgres,
     "servicebus": _servicebus,
     "servicebus-fake": _servicebus_fake,
 }

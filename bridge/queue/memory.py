@@ -173,6 +173,23 @@ class MemoryQueue:
             )
         return out
 
+    async def claim(self, event: ChangeEvent, lease_seconds: float) -> QueuedEvent | None:
+        self._require(QueueCapability.CLAIM)
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        now, key = time.time(), event.record_key
+        head, seqs = self.data.heads.get(key), self.data.records.get(key)
+        if head is None or not seqs or head.ready_at is None or head.leased_at(now):
+            return None  # nothing queued, a dead letter holds the record, or a live lease
+        entry = self.data.events[seqs[0]]
+        if entry.event.event_id != event.event_id or entry.dead_at is not None:
+            return None  # earlier events of the record go first
+        head.ready_at, head.token, head.owner = now + lease_seconds, self._token(), self._owner
+        entry.attempts += 1
+        return QueuedEvent(
+            entry.seq, entry.event, entry.attempts - 1, head.token, _dt(entry.enqueued_at), entry.last_error
+        )
+
     def _held(self, item: QueuedEvent) -> _Head | None:
         key = item.event.record_key
         head = self.data.heads.get(key)

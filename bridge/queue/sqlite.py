@@ -42,6 +42,7 @@ from bridge.queue.sqlite_schema import (
     advance_head,
     dt,
     migrate,
+    queued,
 )
 from bridge.storage.batcher import TurnBatcher
 from bridge.storage.sqlite import SqliteDb, transaction
@@ -271,6 +272,43 @@ class SqliteQueue(SqliteQueueAdmin):
                 ).fetchone()
                 out.append((seq, body, attempts, enqueued_at, last_error, token))
         return out
+
+    async def claim(self, event: ChangeEvent, lease_seconds: float) -> QueuedEvent | None:
+        """Lease ``event`` when it heads its record and no live lease or dead letter holds the
+        record, even before a release's delay has run out (``LeaseClaim``); None otherwise."""
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        token = self._next_token()
+        key, event_id = event.record_key, event.event_id
+        row = await self._db.run(lambda c: self._claim_tx(c, key, event_id, lease_seconds, token))
+        return None if row is None else queued(*row)
+
+    def _claim_tx(
+        self, conn: sqlite3.Connection, record_key: str, event_id: str, lease_seconds: float, token: str
+    ) -> tuple[int, str, int, str, float, str | None] | None:
+        now = time.time()
+        with transaction(conn):
+            # The record's head (by primary keys: no scan), if it is this event, not held by a dead
+            # letter (``ready_at`` NULL) nor by a live lease (a release's delay is no lease).
+            row = conn.execute(
+                "SELECT h.head_seq FROM heads h JOIN events e ON e.seq = h.head_seq "
+                "WHERE h.record_key = ? AND e.event_id = ? AND h.ready_at IS NOT NULL "
+                "AND (h.lease_token IS NULL OR h.ready_at <= ?)",
+                (record_key, event_id, now),
+            ).fetchone()
+            if row is None:
+                return None
+            seq = int(row[0])
+            conn.execute(
+                "UPDATE heads SET ready_at = ?, lease_token = ?, lease_owner = ? WHERE record_key = ?",
+                (now + lease_seconds, token, self._owner, record_key),
+            )
+            body, attempts, enqueued_at, last_error = conn.execute(
+                "UPDATE events SET attempts = attempts + 1 WHERE seq = ? "
+                "RETURNING body, attempts, enqueued_at, last_error",
+                (seq,),
+            ).fetchone()
+        return seq, body, attempts - 1, token, enqueued_at, last_error
 
     # ---- settle a lease ------------------------------------------------------------------------
 

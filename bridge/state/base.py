@@ -334,3 +334,141 @@ class StatePort(Protocol):
     async def close_conflict(self, conflict_id: int, *, winner: str, by: str, at: datetime) -> bool:
         """Mark an open conflict resolved; False if it is not open (or does not exist)."""
         ...
+
+
+# ---- initial sync runs: checkpoints and per-record errors (issue 21, items 1 to 3) ----------------
+
+
+class SyncRunStatus(StrEnum):
+    RUNNING = "running"  # started and not finished (a run whose process died stays so: resumable)
+    DONE = "done"
+    FAILED = "failed"  # stopped by an error that is not one record's (a system down, a bad setting)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRun:
+    """One ``dualwrite sync initial`` run over some maps: what it was asked, and how it stands."""
+
+    maps: tuple[str, ...]  # in the order they are synced
+    master: str  # "cds" | "scm": the side that wins differences
+    companies: tuple[str, ...] = ()  # empty: every company
+    dry_run: bool = False
+    failed_only: bool = False
+    status: SyncRunStatus = SyncRunStatus.RUNNING
+    message: str | None = None  # why it failed, or a summary once done
+    started_at: datetime | None = None  # set by the store when None
+    finished_at: datetime | None = None
+    id: int | None = None  # assigned by the store (increasing)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCheckpoint:
+    """How far a run got with one map in one company and pass: every record with a key up to
+    ``after_key`` (in key order) is done, ``done`` once all are. ``counts`` per side ("cds"/"scm")
+    and figure (read, written, unchanged, failed), so a resumed run continues the figures."""
+
+    run_id: int
+    entity: str
+    company: str
+    pass_no: int  # 1, or 2 for the self-references of a map that refers to itself
+    after_key: str | None = None
+    done: bool = False
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    updated_at: datetime | None = None  # set by the store
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRecordError:
+    """A record a sync run could not bring together, with both systems' messages and the payload
+    it tried to write. Open until a later run (or live change) brings the record together."""
+
+    run_id: int
+    entity: str
+    company: str
+    key: str
+    target: str  # "cds" | "scm": the side the write went to
+    operation: str  # "create" | "update" | "read" | "plan"
+    target_message: str | None  # what the target said (or why the write could not be made)
+    source_message: str | None = None  # what the source side said, or its values in brief
+    payload: dict[str, Any] = field(default_factory=dict)
+    fields: tuple[str, ...] = ()  # the differing columns it tried to write
+    status: int | None = None  # the target's HTTP status, when it answered
+    code: str | None = None  # the target's error code, or ours ("lookup-missing", "value-map")
+    occurred_at: datetime | None = None  # set by the store when None
+    resolved_at: datetime | None = None
+    id: int | None = None  # assigned by the store
+
+
+@runtime_checkable
+class SyncStatePort(Protocol):
+    """What a sync run keeps in the state store (the ``StatePort`` implementations also do this)."""
+
+    async def start_sync_run(self, run: SyncRun) -> int:
+        """Store a new run; its id (increasing)."""
+        ...
+
+    async def finish_sync_run(
+        self, run_id: int, *, status: SyncRunStatus, message: str | None, at: datetime
+    ) -> None: ...
+
+    async def get_sync_run(self, run_id: int) -> SyncRun | None: ...
+
+    async def sync_runs(self, *, limit: int = 20) -> list[SyncRun]:
+        """Newest first."""
+        ...
+
+    async def put_sync_checkpoints(self, checkpoints: Sequence[SyncCheckpoint]) -> None:
+        """Insert or replace (by run, map, company and pass), in one durable step."""
+        ...
+
+    async def sync_checkpoints(self, run_id: int) -> list[SyncCheckpoint]:
+        """The run's checkpoints, by map, company and pass."""
+        ...
+
+    async def add_sync_errors(self, errors: Sequence[SyncRecordError]) -> None:
+        """Store the errors (open), and in the same step resolve the earlier open errors of the same
+        records: the newest error of a record says why it still fails."""
+        ...
+
+    async def sync_errors(
+        self,
+        *,
+        entity: str | None = None,
+        company: str | None = None,
+        run_id: int | None = None,
+        open_only: bool = False,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[SyncRecordError]:
+        """Newest first."""
+        ...
+
+    async def count_sync_errors(
+        self,
+        *,
+        entity: str | None = None,
+        company: str | None = None,
+        run_id: int | None = None,
+        open_only: bool = False,
+    ) -> int: ...
+
+    async def resolve_sync_errors(
+        self, entity: str, company: str, keys: Collection[str], *, at: datetime
+    ) -> int:
+        """The records were brought together: their open errors are resolved. Returns how many."""
+        ...
+
+    async def open_sync_error_keys(self, entity: str, company: str) -> list[str]:
+        """The keys of the map's records in ``company`` with an open error (``--failed-only``), sorted."""
+        ...
+
+    async def put_ledger_entries(self, entries: Sequence[LedgerEntry]) -> None:
+        """``StatePort.put_ledger`` of each entry, all in one durable step (a window's records)."""
+        ...
+
+
+def sync_store(state: StatePort) -> SyncStatePort:
+    """``state`` as the sync runs' store: every ``StatePort`` implementation here is one too."""
+    if not isinstance(state, SyncStatePort):
+        raise TypeError(f"{type(state).__name__} keeps no sync runs (SyncStatePort)")
+    return state

@@ -28,7 +28,9 @@ from bridge.state.base import (
     MapStatus,
     Resolution,
 )
+from bridge.state.memory_drift import MemoryDriftData, MemoryDriftTables
 from bridge.state.memory_ops import MemoryOpsData, MemoryOpsTables
+from bridge.state.memory_sync import MemorySyncData, MemorySyncTables
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -53,11 +55,13 @@ class MemoryStateData:
     journal: dict[str, tuple[datetime, dict[str, Any]]] = field(default_factory=dict)
     next_failure_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     ops: MemoryOpsData = field(default_factory=MemoryOpsData)  # alert rules, parked conflicts
+    drift: MemoryDriftData = field(default_factory=MemoryDriftData)  # drift checks, watermarks
     activity: dict[int, Activity] = field(default_factory=dict)
     next_activity_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    sync: MemorySyncData = field(default_factory=MemorySyncData)  # sync runs, checkpoints, errors
 
 
-class MemoryState(MemoryOpsTables):
+class MemoryState(MemoryOpsTables, MemorySyncTables, MemoryDriftTables):
     """``StatePort`` in this process's memory (tests); alert rules and conflicts in ``memory_ops``."""
 
     def __init__(self, data: MemoryStateData | None = None) -> None:
@@ -66,6 +70,14 @@ class MemoryState(MemoryOpsTables):
     @property
     def ops_data(self) -> MemoryOpsData:
         return self.data.ops
+
+    @property
+    def sync_data(self) -> MemorySyncData:
+        return self.data.sync
+
+    @property
+    def drift_data(self) -> MemoryDriftData:
+        return self.data.drift
 
     async def open(self) -> None:
         return None

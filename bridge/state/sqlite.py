@@ -27,6 +27,7 @@ from bridge.state.base import (
     MapStatus,
     Resolution,
 )
+from bridge.state.sqlite_drift import DRIFT_SCHEMA, SqliteDriftTables
 from bridge.state.sqlite_ops import OPS_SCHEMA, SqliteOpsTables
 from bridge.state.sqlite_schema import (
     ACTIVITY_COLS,
@@ -38,20 +39,23 @@ from bridge.state.sqlite_schema import (
     dt,
     failure_of,
     ledger_of,
+    ledger_row,
     migrate,
     now,
     ts,
 )
+from bridge.state.sqlite_sync import SYNC_SCHEMA, SqliteSyncTables
 from bridge.storage.sqlite import SqliteDb, transaction
 
 
-class SqliteState(SqliteOpsTables):
-    """``StatePort`` on one SQLite file (WAL); alert rules and parked conflicts in ``sqlite_ops``."""
+class SqliteState(SqliteOpsTables, SqliteSyncTables, SqliteDriftTables):
+    """``StatePort`` on one SQLite file (WAL); alert rules and parked conflicts in ``sqlite_ops``,
+    sync runs in ``sqlite_sync``, drift checks and watermarks in ``sqlite_drift``."""
 
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
         self._db = SqliteDb(
             path,
-            schema=SCHEMA + OPS_SCHEMA,
+            schema=SCHEMA + OPS_SCHEMA + SYNC_SCHEMA + DRIFT_SCHEMA,
             synchronous=synchronous,
             cache_kib=8192,
             name="dualwrite-state",
@@ -81,23 +85,7 @@ class SqliteState(SqliteOpsTables):
     async def put_ledger(self, entry: LedgerEntry, *, drop_journal_of: str | None = None) -> None:
         """Insert or replace the entry of ``entry.record_key``; ``updated_at`` defaults to now. With
         ``drop_journal_of``, that event's undo entry goes in the same transaction (one hop)."""
-        values = (
-            entry.record_key,
-            entry.entity,
-            entry.company,
-            entry.key,
-            entry.cds_id,
-            json.dumps(entry.cds_image, separators=(",", ":")),
-            json.dumps(entry.scm_image, separators=(",", ":")),
-            ts(entry.cds_written_at),
-            ts(entry.scm_written_at),
-            entry.last_event_id,
-            ts(entry.last_source_timestamp),
-            int(entry.deleted),
-            ts(entry.updated_at) or now(),
-            entry.cds_etag,
-            entry.scm_etag,
-        )
+        values = ledger_row(entry)
         sql = f"INSERT OR REPLACE INTO ledger({LEDGER_COLS}) VALUES ({', '.join('?' * len(values))})"
         if drop_journal_of is None:
             await self._db.run(lambda c: c.execute(sql, values))

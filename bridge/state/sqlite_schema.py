@@ -142,6 +142,27 @@ def dt(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def ledger_row(entry: LedgerEntry) -> tuple[Any, ...]:
+    """``entry`` as the ledger table's columns (``LEDGER_COLS``); ``updated_at`` defaults to now."""
+    return (
+        entry.record_key,
+        entry.entity,
+        entry.company,
+        entry.key,
+        entry.cds_id,
+        json.dumps(entry.cds_image, separators=(",", ":")),
+        json.dumps(entry.scm_image, separators=(",", ":")),
+        ts(entry.cds_written_at),
+        ts(entry.scm_written_at),
+        entry.last_event_id,
+        ts(entry.last_source_timestamp),
+        int(entry.deleted),
+        ts(entry.updated_at) or now(),
+        entry.cds_etag,
+        entry.scm_etag,
+    )
+
+
 def ledger_of(row: tuple[Any, ...]) -> LedgerEntry:
     (
         rk,

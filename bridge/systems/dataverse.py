@@ -263,6 +263,23 @@ class DataverseClient(ServiceClient):
         self._keys.put(cache_key, key)
         return key
 
+    def known_id(self, entity_set: str, company: str, key_column: str, key: str) -> str | None:
+        """The cached GUID of a natural key (no query), or None."""
+        return self._ids.get((entity_set, company.upper(), key_column, key))
+
+    def known_key(self, entity_set: str, record_id: str, key_column: str) -> str | None:
+        """The cached natural key of a row (no query), or None."""
+        return self._keys.get((entity_set, record_id.lower(), key_column))
+
+    def remember_key(self, entity_set: str, record_id: str, key_column: str, key: str) -> None:
+        self._keys.put((entity_set, record_id.lower(), key_column), key)
+
+    def remember(self, entity_set: str, company: str, key_column: str, key: str, record_id: str) -> None:
+        """A row just written (a sync run's create): lookups to it resolve from the cache."""
+        found = record_id.lower()
+        self._ids.put((entity_set, company.upper(), key_column, key), found)
+        self._keys.put((entity_set, found, key_column), key)
+
     def forget(self, entity_set: str, record_id: str) -> None:
         """Drop cached mappings of a row that turned out to be missing (a 404 on use)."""
         record_id = record_id.lower()

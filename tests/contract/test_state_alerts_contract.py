@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.settings import StorageSettings
 from bridge.state.base import ConflictStatus, ParkedConflict, StatePort, StoredAlertRule
-from bridge.state.factory import STATE_BUILDERS, build_state
+from bridge.state.factory import STATE_BUILDERS
 from tests.contract.test_state_contract import StateFactory
+from tests.pg_support import contract_state
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 PAUSE = StoredAlertRule(entity="warehouse", failures=3, minutes=5, action="pause")
@@ -40,7 +40,7 @@ async def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     opened: list[StatePort] = []
 
     async def make(name: str) -> StatePort:
-        state = build_state(request.param, StorageSettings(data_dir=tmp_path / name))
+        state = contract_state(request, tmp_path / name, name)
         await state.open()
         opened.append(state)
         return state

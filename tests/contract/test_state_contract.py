@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from bridge.core.ledger import LedgerEntry
-from bridge.settings import StorageSettings
 from bridge.state.base import Failure, MapState, MapStatus, StatePort
-from bridge.state.factory import STATE_BUILDERS, build_state
+from bridge.state.factory import STATE_BUILDERS
+from tests.pg_support import contract_state
 
 StateFactory = Callable[[str], Awaitable[StatePort]]
 
@@ -242,7 +242,7 @@ class TestStateContract(StateContract):
         opened: list[StatePort] = []
 
         async def make(name: str) -> StatePort:
-            state = build_state(request.param, StorageSettings(data_dir=tmp_path / name))
+            state = contract_state(request, tmp_path / name, name)
             await state.open()
             opened.append(state)
             return state

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from bridge.settings import StorageSettings
 from bridge.state.base import (
     UNRESOLVED,
     Activity,
@@ -24,9 +23,10 @@ from bridge.state.base import (
     Resolution,
     StatePort,
 )
-from bridge.state.factory import STATE_BUILDERS, build_state
+from bridge.state.factory import STATE_BUILDERS
 from bridge.state.sqlite import SqliteState
 from tests.contract.test_state_contract import T0, StateFactory, make_failure
+from tests.pg_support import contract_state
 
 
 @pytest.fixture(params=sorted(STATE_BUILDERS))
@@ -34,7 +34,7 @@ async def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     opened: list[StatePort] = []
 
     async def make(name: str) -> StatePort:
-        state = build_state(request.param, StorageSettings(data_dir=tmp_path / name))
+        state = contract_state(request, tmp_path / name, name)
         await state.open()
         opened.append(state)
         return state

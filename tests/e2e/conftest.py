@@ -14,6 +14,9 @@ from bridge.demo import connect, demo_settings
 from bridge.sandbox.runtime import SandboxConfig
 from bridge.settings import SyncSettings
 from tests.e2e.harness import Harness, client_context
+from tests.pg_support import pg_schemas, pg_settings, require_pg
+
+__all__ = ["pg_schemas"]
 
 
 @pytest.fixture
@@ -34,11 +37,30 @@ def sync_settings() -> SyncSettings:
 
 
 @pytest.fixture
+def storage_backend() -> str:
+    """The queue and state backend of the bridge: "sqlite", or "postgres" (tests/e2e/test_on_postgres.py)."""
+    return "sqlite"
+
+
+@pytest.fixture
 async def env(
-    sandbox: Any, tmp_path: Path, webhook_mode: str, sync_settings: SyncSettings
+    sandbox: Any,
+    tmp_path: Path,
+    webhook_mode: str,
+    sync_settings: SyncSettings,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Harness]:
     settings = demo_settings(sandbox.info, host="127.0.0.1", port=0, data_dir=tmp_path / "bridge")
     settings.sync = sync_settings
+    try:  # looked up, not a parameter: other suites import env without this module's other fixtures
+        backend = request.getfixturevalue("storage_backend")
+    except pytest.FixtureLookupError:
+        backend = "sqlite"
+    if backend == "postgres":
+        require_pg()
+        on_pg = pg_settings(request.getfixturevalue("pg_schemas")("bridge"))
+        settings.queue, settings.state = on_pg.queue, on_pg.state
+        settings.database, settings.database_url = on_pg.database, on_pg.database_url
     bridge = Bridge(settings)
     await bridge.start()
     keys = await connect(sandbox, bridge, mode=webhook_mode)

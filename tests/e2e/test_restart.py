@@ -18,6 +18,7 @@ import pytest
 from bench.procs import BridgeProcess
 from bridge.sandbox.notify.fno import DataEventEndpoint
 from tests.e2e.harness import client_context
+from tests.pg_support import PG_URL, require_pg
 
 
 @pytest.fixture
@@ -54,16 +55,27 @@ async def _wait_for(predicate: Any, timeout: float = 30.0) -> None:
     raise AssertionError("condition not reached")
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 @pytest.mark.parametrize("paused", [True, False], ids=["queued-while-paused", "killed-mid-stream"])
 async def test_kill_9_loses_nothing_and_applies_nothing_twice(
-    sandbox: Any, http: aiohttp.ClientSession, tmp_path: Path, paused: bool
+    sandbox: Any,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    paused: bool,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    database = None
+    if backend == "postgres":  # the queue and state in PostgreSQL (tests/pg_support.py)
+        require_pg()
+        database = (PG_URL, request.getfixturevalue("pg_schemas")("restart"))
     bridge = BridgeProcess(
         sandbox.info,
         tmp_path / "bridge",
         cds_key=secrets.token_urlsafe(24),
         scm_key=secrets.token_urlsafe(24),
         sync={"backoff_initial_s": 0.05, "backoff_max_s": 0.5, "lease_s": 2},
+        database=database,
     )
     await bridge.start()
     try:

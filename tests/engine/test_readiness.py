@@ -19,9 +19,29 @@ class Queue:
         return 0
 
 
-def _controller(probes: dict[str, Probe]) -> EngineController:
+class State:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+
+    async def get_map_state(self, entity: str) -> object:
+        if self.error is not None:
+            raise self.error
+        return None
+
+
+class Engine:
+    owner = "bridge-replica-1"
+    stopping = False
+
+
+def _controller(
+    probes: dict[str, Probe], state: State | None = None, *, engine: Engine | None = None
+) -> EngineController:
     return EngineController(
-        engine=cast(Any, None), queue=cast(Any, Queue()), state=cast(Any, None), probes=probes
+        engine=cast(Any, engine or Engine()),
+        queue=cast(Any, Queue()),
+        state=cast(Any, state or State()),
+        probes=probes,
     )
 
 
@@ -59,3 +79,43 @@ async def test_a_silent_system_is_reported_by_name_and_the_probe_runs_within_a_d
     assert (ready.queue, ready.cds, ready.scm, ready.tokens, ready.ready) == (True, False, True, True, False)
     assert ready.details == {"cds": "Dataverse at https://cds.example/api/data/v9.2/: no answer within 0.6s"}
     assert seen and seen[0] is not None  # the client's retries see a deadline, before the probe's own
+
+
+async def _fine() -> None:
+    return None
+
+
+FINE = {name: Probe(_fine, name) for name in ("cds", "scm", "tokens")}
+
+
+async def test_the_state_store_is_probed_and_names_the_replica() -> None:
+    ready = await _controller(FINE).readiness()
+    assert (ready.ready, ready.state, ready.replica, ready.stopping) == (
+        True,
+        True,
+        "bridge-replica-1",
+        False,
+    )
+    down = await _controller(FINE, state=State(OSError("connection refused"))).readiness()
+    assert (down.ready, down.state) == (False, False)
+    assert down.details == {"state": "the state store: OSError: connection refused"}
+
+
+async def test_a_replica_shutting_down_is_not_ready_and_says_why() -> None:
+    engine = Engine()
+    engine.stopping = True
+    ready = await _controller(FINE, engine=engine).readiness()
+    assert (ready.ready, ready.stopping) == (False, True)
+    assert ready.details == {"replica": "replica bridge-replica-1 is shutting down: its leases go back"}
+
+
+async def test_a_state_store_that_does_not_answer_makes_the_replica_unready() -> None:
+    async def fine() -> None:
+        return None
+
+    probes = {name: Probe(fine, name) for name in ("cds", "scm", "tokens")}
+    down = OSError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+    ready = await _controller(probes, State(down)).readiness()
+    assert (ready.queue, ready.state, ready.ready) == (True, False, False)
+    assert ready.details == {"state": f"the state store: OSError: {down}"}
+    assert (await _controller(probes).readiness()).ready

@@ -1,0 +1,226 @@
+"""Catching up after downtime: a notification lost while the bridge was down is not lost for good.
+
+Per map and side the state store keeps a modified-on watermark (``DriftPort.watermark``): a time up
+to which every change made on that side reached the bridge. While the bridge runs it moves the
+watermarks of its running maps on every ``WATERMARK_EVERY_S`` (a change acknowledged is durable in
+the queue, so it is seen). On start it asks both systems for the rows of every map modified since
+the watermark (less ``[drift] catch_up_margin_s``, for clock skew and changes in flight) and hands
+each to the engine as a change from that side. The live rules decide what follows: a row the ledger
+already holds is skipped ("no change since last sync"), a changed one is written to the other side,
+a conflict is settled by the map's policy. Then the watermark moves to the time of the reads.
+
+- Dataverse: ``modifiedon gt <time>`` (every table has ``modifiedon``; powerapps-docs, the table's
+  columns), across companies; the company code from the row's company lookup.
+- F&O: ``ModifiedDateTime gt <time>`` with ``cross-company=true``. An entity without that property
+  answers 400: the catch-up logs it and leaves that map's F&O side to the drift check.
+
+Deletes leave no row to find: the drift check (``dualwrite sync check``) finds those.
+A map that is stopped keeps its watermarks where they are: stopped means its changes are dropped,
+so they are caught up at the next start of the bridge after the map runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bridge.core.errors import SyncError
+from bridge.core.events import ChangeEvent, Operation, SyncMode, System
+from bridge.core.mapping import EntityMap, MappingSet
+from bridge.engine.ports import EventSink
+from bridge.state.base import MapStatus, StatePort
+from bridge.state.driftport import DriftPort
+from bridge.systems.dataverse import DataverseClient
+from bridge.systems.fno import FnoClient
+from bridge.systems.sides import parse_timestamp
+
+log = logging.getLogger(__name__)
+WATERMARK_EVERY_S = 15.0
+SCM_MODIFIED = "ModifiedDateTime"
+CDS_MODIFIED = "modifiedon"
+
+
+def odata_time(at: datetime) -> str:
+    """A DateTimeOffset literal for ``$filter`` (UTC, second precision, rounded down)."""
+    return at.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class CatchUpReport:
+    """Per map and side: rows found modified since the watermark and handed to the engine."""
+
+    submitted: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # "<map>/<side>" -> why it was not read
+
+    @property
+    def total(self) -> int:
+        return sum(n for sides in self.submitted.values() for n in sides.values())
+
+
+class CatchUp:
+    def __init__(
+        self,
+        *,
+        mappings: MappingSet,
+        cds: DataverseClient,
+        scm: FnoClient,
+        sink: EventSink,
+        state: StatePort,
+        drift: DriftPort,
+        margin_s: float,
+    ) -> None:
+        self.mappings = mappings
+        self.cds = cds
+        self.scm = scm
+        self.sink = sink
+        self.state = state
+        self.drift = drift
+        self.margin = timedelta(seconds=margin_s)
+        self._task: asyncio.Task[None] | None = None
+        self._caught_up = False
+        self.last_report: CatchUpReport | None = None
+
+    async def _running_maps(self) -> list[str]:
+        names = []
+        for name in sorted(self.mappings.maps):
+            if (await self.state.get_map_state(name)).status is not MapStatus.STOPPED:
+                names.append(name)
+        return names
+
+    async def mark(self, at: datetime | None = None) -> None:
+        """Every change before ``at`` (default now) on the running maps has been seen."""
+        at = at or datetime.now(UTC)
+        for name in await self._running_maps():
+            for side in System:
+                await self.drift.put_watermark(name, side.value, at)
+
+    async def run(self) -> CatchUpReport:
+        """Sync what changed since each watermark; a map never marked before is marked now."""
+        report = CatchUpReport()
+        for name in await self._running_maps():
+            emap = self.mappings.maps[name]
+            for side in System:
+                read_at = datetime.now(UTC)
+                since = await self.drift.watermark(name, side.value)
+                if since is None:  # the first start: nothing was seen before; from now on
+                    await self.drift.put_watermark(name, side.value, read_at)
+                    continue
+                try:
+                    rows = await self._changed(emap, side, since - self.margin)
+                except SyncError as exc:
+                    report.skipped[f"{name}/{side.value}"] = exc.message
+                    log.warning(
+                        "catch-up of %s on %s skipped: %s (the drift check covers it)",
+                        name,
+                        side.value,
+                        exc.message,
+                    )
+                    continue
+                count = 0
+                for company, key, row, modified in rows:
+                    await self.sink.submit(_event(emap, side, company, key, row, modified))
+                    count += 1
+                report.submitted.setdefault(name, {})[side.value] = count
+                await self.drift.put_watermark(name, side.value, read_at)
+        if report.total:
+            log.info("catch-up after downtime: %d changed records handed to the engine", report.total)
+        return report
+
+    async def _changed(
+        self, emap: EntityMap, side: System, since: datetime
+    ) -> list[tuple[str, str, dict[str, Any], datetime | None]]:
+        out: list[tuple[str, str, dict[str, Any], datetime | None]] = []
+        if side is System.CDS:
+            rows = await self.cds.query(
+                emap.cds.entity_set,
+                filter=f"{CDS_MODIFIED} gt {odata_time(since)}",
+                select=sorted({*emap.select_columns(System.CDS), CDS_MODIFIED}),
+            )
+            for row in rows:
+                company_id, key = row.get(emap.cds.company_read), row.get(emap.cds.key_field)
+                code = await self.cds.company_code(str(company_id)) if company_id else None
+                if code and key not in (None, ""):
+                    out.append((code, str(key), row, parse_timestamp(row.get(CDS_MODIFIED))))
+            return out
+        rows = await self.scm.query(
+            emap.scm.entity_set,
+            filter=f"{SCM_MODIFIED} gt {odata_time(since)}",
+            select=sorted({*emap.select_columns(System.SCM), SCM_MODIFIED}),
+        )
+        for row in rows:
+            company, key = row.get(emap.scm.company_field), row.get(emap.scm.key_field)
+            if company and key not in (None, ""):
+                out.append((str(company).upper(), str(key), row, parse_timestamp(row.get(SCM_MODIFIED))))
+        return out
+
+    # ---- while the bridge runs -----------------------------------------------------------------
+
+    def start(self, *, catch_up: bool) -> None:
+        """In the background: the catch-up first (tried again while a system is down), then the
+        watermarks moved every ``WATERMARK_EVERY_S`` (never before the catch-up has read)."""
+        self._caught_up = not catch_up
+        self._task = asyncio.create_task(self._work(), name="dualwrite-catch-up")
+
+    async def _work(self) -> None:
+        delay = 1.0
+        while not self._caught_up:
+            try:
+                self.last_report = await self.run()
+                self._caught_up = True
+            except Exception as exc:  # a system down at start: try again (the watermarks wait)
+                log.warning("catch-up after downtime failed (%s); trying again in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        while True:
+            await asyncio.sleep(WATERMARK_EVERY_S)
+            try:
+                await self.mark()
+            except Exception as exc:  # the state store busy or closing: the next round tries again
+                log.warning("watermarks not moved: %s", exc)
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        if self._caught_up:  # stopped cleanly: everything acknowledged until now is in the queue
+            with contextlib.suppress(Exception):
+                await self.mark()
+
+
+def _event(
+    emap: EntityMap, side: System, company: str, key: str, row: dict[str, Any], modified: datetime | None
+) -> ChangeEvent:
+    at = modified or datetime.now(UTC)
+    return ChangeEvent(
+        # The same version of a record found again (a second restart) is the same event: deduplicated.
+        event_id=f"catch-up:{side.value}:{emap.name}:{company}:{key}:{at.isoformat()}",
+        source=side,
+        entity=emap.name,
+        company=company,
+        key=key,
+        operation=Operation.UPDATE,
+        mode=SyncMode.ASYNC,
+        record_id=str(row.get(emap.cds.primary_id)).lower() if side is System.CDS else None,
+        image=row,
+        source_timestamp=_latest_in(at),
+    )
+
+
+def _latest_in(modified: datetime) -> datetime:
+    """The systems' modified times have whole seconds: the change was made by the end of that second.
+    Its row is read after, so it is at least that new (without this, a change made within the second
+    of the last one applied would count as older than it: stale)."""
+    if modified.microsecond:
+        return modified
+    return modified + timedelta(seconds=1, microseconds=-1)
