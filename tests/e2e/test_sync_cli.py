@@ -107,6 +107,8 @@ async def test_the_text_report_shows_each_map_and_side(env: Harness) -> None:
 
 async def test_a_second_run_while_one_runs_is_refused(env: Harness) -> None:
     _seed(env)
+    none = await env.ops("GET", "/api/sync/initial")
+    assert none.status == 200 and none.body == {"run": None}  # none ran since the bridge started
     first = await env.ops("POST", "/api/sync/initial", {"maps": ["ship_via"], "master": "cds"})
     second = await env.ops("POST", "/api/sync/initial", {"maps": ["ship_via"], "master": "cds"})
     assert first.status == 202
