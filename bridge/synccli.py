@@ -108,7 +108,9 @@ class BridgeApi:
             raise ConfigError(
                 "the bridge refused the admin token: set DUALWRITE_ADMIN_TOKEN", field="admin_token"
             )
-        return status == 200
+        if status != 200:  # something answers there: never run beside it on the same state store
+            raise DualWriteError(f"{self.url} answered {status} to GET /api/sync/initial (another version?)")
+        return True
 
 
 def _request(args: argparse.Namespace) -> InitialRequest:
