@@ -121,7 +121,9 @@ class BridgeApi:
             raise ConfigError(
                 "the bridge refused the admin token: set DUALWRITE_ADMIN_TOKEN", field="admin_token"
             )
-        return status in (200, 404)
+        if status != 200:  # something answers there: never run beside it on the same state store
+            raise DualWriteError(f"{self.url} answered {status} to GET /api/sync/initial (another version?)")
+        return True
 
 
 def _request(args: argparse.Namespace) -> InitialRequest:
@@ -175,9 +177,10 @@ async def _through_bridge(
     with view:
         while snapshot["status"] == "running":
             await asyncio.sleep(0.5)
-            status, snapshot = await api.call(http, "GET", "/api/sync/initial")
-            if status != 200:
-                raise DualWriteError(f"the bridge stopped answering ({status}): {snapshot}")
+            status, body = await api.call(http, "GET", "/api/sync/initial")
+            if status != 200 or not body.get("run"):
+                raise DualWriteError(f"the bridge stopped answering ({status}): {body}")
+            snapshot = body["run"]
             view.show(snapshot)
     return snapshot
 

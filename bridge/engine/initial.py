@@ -97,13 +97,14 @@ class InitialSync:
             failed_only=request.failed_only,
         )
         if not request.dry_run:
+            unfinished = (SyncRunStatus.RUNNING, SyncRunStatus.FAILED)  # stopped, killed, or a system down
             for run in await self.store.sync_runs(limit=5):
-                if run.status is SyncRunStatus.RUNNING and run.id is not None:
+                if run.status in unfinished and run.id is not None and not run.dry_run:
                     if same_request(run, wanted):
                         log.info("initial sync: resuming run %d", run.id)
                         return run.id, steps
                     await self.store.finish_sync_run(
-                        run.id, status=SyncRunStatus.FAILED, message="superseded by a new run", at=_now()
+                        run.id, status=SyncRunStatus.SUPERSEDED, message="a new run was asked for", at=_now()
                     )
         return await self.store.start_sync_run(wanted), steps
 

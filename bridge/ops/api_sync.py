@@ -1,7 +1,8 @@
 """``/api/sync``: the initial sync and every error of the sync runs.
 
 ``POST /api/sync/initial`` starts (or resumes) a run inside this bridge, the one that owns the queue,
-and answers 202 with its first figures; ``GET /api/sync/initial`` follows it (records read,
+and answers 202 with its first figures; ``GET /api/sync/initial`` follows it (``{"run": …}``, null
+before the first run since the bridge started: records read,
 written, unchanged and failed per map and side, the rate and the time left). ``GET /api/sync/errors``
 lists the records the runs could not bring together, newest first, paged and filtered by map,
 company, run and state, each with both systems' messages and the payload it tried to write.
@@ -72,6 +73,12 @@ class InitialProgressView(BaseModel):
     maps: dict[str, MapFigures]
     planned: list[PlannedWriteView] = Field(description="A dry run: the writes it would make (up to a limit)")
     planned_total: int
+
+
+class InitialRunView(BaseModel):
+    run: InitialProgressView | None = Field(
+        description="The running (or last) run; null when none ran since start"
+    )
 
 
 class InitialBody(BaseModel):
@@ -165,9 +172,8 @@ class SyncApi:
 
     async def progress(self, request: web.Request) -> web.Response:
         snapshot = self.service.progress()
-        if snapshot is None:
-            raise ApiError(404, "not_found", "no initial sync ran since the bridge started")
-        return _ok(InitialProgressView.model_validate(snapshot))
+        run = None if snapshot is None else InitialProgressView.model_validate(snapshot)
+        return _ok(InitialRunView(run=run))
 
     async def errors(self, request: web.Request) -> web.Response:
         q = _query(request, SyncErrorsQuery)
@@ -201,9 +207,8 @@ class SyncApi:
                 "/api/sync/initial",
                 self.progress,
                 "The running (or last) initial sync: figures per map and side, rate, time left",
-                InitialProgressView,
+                InitialRunView,
                 tag="sync",
-                errors={404: "No initial sync ran since the bridge started"},
             ),
             RouteSpec(
                 "GET",

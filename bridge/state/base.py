@@ -342,7 +342,8 @@ class StatePort(Protocol):
 class SyncRunStatus(StrEnum):
     RUNNING = "running"  # started and not finished (a run whose process died stays so: resumable)
     DONE = "done"
-    FAILED = "failed"  # stopped by an error that is not one record's (a system down, a bad setting)
+    FAILED = "failed"  # stopped by an error that is not one record's (a system down): resumable too
+    SUPERSEDED = "superseded"  # another request started a new run before this one finished
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ async def run_initial(h: Harness, body: dict[str, Any], timeout: float = 60.0) -
     while True:
         got = await h.ops("GET", "/api/sync/initial")
         assert got.status == 200, got.body
-        if got.body["status"] != "running":
-            return dict(got.body)
+        if got.body["run"]["status"] != "running":
+            return dict(got.body["run"])
         assert asyncio.get_running_loop().time() < deadline, got.body
         await asyncio.sleep(0.1)
 
@@ -180,7 +180,9 @@ async def test_live_changes_during_the_run_are_applied_after_it_never_overwritte
     assert started.status == 202
     for _ in range(200):
         state = (await env.ops("GET", "/api/maps/ship_via")).body["state"]
-        written = (await env.ops("GET", "/api/sync/initial")).body["maps"]["ship_via"]["scm"]["written"]
+        written = (await env.ops("GET", "/api/sync/initial")).body["run"]["maps"]["ship_via"]["scm"][
+            "written"
+        ]
         if state == "initializing" and written >= 20:
             break
         await asyncio.sleep(0.01)
@@ -194,7 +196,7 @@ async def test_live_changes_during_the_run_are_applied_after_it_never_overwritte
     assert row is not None
     resp = await env.cds_update("msdyn_shipvias", row["msdyn_shipviaid"], {"msdyn_description": "live cds"})
     assert resp.status == 204, resp.body
-    mid = (await env.ops("GET", "/api/sync/initial")).body
+    mid = (await env.ops("GET", "/api/sync/initial")).body["run"]
     assert mid["status"] == "running", "the changes were made during the run"
     await env.sandbox.notifier.drain()
     assert await env.bridge.queue.depth() >= 1  # held while the map initializes
@@ -213,7 +215,7 @@ async def test_live_changes_during_the_run_are_applied_after_it_never_overwritte
 async def run_initial_wait(h: Harness, timeout: float = 60.0) -> dict[str, Any]:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        got = (await h.ops("GET", "/api/sync/initial")).body
+        got = (await h.ops("GET", "/api/sync/initial")).body["run"]
         if got["status"] != "running":
             return dict(got)
         assert asyncio.get_running_loop().time() < deadline, got

@@ -4,6 +4,7 @@ to /api/sync/initial, follows the run, and prints its figures (one JSON object w
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 from typing import Any
@@ -107,6 +108,8 @@ async def test_the_text_report_shows_each_map_and_side(env: Harness) -> None:
 
 async def test_a_second_run_while_one_runs_is_refused(env: Harness) -> None:
     _seed(env)
+    none = await env.ops("GET", "/api/sync/initial")
+    assert none.status == 200 and none.body == {"run": None}  # none ran since the bridge started
     first = await env.ops("POST", "/api/sync/initial", {"maps": ["ship_via"], "master": "cds"})
     second = await env.ops("POST", "/api/sync/initial", {"maps": ["ship_via"], "master": "cds"})
     assert first.status == 202
@@ -114,3 +117,26 @@ async def test_a_second_run_while_one_runs_is_refused(env: Harness) -> None:
     bad = await env.ops("POST", "/api/sync/initial", {"maps": ["nope"], "master": "cds"})
     assert bad.status in (400, 409)
     assert (await env.ops("POST", "/api/sync/initial", {"master": "both"})).status == 400
+
+
+async def test_a_run_that_failed_as_a_whole_resumes_when_asked_again(env: Harness) -> None:
+    _seed(env)
+    faults = env.sandbox.faults["fno"]
+    faults.update(unavailable_rate=1.0)  # F&O answers 503 to everything: the run cannot go on
+    started = await env.ops("POST", "/api/sync/initial", {"maps": ["ship_via"], "master": "cds"})
+    assert started.status == 202
+    for _ in range(600):
+        run = (await env.ops("GET", "/api/sync/initial")).body["run"]
+        if run["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert run["status"] == "failed" and "503" in (run["message"] or ""), run
+    faults.update(unavailable_rate=0.0)
+    again = await env.ops("POST", "/api/sync/initial", {"maps": ["ship_via"], "master": "cds"})
+    assert again.status == 202 and again.body["run_id"] == run["run_id"]  # the same run, resumed
+    for _ in range(600):
+        done = (await env.ops("GET", "/api/sync/initial")).body["run"]
+        if done["status"] != "running":
+            break
+        await asyncio.sleep(0.05)
+    assert done["status"] == "done" and done["maps"]["ship_via"]["scm"]["written"] == 6, done

@@ -70,9 +70,7 @@ async function refreshSync() {
   if (syncView.busy) return;
   syncView.busy = true;
   try {
-    let run = null;
-    try { run = await api("GET", "/api/sync/initial"); } catch (e) { if (!String(e.message).includes("no initial sync")) throw e; }
-    renderInitial(run);
+    renderInitial((await api("GET", "/api/sync/initial")).run);
     const q = new URLSearchParams({ offset: syncView.offset, limit: syncView.limit, state: $("sync-errors-state").value });
     const map = $("sync-errors-map").value, company = $("sync-errors-company").value.trim();
     if (map) q.set("map", map);
