@@ -54,22 +54,15 @@ def _free_port(host: str) -> int:
 
 
 async def reset_schema(database_url: str, schema: str) -> None:
-    """Drop the demo's schema (its tables only: CASCADE stays inside it) and create it empty."""
+    """Drop the demo's schema and create it empty (``bridge.storage.postgres.reset_schema``)."""
     try:
-        import psycopg
-        from psycopg import sql
+        from bridge.storage import postgres
     except ImportError as exc:  # pragma: no cover - the postgres extra is part of dev
         raise ConfigError(
             "the replica demo needs the postgres extra: pip install 'dualwrite[postgres]'",
             field="database_url",
         ) from exc
-    try:
-        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-            await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    except psycopg.Error as exc:
-        # The URL may hold a password: say what failed, never the URL.
-        raise ConfigError(f"PostgreSQL: {str(exc).strip()}", field="database_url") from exc
+    await postgres.reset_schema(database_url, schema)
 
 
 @dataclass

@@ -86,11 +86,15 @@ class DriftChecker:
 
     def names(self, maps: Sequence[str] | None) -> list[str]:
         """The maps asked for (all when None), in dependency order; an unknown one is a ConfigError."""
-        wanted = list(maps) if maps else sorted(self.mappings.maps)
-        unknown = sorted(set(wanted) - set(self.mappings.maps))
+        records = self.mappings.record_maps()
+        wanted = list(maps) if maps else sorted(records)
+        unknown = sorted(set(wanted) - set(records))
         if unknown:
-            raise ConfigError(f"no map {', '.join(unknown)} (known: {', '.join(sorted(self.mappings.maps))})")
-        return [step.name for step in order_for(self.mappings.maps.values(), wanted)]
+            # Document maps are one way and written whole: their next save or a resync repairs them.
+            raise ConfigError(
+                f"no map {', '.join(unknown)} a drift check compares (known: {', '.join(sorted(records))})"
+            )
+        return [step.name for step in order_for(records.values(), wanted)]
 
     async def check(
         self,

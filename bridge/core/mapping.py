@@ -70,6 +70,12 @@ class MappingSet:
     def get(self, name: str) -> EntityMap | None:
         return self.maps.get(name)
 
+    def record_maps(self) -> dict[str, EntityMap]:
+        """The two-way maps of one record each: what an initial sync, a drift check and the catch-up
+        compare. Document maps (one way, a header with its lines) are written whole by their next
+        save or a resync instead."""
+        return {name: m for name, m in self.maps.items() if not isinstance(m, DocumentMap)}
+
     def by_cds_logical_name(self, logical_name: str) -> EntityMap | None:
         return self._cds_logical.get(logical_name)
 

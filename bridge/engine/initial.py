@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from bridge.core.compare import FieldSelection
+from bridge.core.errors import ConfigError
 from bridge.core.events import System
 from bridge.core.maporder import MapStep, order_for
 from bridge.core.mapping import MappingSet
@@ -80,10 +81,17 @@ class InitialSync:
         self._since = _now()
 
     def steps(self, request: InitialRequest) -> list[MapStep]:
-        names = request.maps or tuple(self.mappings.maps)
+        records = self.mappings.record_maps()
+        names = request.maps or tuple(records)
         unknown = sorted(set(names) - set(self.mappings.maps))
         if unknown:
             raise KeyError(", ".join(unknown))
+        if documents := sorted(set(names) - set(records)):
+            raise ConfigError(
+                f"{', '.join(documents)}: a document map is not brought together by an initial sync;"
+                " its next save or a resync (dualwrite sync record) writes the document whole",
+                field="--map",
+            )
         return order_for(self.mappings, names)
 
     async def prepare(self, request: InitialRequest) -> tuple[int, list[MapStep]]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.core.errors import ConfigError
 from bridge.core.events import System
 from bridge.engine.syncports import InitialRequest, InitialSyncService, SyncBusyError
 from bridge.ops.apikit import ApiError
@@ -166,6 +167,8 @@ class SyncApi:
             snapshot = await self.service.start(wanted)
         except KeyError as exc:
             raise ApiError(400, "bad_request", f"unknown map: {exc.args[0]}") from None
+        except ConfigError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
         except SyncBusyError as exc:
             raise ApiError(409, "conflict", str(exc)) from None
         return _ok(InitialProgressView.model_validate(snapshot), status=202)

@@ -223,6 +223,19 @@ class PgDatabase:
             await conn.execute("SELECT 1")
 
 
+async def reset_schema(database_url: str, schema: str) -> None:
+    """Drop ``schema`` (its tables only: CASCADE stays inside it) and create it empty: the replica
+    demo's fresh start, which never touches other data in the database."""
+    check_schema(schema)
+    try:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    except psycopg.Error as exc:
+        # The URL may hold a password: say what failed, never the URL.
+        raise ConfigError(f"PostgreSQL: {str(exc).strip()}", field="database_url") from exc
+
+
 def _reason(exc: BaseException) -> str:
     """libpq's message without anything that could be a password (it never prints one, but be sure)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -78,6 +78,9 @@ async def test_bad_checks_are_refused(env: Harness) -> None:
     assert no_side.status == 400 and "from" in no_side.body["message"]
     unknown = await env.ops("POST", "/api/drift/check", {"maps": ["nothing"]})
     assert unknown.status == 404 and "nothing" in unknown.body["message"]
+    # A document map is one way and written whole (its next save, a resync): no drift check of it.
+    document = await env.ops("POST", "/api/drift/check", {"maps": ["work_order"]})
+    assert document.status == 404 and "work_order" in document.body["message"]
     assert await drift_state(env.bridge.state).drift_checks() == []  # nothing was checked
 
 

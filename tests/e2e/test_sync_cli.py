@@ -140,3 +140,18 @@ async def test_a_run_that_failed_as_a_whole_resumes_when_asked_again(env: Harnes
             break
         await asyncio.sleep(0.05)
     assert done["status"] == "done" and done["maps"]["ship_via"]["scm"]["written"] == 6, done
+
+
+async def test_a_document_map_is_refused_and_all_maps_leaves_the_documents_out(env: Harness) -> None:
+    """Document maps (work orders, agreement invoices, products: one way, written whole) are not
+    paired record by record: asked by name, 400 with what to do instead; ``--all`` skips them."""
+    refused = await env.ops("POST", "/api/sync/initial", {"maps": ["work_order"], "master": "cds"})
+    assert refused.status == 400, refused.body
+    assert "work_order: a document map" in refused.body["message"]
+    assert "dualwrite sync record" in refused.body["message"]
+    assert (await env.ops("GET", "/api/sync/initial")).body == {"run": None}  # nothing started
+    everything = await env.ops("POST", "/api/sync/initial", {"master": "scm", "dry_run": True})
+    assert everything.status == 202, everything.body
+    documents = {n for n, m in env.bridge.mappings.maps.items() if n not in env.bridge.mappings.record_maps()}
+    assert documents >= {"work_order", "agreement_invoice", "product"}
+    assert not documents & set(everything.body["maps"]), everything.body["maps"]
