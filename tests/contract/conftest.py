@@ -10,10 +10,13 @@ import pytest
 from bridge.queue.base import QueuePort
 from bridge.queue.factory import NEEDS_A_SERVICE, QUEUE_BUILDERS, build_queue, open_queue
 from bridge.settings import StorageSettings
+from bridge.state.base import StatePort
+from bridge.state.factory import STATE_BUILDERS
 from tests.contract.queue_support import QueueFactory
-from tests.pg_support import pg_schemas, pg_settings, require_pg
+from tests.contract.test_state_contract import StateFactory
+from tests.pg_support import contract_state, pg_schemas, pg_settings, require_pg
 
-__all__ = ["make_queue", "pg_schemas"]
+__all__ = ["make_queue", "make_state", "pg_schemas"]
 
 
 # Every backend but those that need a service not run here: the real Service Bus runs as
@@ -40,3 +43,19 @@ async def make_queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     yield make
     for queue in opened:
         await queue.close()
+
+
+@pytest.fixture(params=sorted(STATE_BUILDERS))
+async def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateFactory]:
+    """Opens state stores of one backend (each test runs once per backend); closes them after."""
+    opened: list[StatePort] = []
+
+    async def make(name: str) -> StatePort:
+        state = contract_state(request, tmp_path / name, name)
+        await state.open()
+        opened.append(state)
+        return state
+
+    yield make
+    for state in opened:
+        await state.close()

@@ -4,17 +4,13 @@ again on the same storage sees what the last one wrote (the restart an admin rel
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from bridge.state.base import ConflictStatus, ParkedConflict, StatePort, StoredAlertRule
-from bridge.state.factory import STATE_BUILDERS
 from tests.contract.test_state_contract import StateFactory
-from tests.pg_support import contract_state
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 PAUSE = StoredAlertRule(entity="warehouse", failures=3, minutes=5, action="pause")
@@ -33,21 +29,6 @@ def conflict(key: str = "WH-1", *, name: str = "Main", event_id: str = "cds:1") 
         scm_modified_at=T0 + timedelta(seconds=1),
         detected_at=T0 + timedelta(seconds=2),
     )
-
-
-@pytest.fixture(params=sorted(STATE_BUILDERS))
-async def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateFactory]:
-    opened: list[StatePort] = []
-
-    async def make(name: str) -> StatePort:
-        state = contract_state(request, tmp_path / name, name)
-        await state.open()
-        opened.append(state)
-        return state
-
-    yield make
-    for state in opened:
-        await state.close()
 
 
 @pytest.fixture

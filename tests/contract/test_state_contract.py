@@ -9,17 +9,14 @@ is ``make(name) -> opened StatePort`` where the same ``name`` reaches the same d
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from bridge.core.ledger import LedgerEntry
 from bridge.state.base import Failure, MapState, MapStatus, StatePort
-from bridge.state.factory import STATE_BUILDERS
-from tests.pg_support import contract_state
 
 StateFactory = Callable[[str], Awaitable[StatePort]]
 
@@ -237,16 +234,4 @@ class StateContract:
 
 
 class TestStateContract(StateContract):
-    @pytest.fixture(params=sorted(STATE_BUILDERS))
-    async def make_state(self, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateFactory]:
-        opened: list[StatePort] = []
-
-        async def make(name: str) -> StatePort:
-            state = contract_state(request, tmp_path / name, name)
-            await state.open()
-            opened.append(state)
-            return state
-
-        yield make
-        for state in opened:
-            await state.close()
+    """Every backend of ``STATE_BUILDERS`` (``make_state`` in tests/contract/conftest.py)."""

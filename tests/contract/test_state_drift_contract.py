@@ -4,17 +4,13 @@ opened again on the same storage sees what the last one wrote."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
-from bridge.state.base import StatePort
 from bridge.state.driftport import DriftCheck, DriftedRecord, DriftPort
-from bridge.state.factory import STATE_BUILDERS, drift_state
+from bridge.state.factory import drift_state
 from tests.contract.test_state_contract import StateFactory
-from tests.pg_support import contract_state
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -38,21 +34,6 @@ def check(entity: str = "warehouse", *, different: int = 1, at: datetime = T0) -
         repair_failed=1,
         error=None,
     )
-
-
-@pytest.fixture(params=sorted(STATE_BUILDERS))
-async def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateFactory]:
-    opened: list[StatePort] = []
-
-    async def make(name: str) -> StatePort:
-        state = contract_state(request, tmp_path / name, name)
-        await state.open()
-        opened.append(state)
-        return state
-
-    yield make
-    for state in opened:
-        await state.close()
 
 
 @pytest.fixture

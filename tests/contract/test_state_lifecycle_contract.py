@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,25 +22,8 @@ from bridge.state.base import (
     Resolution,
     StatePort,
 )
-from bridge.state.factory import STATE_BUILDERS
 from bridge.state.sqlite import SqliteState
 from tests.contract.test_state_contract import T0, StateFactory, make_failure
-from tests.pg_support import contract_state
-
-
-@pytest.fixture(params=sorted(STATE_BUILDERS))
-async def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateFactory]:
-    opened: list[StatePort] = []
-
-    async def make(name: str) -> StatePort:
-        state = contract_state(request, tmp_path / name, name)
-        await state.open()
-        opened.append(state)
-        return state
-
-    yield make
-    for state in opened:
-        await state.close()
 
 
 @pytest.fixture

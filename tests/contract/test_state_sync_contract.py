@@ -4,15 +4,12 @@ opened again on the same storage sees what the last one wrote (a killed run resu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from bridge.state.base import (
-    StatePort,
     SyncCheckpoint,
     SyncRecordError,
     SyncRun,
@@ -20,9 +17,7 @@ from bridge.state.base import (
     SyncStatePort,
     sync_store,
 )
-from bridge.state.factory import STATE_BUILDERS
 from tests.contract.test_state_contract import StateFactory
-from tests.pg_support import contract_state
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 RUN = SyncRun(maps=("customer_asset_category", "customer_asset"), master="scm", companies=("usmf",))
@@ -43,21 +38,6 @@ def error(key: str, *, run_id: int = 1, company: str = "USMF", message: str = "r
         status=400,
         code="0x80040203",
     )
-
-
-@pytest.fixture(params=sorted(STATE_BUILDERS))
-async def make_state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateFactory]:
-    opened: list[StatePort] = []
-
-    async def make(name: str) -> StatePort:
-        state = contract_state(request, tmp_path / name, name)
-        await state.open()
-        opened.append(state)
-        return state
-
-    yield make
-    for state in opened:
-        await state.close()
 
 
 @pytest.fixture
