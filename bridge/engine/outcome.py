@@ -39,6 +39,7 @@ from bridge.core.events import ChangeEvent, Operation, SyncMode, System
 from bridge.core.kinds import FailureKind
 from bridge.engine.activity import ActivityRecorder
 from bridge.engine.apply import Applied, Result, direction
+from bridge.engine.docundo import DocUndo
 from bridge.engine.journal import Undo
 from bridge.engine.recovery import Recovery
 from bridge.metrics import Metrics
@@ -464,7 +465,7 @@ class Outcomes:
         ledger = await self.state.get_ledger(event.record_key)
         return ledger is not None and ledger.last_event_id == event.event_id
 
-    async def _undo(self, item: QueuedEvent, undo: Undo, why: str) -> None:
+    async def _undo(self, item: QueuedEvent, undo: Undo | DocUndo, why: str) -> None:
         error: str | None = None
         try:
             await self.recovery.guard(item.event, undo)
