@@ -44,3 +44,15 @@ def current_deadline() -> float | None:
 def is_urgent() -> bool:
     """A caller waits for the requests made here (see ``deadline_scope``)."""
     return _urgent.get()
+
+
+@contextmanager
+def own_deadline(seconds: float) -> Iterator[float]:
+    """Like ``deadline_scope``, but not bound by an outer scope: for work that must go on after
+    the caller's budget ended (taking back a write whose synchronous caller gave up)."""
+    mine = time.monotonic() + seconds
+    token = _deadline.set(mine)
+    try:
+        yield mine
+    finally:
+        _deadline.reset(token)

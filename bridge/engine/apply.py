@@ -31,6 +31,7 @@ from bridge.core.events import DEFERRED_KEY_PREFIX, ChangeEvent, Operation, Sync
 from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import DocumentMap, EntityMap, MappingSet
 from bridge.engine.documents import DocumentApplier
+from bridge.engine.docundo import DocUndo
 from bridge.engine.journal import Undo, UndoJournal, journal_id
 from bridge.engine.parking import park
 from bridge.engine.records import (
@@ -57,7 +58,7 @@ class Result(StrEnum):
 class Applied:
     result: Result
     reason: str = ""
-    undo: Undo | None = None
+    undo: Undo | DocUndo | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,7 +105,8 @@ class Applier:
         if self._documents is None:
             raise RejectedError(f"map {dmap.name}: no document side configured", code="config")
         done = await self._documents.apply(event, dmap)
-        return Applied(Result.APPLIED if done.applied else Result.SKIPPED, done.reason, details=done.details)
+        result = Result.APPLIED if done.applied else Result.SKIPPED
+        return Applied(result, done.reason, done.undo, details=done.details)
 
     async def _undefer(self, event: ChangeEvent, emap: EntityMap) -> ChangeEvent | None:
         """Read the committed Dataverse row of an event received without its key."""

@@ -13,7 +13,9 @@ From F&O to Dataverse (products) the document is the header alone, written by it
 Documents are one way: a change from the other side is skipped (the sales orders made from work
 orders are never synced back). A refused document is not compensated: in a synchronous step the
 save rolls back with F&O's message; otherwise the Dataverse saves stay and the failure is listed
-until it is retried (or the next save of the document carries it again).
+until it is retried (or the next save of the document carries it again). A synchronous change set is
+journalled first and comes with its undo (``bridge.engine.docundo``): when the originator gave up
+after F&O committed it (its save rolled back), the engine takes it back.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from bridge.core.docmap import DocumentMap, LineCollection, ValueLookup
 from bridge.core.errors import RejectedError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
 from bridge.core.ledger import LedgerEntry
+from bridge.engine.docundo import DocUndo, journal_document
+from bridge.engine.journal import journal_id
 from bridge.engine.records import replace_ledger
 from bridge.engine.sideports import DocumentSide, DocWrite
 from bridge.state.base import StatePort
@@ -43,6 +47,7 @@ class Done:
     applied: bool
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
+    undo: DocUndo | None = None  # how to take the change set back (its originator gave up)
 
 
 def _skip(reason: str) -> Done:
@@ -98,6 +103,16 @@ class DocumentApplier:
             return _skip("no change since last sync")
         if previous:
             await self._guard(dmap, header_key)
+        undo = DocUndo(
+            dmap=dmap,
+            company=event.company,
+            source_key=event.key,
+            key=header_key,
+            before=dict(previous) if previous else None,
+            written=plan.state,
+            ledger_before=ledger,
+        )
+        await journal_document(self.state, event, undo)  # a synchronous change: before its write
         await self.side.changeset(System.SCM, [self._write(dmap, w) for w in plan.writes])
         await self._remember(event, ledger, {**plan.state, "key": header_key}, header)
         counts = _counts(plan.writes)
@@ -105,6 +120,7 @@ class DocumentApplier:
             True,
             f"document {header_key}: {counts} in one change set",
             details={"writes": len(plan.writes), "skipped_lines": plan.skipped_lines},
+            undo=undo,
         )
 
     async def _lines(self, event: ChangeEvent, dmap: DocumentMap, header_id: str) -> list[docrules.LineRow]:
@@ -254,7 +270,8 @@ class DocumentApplier:
                 last_source_timestamp=event.source_timestamp,
                 deleted=False,
                 updated_at=now,
-            )
+            ),
+            drop_journal_of=journal_id(event),  # recorded: the undo entry is settled with it
         )
 
     async def _tombstone(self, event: ChangeEvent, ledger: LedgerEntry | None) -> None:

@@ -34,11 +34,13 @@ from enum import StrEnum
 
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random_exponential
 
+from bridge.core.deadline import own_deadline
 from bridge.core.errors import RejectedError, RetryableError, SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System
 from bridge.core.kinds import FailureKind
 from bridge.engine.activity import ActivityRecorder
 from bridge.engine.apply import Applied, Result, direction
+from bridge.engine.docundo import DocUndo
 from bridge.engine.journal import Undo
 from bridge.engine.recovery import Recovery
 from bridge.metrics import Metrics
@@ -442,7 +444,7 @@ class Outcomes:
             await self.queue.dead_letter(item, message)
             return
         # An attempt that timed out may still have written: take it back.
-        await self.recovery.revert_if_applied(event)
+        await self._revert_if_applied(item)
         await self.queue.complete(item)
         self.answer(event, answer_of_spent_budget(event, message))
 
@@ -451,12 +453,23 @@ class Outcomes:
         bridge received it): never applied now, and taken back if an earlier attempt wrote."""
         event = item.event
         self.metrics.settled(event.entity, event.record_key)
-        reverted = await self.recovery.revert_if_applied(event)
+        reverted = await self._revert_if_applied(item)
         recorded = not reverted and await self._recorded(event)
         message, answer = after_abandon(reverted=reverted, recorded=recorded)
         await self._record(item, Record(kind=FailureKind.TIMEOUT, target_message=message))
         await self.queue.complete(item)
         self.answer(event, answer)
+
+    async def _revert_if_applied(self, item: QueuedEvent) -> bool:
+        """Take back what an earlier attempt may have written, from the undo journal; a revert the
+        target refuses (e.g. a document posted meanwhile) is listed with its message for admins."""
+        try:
+            return await self.recovery.revert_if_applied(item.event)
+        except SyncError as exc:
+            record, _ = record_of_undo(GAVE_UP_AFTER, exc.message)
+            await self._record(item, record)
+            await self.recovery.settle(item.event)
+            return False
 
     async def _recorded(self, event: ChangeEvent) -> bool:
         """The ledger's last change of the record is this one: it was applied (and its undo entry
@@ -464,11 +477,13 @@ class Outcomes:
         ledger = await self.state.get_ledger(event.record_key)
         return ledger is not None and ledger.last_event_id == event.event_id
 
-    async def _undo(self, item: QueuedEvent, undo: Undo, why: str) -> None:
+    async def _undo(self, item: QueuedEvent, undo: Undo | DocUndo, why: str) -> None:
         error: str | None = None
         try:
-            await self.recovery.guard(item.event, undo)
-            await self.recovery.undo(undo)
+            # The originator's budget is over (that is why it is undone): the undo has its own.
+            with own_deadline(self.settings.lease_s * 0.8):
+                await self.recovery.guard(item.event, undo)
+                await self.recovery.undo(undo)
         except SyncError as exc:
             error = exc.message
         record, answer = record_of_undo(why, error)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bridge.core.errors import ConflictError, RetryableError
+from bridge.core.errors import ConflictError, RejectedError, RetryableError
 from bridge.core.events import ChangeEvent, Operation, System, record_key
 from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import DocumentMap, MappingSet
+from bridge.engine.docundo import DocUndo, from_journal, journal_document, undo_document
 from bridge.engine.journal import Undo, UndoJournal
 from bridge.engine.records import ledger_from_json, replace_ledger, row_from_json
-from bridge.engine.sideports import Sides
+from bridge.engine.sideports import DocumentSide, Sides
 from bridge.state.base import StatePort
 from bridge.telemetry import NO_SPAN, SPAN_COMPENSATE, tracer, tracing_enabled
 
@@ -72,8 +73,11 @@ class Recovery:
         await self.mark_written(ledger, event.source, started)
         return f"restored the last synced values on {event.source.value}"
 
-    async def undo(self, undo: Undo) -> None:
+    async def undo(self, undo: Undo | DocUndo) -> None:
         """Revert a write whose synchronous originator gave up (its transaction rolled back)."""
+        if isinstance(undo, DocUndo):
+            await undo_document(self._documents(), self.state, undo)
+            return
         side = self.sides.of(undo.target)
         now = await side.read(undo.emap, undo.company, undo.key)
         started = datetime.now(UTC)
@@ -103,6 +107,10 @@ class Recovery:
         if entry is None:
             return False  # journalled before every write: no entry, no write
         emap = self.mappings.maps[event.entity]
+        if isinstance(emap, DocumentMap) and "document" in entry:
+            await undo_document(self._documents(), self.state, from_journal(entry, emap, event))
+            await self.state.drop_journal(event.event_id)
+            return True
         before = entry["before"]
         ledger_before = entry["ledger_before"]
         await self.undo(
@@ -124,12 +132,20 @@ class Recovery:
         journal entry is no longer needed."""
         await self.journal.settle(event)
 
-    async def guard(self, event: ChangeEvent, undo: Undo) -> None:
+    async def guard(self, event: ChangeEvent, undo: Undo | DocUndo) -> None:
         """Journal an undo about to be made of a recorded write (its own entry went with the ledger
         write): a crash mid-undo still finishes it from the journal after the restart."""
+        if isinstance(undo, DocUndo):
+            await journal_document(self.state, event, undo)
+            return
         await self.journal.write(event, undo.target, undo.before, undo.ledger_before, deleted=undo.deleted)
 
     # ------------------------------------------------------------------ helpers
+    def _documents(self) -> DocumentSide:
+        if self.sides.documents is None:
+            raise RejectedError("no document side configured", code="config")
+        return self.sides.documents
+
     async def mark_written(self, ledger: LedgerEntry | None, side: System, at: datetime) -> None:
         """Record a write to ``side`` made outside the normal path (compensation, undo)."""
         if ledger is not None:
