@@ -21,11 +21,15 @@ bridge already has, and a restart after ``kill -9`` runs the queued live changes
 - a submitted row is timed at its own modified time, never later: the systems keep whole seconds,
   and timing it at the end of its second (as the catch-up once did) let a side's old image overtake
   a newer change of the other side made in that second, and made a live change of that second,
-  after the read, "older" than the catch-up's row, so skipped as stale (lost). Only when the
-  ledger's ``last_source_timestamp`` falls later within the same second is it raised to that time:
-  equal is not stale, so a genuine change of that second still applies; a live change after the
-  read carries a later time and still wins; and a side's old image read before a write the bridge
-  then made to it is superseded by that write (``is_superseded``).
+  after the read, "older" than the catch-up's row, so skipped as stale (lost). It is raised to the
+  ledger's ``last_source_timestamp`` only when that falls later within the same second and the
+  ledger entry was written before the read began (``updated_at``, the bridge's clock): equal is not
+  stale, so a genuine change of that second still applies. The ledger is read after the rows while
+  queued live changes run: one applied after the read began may be newer than the row as read, so
+  no raise (the row stays stale; raising there wrote a record's older value back in
+  ``tests/reliability/test_kill9.py``). A live change after the read carries a later time and still
+  wins, and a side's old image read before the bridge then wrote to that side is superseded by the
+  write (``is_superseded``).
 - document maps (``kind: document``: one way, a header with lines) are not caught up: their events
   are the header's save, whose lines the document path reads itself, and the catch-up's per-row
   events do not fit it. A document saved while the bridge was down travels with its next save;
@@ -157,7 +161,7 @@ class CatchUp:
                 count = same = 0
                 for company, key, row, modified in rows:
                     ledger = await self.state.get_ledger(record_key(name, company, key))
-                    at = catch_up_stamp(side, row, modified or read_at, ledger)
+                    at = catch_up_stamp(side, row, modified or read_at, ledger, read_at)
                     if at is None:
                         same += 1
                         continue
@@ -247,10 +251,11 @@ class CatchUp:
 
 
 def catch_up_stamp(
-    side: System, row: dict[str, Any], modified: datetime, ledger: LedgerEntry | None
+    side: System, row: dict[str, Any], modified: datetime, ledger: LedgerEntry | None, read_at: datetime
 ) -> datetime | None:
     """The source time of the catch-up event for ``side``'s ``row`` (modified at ``modified``, whole
-    seconds), or None when the ledger says the bridge already has this version (not submitted)."""
+    seconds; read from ``read_at`` on, with ``ledger`` read after it), or None when the ledger says
+    the bridge already has this version (not submitted)."""
     if ledger is None or ledger.deleted:
         return modified  # never synced (or being created again): nothing to compare with
     row_etag, synced_etag = row.get("@odata.etag"), etag_of(ledger, side)
@@ -263,8 +268,17 @@ def catch_up_stamp(
         if last_sync is not None and _utc(modified) < _utc(last_sync).replace(microsecond=0):
             return None
     last = ledger.last_source_timestamp
-    if last is not None and _utc(modified) < _utc(last) < _utc(modified) + timedelta(seconds=1):
-        return _utc(last)  # the same second: equal is not stale, so a genuine change still applies
+    if (
+        last is not None
+        and _utc(modified) < _utc(last) < _utc(modified) + timedelta(seconds=1)
+        and ledger.updated_at is not None
+        and _utc(ledger.updated_at) < _utc(read_at)
+    ):
+        # The same second, and the ledger as it was before the rows were read (its entry written
+        # earlier, by the bridge's clock like read_at): equal is not stale, so a genuine change of
+        # that second still applies. A change applied after the read began may be newer than the
+        # row as read: no raise, so the row stays stale against it.
+        return _utc(last)
     return modified
 
 

@@ -24,6 +24,7 @@ from bridge.demo import default_mappings_dir
 from bridge.state.base import MapState, MapStatus
 
 SECOND = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)  # a modified time: whole seconds
+READ = SECOND + timedelta(seconds=5)  # when the catch-up read the rows
 COMPANY_ID = "00000000-0000-0000-0000-0000000000aa"
 
 
@@ -37,6 +38,7 @@ def _ledger(**overrides: Any) -> LedgerEntry:
         cds_image={"msdyn_name": "Ship", "msdyn_description": "Sea"},
         scm_image={"ModeCode": "Ship", "ModeDescription": "Sea"},
         last_source_timestamp=SECOND - timedelta(minutes=5),
+        updated_at=SECOND + timedelta(seconds=1),  # the entry written before the read (READ)
         cds_etag='W/"100"',
         scm_etag='W/"JzEsNTYzNzE0NDU3NjsxLDY4NzE5NDc2NzM2Jw=="',
     )
@@ -156,7 +158,7 @@ async def test_an_unchanged_sides_old_image_does_not_overwrite_the_other_sides_n
     assert events == []  # the old Dataverse image is not written back over F&O's newer value
     # Without an ETag to compare it is submitted (same second), at F&O's time: equal, not stale, and
     # the write of F&O's value to Dataverse (after the row was read) supersedes the old image.
-    at = catch_up_stamp(System.CDS, {}, SECOND, replace(applied_fno, cds_etag=None))
+    at = catch_up_stamp(System.CDS, {}, SECOND, replace(applied_fno, cds_etag=None), READ)
     assert at == applied_fno.last_source_timestamp
     written = replace(applied_fno, cds_written_at=SECOND + timedelta(milliseconds=750))
     assert is_superseded(_event_at(at), written)
@@ -175,21 +177,21 @@ async def test_a_live_change_after_the_read_is_not_made_stale_by_the_caught_up_r
 
 def test_a_same_second_newer_applied_change_raises_the_time_to_equal_not_past() -> None:
     last = SECOND + timedelta(milliseconds=700)
-    at = catch_up_stamp(System.CDS, _cds_row('W/"101"'), SECOND, _ledger(last_source_timestamp=last))
+    at = catch_up_stamp(System.CDS, _cds_row('W/"101"'), SECOND, _ledger(last_source_timestamp=last), READ)
     assert at == last  # equal is not stale: a genuine change of that second still applies
     earlier = _ledger(last_source_timestamp=SECOND - timedelta(milliseconds=300))
-    assert catch_up_stamp(System.CDS, _cds_row('W/"101"'), SECOND, earlier) == SECOND
+    assert catch_up_stamp(System.CDS, _cds_row('W/"101"'), SECOND, earlier, READ) == SECOND
 
 
 def test_without_etags_a_row_modified_before_the_last_sync_of_its_side_is_not_submitted() -> None:
     no_etags = _ledger(cds_etag=None, cds_written_at=SECOND + timedelta(seconds=2, milliseconds=5))
-    assert catch_up_stamp(System.CDS, _cds_row('W/"5"'), SECOND, no_etags) is None
+    assert catch_up_stamp(System.CDS, _cds_row('W/"5"'), SECOND, no_etags, READ) is None
     # the same second as the last write: maybe a genuine change after it, so submitted
     same = _ledger(cds_etag=None, cds_written_at=SECOND + timedelta(milliseconds=5))
-    assert catch_up_stamp(System.CDS, _cds_row('W/"5"'), SECOND, same) == SECOND
+    assert catch_up_stamp(System.CDS, _cds_row('W/"5"'), SECOND, same, READ) == SECOND
     # an F&O row without @odata.etag is compared by time too
     fno = replace(no_etags, scm_written_at=no_etags.cds_written_at)
-    assert catch_up_stamp(System.SCM, {}, SECOND, fno) is None
+    assert catch_up_stamp(System.SCM, {}, SECOND, fno, READ) is None
 
 
 async def test_document_maps_are_not_caught_up_and_the_report_says_so(mappings: MappingSet) -> None:
@@ -213,3 +215,21 @@ def _event_at(at: datetime) -> ChangeEvent:
         image=_cds_row('W/"102"'),
         source_timestamp=at,
     )
+
+
+def test_a_change_applied_after_the_read_is_not_overtaken_by_the_row_as_read() -> None:
+    # The rows are read, then a queued live change of the same second runs (its ledger entry written
+    # after the read began), then the ledger is read: the row may be older than that change, so its
+    # time is not raised to it and the engine finds it stale.
+    read = SECOND + timedelta(milliseconds=300)
+    newer = _ledger(
+        scm_etag=None,
+        last_source_timestamp=SECOND + timedelta(milliseconds=600),
+        updated_at=SECOND + timedelta(milliseconds=650),
+    )
+    at = catch_up_stamp(System.SCM, {}, SECOND, newer, read)
+    assert at == SECOND
+    assert at is not None and is_stale(_event_at(at), newer)
+    # the same entry written before the read: a genuine change of that second, raised to equal
+    before = replace(newer, updated_at=SECOND + timedelta(milliseconds=250))
+    assert catch_up_stamp(System.SCM, {}, SECOND, before, read) == newer.last_source_timestamp
