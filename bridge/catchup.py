@@ -9,6 +9,32 @@ each to the engine as a change from that side. The live rules decide what follow
 already holds is skipped ("no change since last sync"), a changed one is written to the other side,
 a conflict is settled by the map's policy. Then the watermark moves to the time of the reads.
 
+Which rows are handed over, and with what time (``catch_up_stamp``; the margin finds many rows the
+bridge already has, and a restart after ``kill -9`` runs the queued live changes alongside):
+
+- a row whose ``@odata.etag`` equals the ledger's ETag of that side (``LedgerEntry.cds_etag`` /
+  ``scm_etag``, the version as of the last sync) is what the bridge has: not submitted, counted
+  ``unchanged``. Without an ETag on either, the row is not submitted when its modified second is
+  before the last sync of that side (the bridge's last write there, or the newest change applied):
+  the engine would skip it as stale or superseded anyway. A record without a ledger entry (never
+  synced, or a tombstone being created again) is always submitted.
+- a submitted row is timed at its own modified time, never later: the systems keep whole seconds,
+  and timing it at the end of its second (as the catch-up once did) let a side's old image overtake
+  a newer change of the other side made in that second, and made a live change of that second,
+  after the read, "older" than the catch-up's row, so skipped as stale (lost). It is raised to the
+  ledger's ``last_source_timestamp`` only when that falls later within the same second and the
+  ledger entry was written before the read began (``updated_at``, the bridge's clock): equal is not
+  stale, so a genuine change of that second still applies. The ledger is read after the rows while
+  queued live changes run: one applied after the read began may be newer than the row as read, so
+  no raise (the row stays stale; raising there wrote a record's older value back in
+  ``tests/reliability/test_kill9.py``). A live change after the read carries a later time and still
+  wins, and a side's old image read before the bridge then wrote to that side is superseded by the
+  write (``is_superseded``).
+- document maps (``kind: document``: one way, a header with lines) are not caught up: their events
+  are the header's save, whose lines the document path reads itself, and the catch-up's per-row
+  events do not fit it. A document saved while the bridge was down travels with its next save;
+  ``report.skipped`` (and the start's log) name these maps, so that is never silent.
+
 - Dataverse: ``modifiedon gt <time>`` (every table has ``modifiedon``; powerapps-docs, the table's
   columns), across companies; the company code from the row's company lookup.
 - F&O: ``ModifiedDateTime gt <time>`` with ``cross-company=true``. An entity without that property
@@ -28,10 +54,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bridge.core.docmap import DocumentMap
 from bridge.core.errors import SyncError
-from bridge.core.events import ChangeEvent, Operation, SyncMode, System
+from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key
+from bridge.core.ledger import LedgerEntry
 from bridge.core.mapping import EntityMap, MappingSet
 from bridge.engine.ports import EventSink
+from bridge.engine.records import etag_of, last_written
 from bridge.state.base import MapStatus, StatePort
 from bridge.state.driftport import DriftPort
 from bridge.systems.dataverse import DataverseClient
@@ -54,6 +83,7 @@ class CatchUpReport:
     """Per map and side: rows found modified since the watermark and handed to the engine."""
 
     submitted: dict[str, dict[str, int]] = field(default_factory=dict)
+    unchanged: dict[str, dict[str, int]] = field(default_factory=dict)  # found, but as last synced
     skipped: dict[str, str] = field(default_factory=dict)  # "<map>/<side>" -> why it was not read
 
     @property
@@ -84,9 +114,15 @@ class CatchUp:
         self._caught_up = False
         self.last_report: CatchUpReport | None = None
 
+    def _document_maps(self) -> list[str]:
+        return sorted(n for n, m in self.mappings.maps.items() if isinstance(m, DocumentMap))
+
     async def _running_maps(self) -> list[str]:
+        """The entity maps not stopped (document maps are not caught up: see the module's doc)."""
         names = []
         for name in sorted(self.mappings.maps):
+            if isinstance(self.mappings.maps[name], DocumentMap):
+                continue
             if (await self.state.get_map_state(name)).status is not MapStatus.STOPPED:
                 names.append(name)
         return names
@@ -101,6 +137,8 @@ class CatchUp:
     async def run(self) -> CatchUpReport:
         """Sync what changed since each watermark; a map never marked before is marked now."""
         report = CatchUpReport()
+        for name in self._document_maps():
+            report.skipped[name] = "a document map: not caught up (it travels with its next save)"
         for name in await self._running_maps():
             emap = self.mappings.maps[name]
             for side in System:
@@ -120,14 +158,28 @@ class CatchUp:
                         exc.message,
                     )
                     continue
-                count = 0
+                count = same = 0
                 for company, key, row, modified in rows:
-                    await self.sink.submit(_event(emap, side, company, key, row, modified))
+                    ledger = await self.state.get_ledger(record_key(name, company, key))
+                    at = catch_up_stamp(side, row, modified or read_at, ledger, read_at)
+                    if at is None:
+                        same += 1
+                        continue
+                    await self.sink.submit(_event(emap, side, company, key, row, modified or read_at, at))
                     count += 1
                 report.submitted.setdefault(name, {})[side.value] = count
+                report.unchanged.setdefault(name, {})[side.value] = same
                 await self.drift.put_watermark(name, side.value, read_at)
-        if report.total:
-            log.info("catch-up after downtime: %d changed records handed to the engine", report.total)
+        unchanged = sum(n for sides in report.unchanged.values() for n in sides.values())
+        if report.total or unchanged:
+            log.info(
+                "catch-up after downtime: %d changed records handed to the engine, %d found as last synced",
+                report.total,
+                unchanged,
+            )
+        for name, why in report.skipped.items():
+            if "/" not in name:  # a whole map (a side not read is logged where it failed)
+                log.info("catch-up of %s skipped: %s", name, why)
         return report
 
     async def _changed(
@@ -198,13 +250,54 @@ class CatchUp:
                 await self.mark()
 
 
+def catch_up_stamp(
+    side: System, row: dict[str, Any], modified: datetime, ledger: LedgerEntry | None, read_at: datetime
+) -> datetime | None:
+    """The source time of the catch-up event for ``side``'s ``row`` (modified at ``modified``, whole
+    seconds; read from ``read_at`` on, with ``ledger`` read after it), or None when the ledger says
+    the bridge already has this version (not submitted)."""
+    if ledger is None or ledger.deleted:
+        return modified  # never synced (or being created again): nothing to compare with
+    row_etag, synced_etag = row.get("@odata.etag"), etag_of(ledger, side)
+    if isinstance(row_etag, str) and synced_etag is not None:
+        if row_etag == synced_etag:
+            return None
+    else:  # no ETag to compare: by time, skipping only what the engine would skip anyway
+        times = [_utc(t) for t in (last_written(ledger, side), ledger.last_source_timestamp) if t]
+        last_sync = max(times, default=None)
+        if last_sync is not None and _utc(modified) < _utc(last_sync).replace(microsecond=0):
+            return None
+    last = ledger.last_source_timestamp
+    if (
+        last is not None
+        and _utc(modified) < _utc(last) < _utc(modified) + timedelta(seconds=1)
+        and ledger.updated_at is not None
+        and _utc(ledger.updated_at) < _utc(read_at)
+    ):
+        # The same second, and the ledger as it was before the rows were read (its entry written
+        # earlier, by the bridge's clock like read_at): equal is not stale, so a genuine change of
+        # that second still applies. A change applied after the read began may be newer than the
+        # row as read: no raise, so the row stays stale against it.
+        return _utc(last)
+    return modified
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
 def _event(
-    emap: EntityMap, side: System, company: str, key: str, row: dict[str, Any], modified: datetime | None
+    emap: EntityMap,
+    side: System,
+    company: str,
+    key: str,
+    row: dict[str, Any],
+    modified: datetime,
+    at: datetime,
 ) -> ChangeEvent:
-    at = modified or datetime.now(UTC)
     return ChangeEvent(
         # The same version of a record found again (a second restart) is the same event: deduplicated.
-        event_id=f"catch-up:{side.value}:{emap.name}:{company}:{key}:{at.isoformat()}",
+        event_id=f"catch-up:{side.value}:{emap.name}:{company}:{key}:{modified.isoformat()}",
         source=side,
         entity=emap.name,
         company=company,
@@ -213,14 +306,5 @@ def _event(
         mode=SyncMode.ASYNC,
         record_id=str(row.get(emap.cds.primary_id)).lower() if side is System.CDS else None,
         image=row,
-        source_timestamp=_latest_in(at),
+        source_timestamp=at,
     )
-
-
-def _latest_in(modified: datetime) -> datetime:
-    """The systems' modified times have whole seconds: the change was made by the end of that second.
-    Its row is read after, so it is at least that new (without this, a change made within the second
-    of the last one applied would count as older than it: stale)."""
-    if modified.microsecond:
-        return modified
-    return modified + timedelta(seconds=1, microseconds=-1)

@@ -70,15 +70,6 @@ async def _cluster(sandbox: Any, tmp_path: Path, schema: str, mode: str, **sync:
         )
         for n in range(REPLICAS)
     ]
-    for replica in replicas:
-        # Not the catch-up on start (bridge/catchup.py): it would hand the restarted replica each row
-        # as read at its start, timed at the end of the row's modified second, so a value read just
-        # before a newer live change of the same second counts as newer than it and is written after
-        # it (the order this test checks). The replicas' own guarantees are what is tested here.
-        replica.config.write_text(
-            replica.config.read_text(encoding="utf-8") + "[drift]\ncatch_up_on_start = false\n",
-            encoding="utf-8",
-        )
     for replica in replicas:  # one after the other: the first one migrates the schema
         await replica.start()
     front = RoundRobinFront([r.url for r in replicas])
