@@ -38,7 +38,7 @@ from bridge.syncrun import run_settings, run_standalone
 def add_parser(sub: Any) -> Any:
     """``sync initial`` and ``sync errors`` on the ``dualwrite`` parser's subcommands; returns the
     ``sync`` group's actions, for ``bridge.clisync`` to add ``record`` and ``check``."""
-    sync = sub.add_parser("sync", help="initial sync and its errors")
+    sync = sub.add_parser("sync", help="initial sync, its errors, one record, drift check and repair")
     actions = sync.add_subparsers(dest="sync_command", required=True, metavar="ACTION")
     initial = actions.add_parser("initial", help="bring the records both systems hold together")
     which = initial.add_mutually_exclusive_group(required=True)
