@@ -28,7 +28,9 @@ const dwCharts = (() => {
     },
     latency: {
       title: "Latency (receipt to applied), mean per minute", fmt: fmtDur, top: 1,
-      series: (s) => [["cds→scm", "--cds", s.latency_cds_scm_s || [], "line"],
+      // The first direction's points are larger: where both directions took about as long in a
+      // minute, the second's point sits inside the first's ring instead of hiding it.
+      series: (s) => [["cds→scm", "--cds", s.latency_cds_scm_s || [], "line-under"],
         ["scm→cds", "--scm", s.latency_scm_cds_s || [], "line"]],
     },
     lag: {
@@ -47,7 +49,7 @@ const dwCharts = (() => {
     }
     if (style === "area") return { ...base, fill: stroke + "33", points: { show: true, size: 5 } };
     if (style === "dots") return { ...base, width: 0, paths: () => null, points: { show: true, size: 8, fill: stroke } };
-    return { ...base, points: { show: true, size: 6, fill: stroke } };
+    return { ...base, points: { show: true, size: style === "line-under" ? 11 : 6, fill: stroke } };
   }
 
   function options(kind, width) {
