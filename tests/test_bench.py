@@ -92,7 +92,11 @@ def test_quick_restart_section_times_each_kill_with_the_default_lease(tmp_path: 
 def test_quick_attack_section_times_healthz_while_bombs_are_refused(tmp_path: Path) -> None:
     figures, table = _quick("attack", tmp_path)
     assert figures["attack_bombs"] > 0
-    assert figures["attack_refused"] == figures["attack_bombs"]  # every bomb answered 401
+    # Every bomb refused: answered 401, or (0) its connection reset by the bridge's close while the
+    # sender was still writing the unread body, which can drop the 401 on the way (TCP RST). None
+    # was taken: no other status.
+    assert set(figures["attack_statuses"]) <= {"401", "0"}, figures["attack_statuses"]
+    assert figures["attack_refused"] >= 0.9 * figures["attack_bombs"]
     assert figures["attack_bomb_expands_to"] >= 1000 * figures["attack_bomb_bytes"]  # a real bomb
     assert figures["attack_healthz_calls"] >= 20
     assert figures["attack_healthz_ms_max"] >= figures["attack_healthz_ms_p50"] > 0
