@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge.core.docmap import DocumentMap
 from bridge.core.errors import SyncError
 from bridge.core.events import ChangeEvent, Operation, SyncMode, System, record_key
 from bridge.core.ledger import LedgerEntry
@@ -115,14 +114,12 @@ class CatchUp:
         self.last_report: CatchUpReport | None = None
 
     def _document_maps(self) -> list[str]:
-        return sorted(n for n, m in self.mappings.maps.items() if isinstance(m, DocumentMap))
+        return sorted(set(self.mappings.maps) - set(self.mappings.record_maps()))
 
     async def _running_maps(self) -> list[str]:
         """The entity maps not stopped (document maps are not caught up: see the module's doc)."""
         names = []
-        for name in sorted(self.mappings.maps):
-            if isinstance(self.mappings.maps[name], DocumentMap):
-                continue
+        for name in sorted(self.mappings.record_maps()):
             if (await self.state.get_map_state(name)).status is not MapStatus.STOPPED:
                 names.append(name)
         return names
